@@ -1,0 +1,35 @@
+"""Server interceptors, one cross-cutting concern per module.
+
+`default_chain` returns them in the order the platform runs them, outermost
+first: request id -> tracing -> access log -> metrics -> status mapping -> auth
+-> validation. Auth and validation raise DomainErrors, so they sit inside the
+status mapping; metrics and the access log sit outside it to see final codes.
+"""
+
+from __future__ import annotations
+
+from grpc import aio
+from opentelemetry.sdk.trace import TracerProvider
+from prometheus_client import CollectorRegistry
+
+from shopmesh_platform.interceptors.access_log import AccessLogInterceptor
+from shopmesh_platform.interceptors.auth import AuthInterceptor
+from shopmesh_platform.interceptors.metrics import MetricsInterceptor
+from shopmesh_platform.interceptors.request_id import RequestIdInterceptor
+from shopmesh_platform.interceptors.status import StatusInterceptor
+from shopmesh_platform.interceptors.tracing import tracing_interceptor
+from shopmesh_platform.interceptors.validation import ValidationInterceptor
+
+
+def default_chain(
+    *, auth: AuthInterceptor, registry: CollectorRegistry, tracer_provider: TracerProvider
+) -> list[aio.ServerInterceptor]:
+    return [
+        RequestIdInterceptor(),
+        tracing_interceptor(tracer_provider),
+        AccessLogInterceptor(),
+        MetricsInterceptor(registry),
+        StatusInterceptor(),
+        auth,
+        ValidationInterceptor(),
+    ]

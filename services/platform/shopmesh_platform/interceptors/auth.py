@@ -1,0 +1,118 @@
+"""Per-method access control, shaped by the mesh declaration (DESIGN §6).
+
+Every call is checked against its method's access class: `public` passes;
+`user` needs a verified user token (and a declared role, if any) unless the
+peer's mesh identity is a declared caller; `internal` needs a declared mesh
+identity. A method missing from the declaration cannot be called (default deny).
+Health checks and reflection are platform services and always pass.
+
+What fills the two holes: a `UserTokenVerifier` (JWT verification, built with
+the users service) and a `PeerIdentityResolver` (SPIFFE id from the mTLS
+session). Until they are configured, `user` and `internal` methods are refused.
+Every refusal is logged with the caller, the method and the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from grpc import aio
+
+from shopmesh_platform.context import Caller, caller_var
+from shopmesh_platform.errors import DomainError, PermissionDenied, Unauthenticated
+from shopmesh_platform.interceptors.base import AroundInterceptor, CallInfo, NextCall
+from shopmesh_platform.mesh import AccessClass, MeshDeclaration, MethodDecl
+
+logger = logging.getLogger("shopmesh.auth")
+
+PLATFORM_SERVICE_PREFIXES = (
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+    "/grpc.reflection.v1.ServerReflection/",
+)
+
+
+class UserTokenVerifier(Protocol):
+    """Turns a bearer token into the calling user, or raises Unauthenticated."""
+
+    def verify(self, token: str) -> Caller: ...
+
+
+PeerIdentityResolver = Callable[[aio.ServicerContext[Any, Any]], "str | None"]
+
+
+def no_peer_identity(context: aio.ServicerContext[Any, Any]) -> str | None:
+    """Plaintext transport: no peer carries a verifiable identity."""
+    return None
+
+
+def bearer_token(call: CallInfo) -> str | None:
+    header = call.metadata("authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+class AuthInterceptor(AroundInterceptor):
+    """Enforces the declared access class of every method."""
+
+    def __init__(
+        self,
+        mesh: MeshDeclaration,
+        *,
+        user_tokens: UserTokenVerifier | None = None,
+        peer_identity: PeerIdentityResolver = no_peer_identity,
+    ) -> None:
+        self._mesh = mesh
+        self._user_tokens = user_tokens
+        self._peer_identity = peer_identity
+
+    async def around(self, call: CallInfo, proceed: NextCall) -> Any:
+        if call.method.startswith(PLATFORM_SERVICE_PREFIXES):
+            return await proceed()
+        identity = self._peer_identity(call.context)
+        try:
+            caller = self.authorize(self._mesh.method(call.method), call, identity)
+        except DomainError as refusal:
+            logger.warning(
+                "call refused",
+                extra={"caller_identity": identity, "reason": refusal.reason, "detail": refusal.message},
+            )
+            raise
+        token = caller_var.set(caller)
+        try:
+            return await proceed()
+        finally:
+            caller_var.reset(token)
+
+    def authorize(self, method: MethodDecl | None, call: CallInfo, identity: str | None) -> Caller:
+        """The caller, if `method` may be called by it; raises otherwise."""
+        if method is None:
+            raise PermissionDenied(f"method {call.method} is not declared in the mesh", reason="METHOD_NOT_DECLARED")
+        if method.access is AccessClass.PUBLIC:
+            return Caller(service_identity=identity)
+        if identity is not None and identity in method.callers:
+            return Caller(service_identity=identity)
+        if method.access is AccessClass.INTERNAL:
+            raise PermissionDenied(
+                f"{method.name} is internal; caller identity {identity or '(none)'} is not permitted",
+                reason="CALLER_NOT_PERMITTED",
+            )
+        token = bearer_token(call)
+        if token is None:
+            raise Unauthenticated("a bearer token is required", reason="TOKEN_MISSING")
+        if self._user_tokens is None:
+            raise Unauthenticated("user authentication is not configured on this service", reason="AUTH_UNAVAILABLE")
+        caller = self._user_tokens.verify(token)
+        if method.roles and caller.role not in method.roles:
+            raise PermissionDenied(
+                f"{method.name} requires role {' or '.join(sorted(method.roles))}", reason="ROLE_REQUIRED"
+            )
+        return Caller(
+            user_id=caller.user_id, role=caller.role, token_id=caller.token_id, service_identity=identity
+        )

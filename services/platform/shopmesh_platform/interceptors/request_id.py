@@ -1,0 +1,35 @@
+"""Request ids: taken from `x-request-id` (Envoy sets one) or made, and echoed back.
+
+The id is put in a ContextVar so every log line of the call carries it, and sent
+to the client as initial metadata so a user can quote it in a bug report.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from shopmesh_platform.context import method_var, request_id_var
+from shopmesh_platform.interceptors.base import AroundInterceptor, CallInfo, NextCall
+
+REQUEST_ID_HEADER = "x-request-id"
+# A client-supplied id is only trusted if it is short and plain, so it cannot
+# forge log lines or blow up log storage.
+_ACCEPTABLE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class RequestIdInterceptor(AroundInterceptor):
+    """Outermost interceptor: binds the request id and method for the call."""
+
+    async def around(self, call: CallInfo, proceed: NextCall) -> Any:
+        incoming = call.metadata(REQUEST_ID_HEADER)
+        request_id = incoming if incoming and _ACCEPTABLE_ID.match(incoming) else str(uuid.uuid4())
+        request_token = request_id_var.set(request_id)
+        method_token = method_var.set(call.method)
+        try:
+            await call.context.send_initial_metadata(((REQUEST_ID_HEADER, request_id),))
+            return await proceed()
+        finally:
+            method_var.reset(method_token)
+            request_id_var.reset(request_token)

@@ -1,0 +1,88 @@
+"""Errors -> gRPC status, in one place.
+
+A DomainError becomes its status code with a `google.rpc.Status` in the
+`grpc-status-details-bin` trailer: one ErrorInfo (reason, domain, metadata) and,
+when fields were invalid, a BadRequest with one FieldViolation each. Envoy's
+transcoder prints that Status as the JSON error body. Any other exception is a
+bug: it is logged with its traceback and the client gets INTERNAL with only the
+request id, never the exception text.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc import aio
+
+from shopmesh_platform.context import request_id_var
+from shopmesh_platform.errors import DomainError
+from shopmesh_platform.interceptors.base import AroundInterceptor, CallInfo, NextCall
+
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+logger = logging.getLogger("shopmesh.errors")
+
+
+def _packed(message: Any) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+def rich_status(error: DomainError) -> status_pb2.Status:
+    """The google.rpc.Status a DomainError is sent as."""
+    code = grpc.StatusCode[error.code.value]
+    details = [
+        _packed(
+            error_details_pb2.ErrorInfo(
+                reason=error.reason, domain=error.error_domain, metadata=dict(error.metadata)
+            )
+        )
+    ]
+    if error.field_violations:
+        details.append(
+            _packed(
+                error_details_pb2.BadRequest(
+                    field_violations=[
+                        error_details_pb2.BadRequest.FieldViolation(
+                            field=v.field, description=v.description, reason=v.reason
+                        )
+                        for v in error.field_violations
+                    ]
+                )
+            )
+        )
+    return status_pb2.Status(code=code.value[0], message=error.message, details=details)
+
+
+class StatusInterceptor(AroundInterceptor):
+    """Maps exceptions raised below it (auth, validation, handlers) to statuses."""
+
+    async def around(self, call: CallInfo, proceed: NextCall) -> Any:
+        try:
+            return await proceed()
+        except aio.AbortError:
+            raise
+        except DomainError as error:
+            status = rich_status(error)
+            await call.context.abort(
+                grpc.StatusCode[error.code.value],
+                status.message,
+                trailing_metadata=((STATUS_DETAILS_KEY, status.SerializeToString()),),
+            )
+        except Exception:
+            logger.exception("unhandled error in handler")
+            request_id = request_id_var.get() or "unknown"
+            status = status_pb2.Status(
+                code=code_pb2.INTERNAL,
+                message=f"internal error (request id {request_id})",
+                details=[_packed(error_details_pb2.ErrorInfo(reason="INTERNAL", domain="platform.shopmesh.dev"))],
+            )
+            await call.context.abort(
+                grpc.StatusCode.INTERNAL,
+                status.message,
+                trailing_metadata=((STATUS_DETAILS_KEY, status.SerializeToString()),),
+            )

@@ -1,0 +1,188 @@
+"""`create_server`: a grpc.aio server with everything a shopmesh service needs.
+
+It serves the given servicers plus grpc.health.v1 and server reflection, runs
+the interceptor chain, exposes Prometheus metrics on their own HTTP port, and
+applies keepalive and message-size limits. Health reflects what the service
+needs to answer calls, as reported by its readiness probe (its database, never
+Kafka); it is NOT_SERVING while draining. SIGTERM or SIGINT drains: health goes
+NOT_SERVING, then `server.stop(grace)` lets in-flight calls finish, then
+`serve()` returns and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf.descriptor import ServiceDescriptor
+from grpc import aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry, start_http_server
+
+from shopmesh_platform import transport
+from shopmesh_platform.config import PlatformConfig
+from shopmesh_platform.interceptors import default_chain
+from shopmesh_platform.interceptors.auth import AuthInterceptor, UserTokenVerifier
+from shopmesh_platform.interceptors.tracing import build_tracer_provider
+
+logger = logging.getLogger("shopmesh.server")
+
+ReadinessProbe = Callable[[], Awaitable[bool]]
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+async def always_ready() -> bool:
+    """Probe for services that depend on nothing but themselves."""
+    return True
+
+
+@dataclass(frozen=True)
+class ServiceBinding:
+    """A servicer and how to attach it: `add_XServicer_to_server` and its descriptor."""
+
+    descriptor: ServiceDescriptor
+    servicer: Any
+    register: Callable[[Any, aio.Server], None]
+
+
+class ShopmeshServer:
+    """A running (or ready to run) service; see the module docstring."""
+
+    def __init__(
+        self,
+        config: PlatformConfig,
+        services: Sequence[ServiceBinding],
+        *,
+        readiness: ReadinessProbe,
+        user_tokens: UserTokenVerifier | None,
+    ) -> None:
+        self.config = config
+        self.registry = CollectorRegistry()
+        self._services = list(services)
+        self._readiness = readiness
+        self._health = health_aio.HealthServicer()
+        self._draining = False
+        self._probe_task: asyncio.Task[None] | None = None
+        self._metrics_httpd: Any = None
+        self._stopped = asyncio.Event()
+        self._tracer_provider = build_tracer_provider(config.service_name, config.otlp_endpoint)
+        limits = config.limits
+        self._server = aio.server(
+            interceptors=default_chain(
+                auth=AuthInterceptor(config.mesh, user_tokens=user_tokens),
+                registry=self.registry,
+                tracer_provider=self._tracer_provider,
+            ),
+            options=[
+                ("grpc.max_receive_message_length", limits.max_message_bytes),
+                ("grpc.max_send_message_length", limits.max_message_bytes),
+                ("grpc.keepalive_time_ms", limits.keepalive_time_ms),
+                ("grpc.keepalive_timeout_ms", limits.keepalive_timeout_ms),
+                ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+                ("grpc.max_concurrent_streams", limits.max_concurrent_streams),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        for binding in self._services:
+            binding.register(binding.servicer, self._server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        reflection.enable_server_reflection(
+            [b.descriptor.full_name for b in self._services]
+            + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+            self._server,
+        )
+        self.grpc_port = transport.bind(self._server, config, f"{config.bind_host}:{config.grpc_port}")
+        self.metrics_port = 0
+
+    @property
+    def service_names(self) -> list[str]:
+        return [b.descriptor.full_name for b in self._services]
+
+    async def start(self) -> None:
+        """Start serving, the metrics endpoint and the readiness probe loop."""
+        self._metrics_httpd, _ = start_http_server(
+            self.config.metrics_port, addr=self.config.bind_host, registry=self.registry
+        )
+        self.metrics_port = self._metrics_httpd.server_port
+        await self._server.start()
+        await self._apply_readiness()
+        self._probe_task = asyncio.create_task(self._probe_loop(), name="health-probe")
+        logger.info(
+            "serving",
+            extra={"grpc_port": self.grpc_port, "metrics_port": self.metrics_port, "services": self.service_names},
+        )
+
+    async def _set_all(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
+        for name in ("", *self.service_names):
+            await self._health.set(name, status)
+
+    async def _apply_readiness(self) -> None:
+        if self._draining:
+            return
+        try:
+            ready = await asyncio.wait_for(self._readiness(), timeout=self.config.health_probe_interval_seconds * 5)
+        except Exception:
+            logger.warning("readiness probe failed", exc_info=True)
+            ready = False
+        if not self._draining:
+            await self._set_all(SERVING if ready else NOT_SERVING)
+
+    async def _probe_loop(self) -> None:
+        while not self._draining:
+            await asyncio.sleep(self.config.health_probe_interval_seconds)
+            await self._apply_readiness()
+
+    async def drain(self) -> None:
+        """Health NOT_SERVING, wait the drain delay, then stop with the grace period."""
+        if self._draining:
+            return
+        self._draining = True
+        logger.info("draining", extra={"grace_seconds": self.config.drain_grace_seconds})
+        await self._set_all(NOT_SERVING)
+        if self._probe_task is not None:
+            self._probe_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe_task
+        if self.config.drain_delay_seconds:
+            # Gives load balancers watching health time to stop sending new calls.
+            await asyncio.sleep(self.config.drain_delay_seconds)
+        await self._server.stop(self.config.drain_grace_seconds)
+        if self._metrics_httpd is not None:
+            self._metrics_httpd.shutdown()
+            self._metrics_httpd.server_close()
+        self._tracer_provider.shutdown()
+        logger.info("stopped")
+        self._stopped.set()
+
+    async def serve(self, on_started: Callable[[ShopmeshServer], None] | None = None) -> None:
+        """Start, then run until SIGTERM/SIGINT has drained the server.
+
+        `on_started` is called once the server accepts calls (e.g. to announce ports).
+        """
+        loop = asyncio.get_running_loop()
+        drain_tasks: list[asyncio.Task[None]] = []
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, lambda: drain_tasks.append(asyncio.create_task(self.drain())))
+        await self.start()
+        if on_started is not None:
+            on_started(self)
+        await self._stopped.wait()
+
+
+def create_server(
+    config: PlatformConfig,
+    services: Sequence[ServiceBinding],
+    *,
+    readiness: ReadinessProbe = always_ready,
+    user_tokens: UserTokenVerifier | None = None,
+) -> ShopmeshServer:
+    """Build the server for `config.service_name`; call `serve()` (or `start()`) on it."""
+    return ShopmeshServer(config, services, readiness=readiness, user_tokens=user_tokens)

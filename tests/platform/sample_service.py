@@ -1,0 +1,74 @@
+"""A small InventoryService used to exercise the platform (not a real inventory).
+
+Product ids select behaviour: `prod-slow` sleeps, `prod-missing` raises a domain
+NotFound, `prod-crash` raises an unexpected exception, `prod-flaky-*` is
+UNAVAILABLE for its first two attempts. CreateProduct is always UNAVAILABLE and
+counts its attempts, to show that non-idempotent methods are not retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import sys
+from typing import Any
+
+from shopmesh.inventory.v1 import inventory_service_pb2 as inventory_pb2
+from shopmesh.inventory.v1 import inventory_service_pb2_grpc as inventory_grpc
+from shopmesh_platform.config import PlatformConfig
+from shopmesh_platform.errors import NotFound, Unavailable
+from shopmesh_platform.server import ServiceBinding, ShopmeshServer, create_server
+
+SLOW_SECONDS = 1.5
+
+
+class SampleInventory(inventory_grpc.InventoryServiceServicer):
+    def __init__(self) -> None:
+        self.attempts: collections.Counter[str] = collections.Counter()
+
+    async def GetProduct(self, request: inventory_pb2.GetProductRequest, context: Any) -> inventory_pb2.GetProductResponse:
+        self.attempts[request.id] += 1
+        if request.id == "prod-slow":
+            await asyncio.sleep(SLOW_SECONDS)
+        elif request.id == "prod-missing":
+            raise NotFound(f"no product {request.id}", reason="PRODUCT_NOT_FOUND", domain="inventory",
+                           metadata={"product_id": request.id})
+        elif request.id == "prod-crash":
+            raise RuntimeError("secret internals: db password is hunter2")
+        elif request.id.startswith("prod-flaky") and self.attempts[request.id] <= 2:
+            raise Unavailable("warming up", reason="WARMING_UP", domain="inventory")
+        return inventory_pb2.GetProductResponse(
+            product=inventory_pb2.Product(id=request.id, name="Sample", price=9.99, currency="USD")
+        )
+
+    async def CreateProduct(self, request: inventory_pb2.CreateProductRequest, context: Any) -> inventory_pb2.CreateProductResponse:
+        self.attempts["CreateProduct"] += 1
+        raise Unavailable("warming up", reason="WARMING_UP", domain="inventory")
+
+    async def ListProducts(self, request: inventory_pb2.ListProductsRequest, context: Any) -> inventory_pb2.ListProductsResponse:
+        self.attempts["ListProducts"] += 1
+        raise Unavailable("warming up", reason="WARMING_UP", domain="inventory")
+
+
+def build(config: PlatformConfig, servicer: SampleInventory, **kwargs: Any) -> ShopmeshServer:
+    binding = ServiceBinding(
+        descriptor=inventory_pb2.DESCRIPTOR.services_by_name["InventoryService"],
+        servicer=servicer,
+        register=inventory_grpc.add_InventoryServiceServicer_to_server,
+    )
+    return create_server(config, [binding], **kwargs)
+
+
+async def _main() -> None:
+    """Run as a process (for the SIGTERM test); prints its ports once serving."""
+    from shopmesh_platform.logs import configure_logging
+
+    config = PlatformConfig.from_env("inventory")
+    configure_logging("inventory", config.log_level)
+    server = build(config, SampleInventory())
+    await server.serve(lambda s: print(f"PORTS {s.grpc_port} {s.metrics_port}", flush=True))
+
+
+if __name__ == "__main__":
+    asyncio.run(_main())
+    sys.exit(0)
