@@ -66,19 +66,19 @@ def write_validate_descriptor_set(path: Path) -> None:
     path.write_bytes(fds.SerializeToString(deterministic=True))
 
 
-def contract_files() -> list[str]:
-    return sorted(str(p.relative_to(PROTO_ROOT)) for p in PROTO_ROOT.rglob("*.proto"))
+def contract_files(proto_root: Path) -> list[str]:
+    return sorted(str(p.relative_to(proto_root)) for p in proto_root.rglob("*.proto"))
 
 
-def run_protoc(args: list[str]) -> None:
+def run_protoc(proto_root: Path, args: list[str]) -> None:
     googleapis = package_dir("google.api").parent.parent
     well_known = package_dir("grpc_tools") / "_proto"
-    argv = ["grpc_tools.protoc", f"-I{PROTO_ROOT}", f"-I{googleapis}", f"-I{well_known}", *args]
+    argv = ["grpc_tools.protoc", f"-I{proto_root}", f"-I{googleapis}", f"-I{well_known}", *args]
     if protoc.main(argv) != 0:
         raise SystemExit("gen: protoc failed: " + " ".join(argv[1:]))
 
 
-def generate(out: Path, *, with_source_info: bool = False) -> None:
+def generate(out: Path, *, proto_root: Path = PROTO_ROOT, with_source_info: bool = False) -> None:
     python_out = out / "python"
     descriptor_out = out / "descriptors"
     python_out.mkdir(parents=True, exist_ok=True)
@@ -87,17 +87,18 @@ def generate(out: Path, *, with_source_info: bool = False) -> None:
         validate_set = Path(scratch) / "validate.binpb"
         write_validate_descriptor_set(validate_set)
         descriptor_in = f"--descriptor_set_in={validate_set}"
-        files = contract_files()
+        files = contract_files(proto_root)
         run_protoc(
+            proto_root,
             [
                 descriptor_in,
                 f"--python_out={python_out}",
                 f"--pyi_out={python_out}",
                 f"--grpc_python_out={python_out}",
                 *files,
-            ]
+            ],
         )
-        run_protoc([descriptor_in, f"--python_out={python_out}", f"--pyi_out={python_out}", VALIDATE_PROTO])
+        run_protoc(proto_root, [descriptor_in, f"--python_out={python_out}", f"--pyi_out={python_out}", VALIDATE_PROTO])
         image_args = [
             descriptor_in,
             "--include_imports",
@@ -105,7 +106,7 @@ def generate(out: Path, *, with_source_info: bool = False) -> None:
         ]
         if with_source_info:
             image_args.append("--include_source_info")
-        run_protoc([*image_args, *files, *EXTRA_DESCRIPTOR_PROTOS])
+        run_protoc(proto_root, [*image_args, *files, *EXTRA_DESCRIPTOR_PROTOS])
 
 
 def diff_trees(expected: Path, actual: Path) -> list[str]:
@@ -129,11 +130,13 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output root (default: gen/)")
     parser.add_argument("--check", action="store_true", help="fail if the committed output is stale")
     parser.add_argument("--image", type=Path, help="only write a lint image with source info to this file")
+    parser.add_argument("--proto-root", type=Path, default=PROTO_ROOT, help="contracts to build (default: proto/)")
     args = parser.parse_args()
 
     if args.image:
         with tempfile.TemporaryDirectory() as scratch:
-            generate(Path(scratch), with_source_info=True)
+            generate(Path(scratch), proto_root=args.proto_root.resolve(), with_source_info=True)
+            args.image.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(Path(scratch) / "descriptors" / "shopmesh.binpb", args.image)
         return 0
     if args.check:

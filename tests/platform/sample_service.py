@@ -26,13 +26,19 @@ class SampleInventory(inventory_grpc.InventoryServiceServicer):
     def __init__(self) -> None:
         self.attempts: collections.Counter[str] = collections.Counter()
 
-    async def GetProduct(self, request: inventory_pb2.GetProductRequest, context: Any) -> inventory_pb2.GetProductResponse:
+    async def GetProduct(
+        self, request: inventory_pb2.GetProductRequest, context: Any
+    ) -> inventory_pb2.GetProductResponse:
         self.attempts[request.id] += 1
         if request.id == "prod-slow":
             await asyncio.sleep(SLOW_SECONDS)
         elif request.id == "prod-missing":
-            raise NotFound(f"no product {request.id}", reason="PRODUCT_NOT_FOUND", domain="inventory",
-                           metadata={"product_id": request.id})
+            raise NotFound(
+                f"no product {request.id}",
+                reason="PRODUCT_NOT_FOUND",
+                domain="inventory",
+                metadata={"product_id": request.id},
+            )
         elif request.id == "prod-crash":
             raise RuntimeError("secret internals: db password is hunter2")
         elif request.id.startswith("prod-flaky") and self.attempts[request.id] <= 2:
@@ -41,11 +47,15 @@ class SampleInventory(inventory_grpc.InventoryServiceServicer):
             product=inventory_pb2.Product(id=request.id, name="Sample", price=9.99, currency="USD")
         )
 
-    async def CreateProduct(self, request: inventory_pb2.CreateProductRequest, context: Any) -> inventory_pb2.CreateProductResponse:
+    async def CreateProduct(
+        self, request: inventory_pb2.CreateProductRequest, context: Any
+    ) -> inventory_pb2.CreateProductResponse:
         self.attempts["CreateProduct"] += 1
         raise Unavailable("warming up", reason="WARMING_UP", domain="inventory")
 
-    async def ListProducts(self, request: inventory_pb2.ListProductsRequest, context: Any) -> inventory_pb2.ListProductsResponse:
+    async def ListProducts(
+        self, request: inventory_pb2.ListProductsRequest, context: Any
+    ) -> inventory_pb2.ListProductsResponse:
         self.attempts["ListProducts"] += 1
         raise Unavailable("warming up", reason="WARMING_UP", domain="inventory")
 

@@ -110,6 +110,7 @@ async def test_unexpected_exception_is_internal_without_leaking(channel: aio.Cha
     assert caught.value.code() == grpc.StatusCode.INTERNAL
     assert "hunter2" not in caught.value.details()
     assert "req-crash-1" in caught.value.details()
+    assert ("x-request-id", "req-crash-1") in list(caught.value.trailing_metadata())
 
 
 async def test_metrics_count_calls_by_method_and_code(server: ShopmeshServer, channel: aio.Channel) -> None:
@@ -187,9 +188,7 @@ async def test_undeclared_method_is_denied(make_config: ConfigFactory, mesh_docu
     try:
         async with aio.insecure_channel(f"127.0.0.1:{server.grpc_port}") as chan:
             with pytest.raises(aio.AioRpcError) as caught:
-                await inventory_grpc.InventoryServiceStub(chan).GetProduct(
-                    inventory_pb2.GetProductRequest(id="prod-1")
-                )
+                await inventory_grpc.InventoryServiceStub(chan).GetProduct(inventory_pb2.GetProductRequest(id="prod-1"))
     finally:
         await server.drain()
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
@@ -202,9 +201,7 @@ async def test_health_follows_the_readiness_probe(make_config: ConfigFactory) ->
     async def readiness() -> bool:
         return database_up.is_set()
 
-    server = build(
-        make_config(SHOPMESH_HEALTH_PROBE_INTERVAL_SECONDS="0.05"), SampleInventory(), readiness=readiness
-    )
+    server = build(make_config(SHOPMESH_HEALTH_PROBE_INTERVAL_SECONDS="0.05"), SampleInventory(), readiness=readiness)
     await server.start()
     try:
         async with aio.insecure_channel(f"127.0.0.1:{server.grpc_port}") as chan:

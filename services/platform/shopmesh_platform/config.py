@@ -138,14 +138,10 @@ class PlatformConfig:
                 max_message_bytes=read.integer(
                     "SHOPMESH_MAX_MESSAGE_BYTES", 4 * 1024 * 1024, minimum=1024, maximum=64 * 1024 * 1024
                 ),
-                keepalive_time_ms=read.integer(
-                    "SHOPMESH_KEEPALIVE_TIME_MS", 30_000, minimum=1_000, maximum=3_600_000
-                ),
+                keepalive_time_ms=read.integer("SHOPMESH_KEEPALIVE_TIME_MS", 30_000, minimum=1_000, maximum=3_600_000),
                 keepalive_timeout_ms=read.integer(
                     "SHOPMESH_KEEPALIVE_TIMEOUT_MS", 10_000, minimum=1_000, maximum=600_000
                 ),
-                max_concurrent_streams=read.integer(
-                    "SHOPMESH_MAX_CONCURRENT_STREAMS", 256, minimum=1, maximum=100_000
-                ),
+                max_concurrent_streams=read.integer("SHOPMESH_MAX_CONCURRENT_STREAMS", 256, minimum=1, maximum=100_000),
             ),
         )

@@ -15,7 +15,8 @@ from shopmesh_platform.config import PlatformConfig, TransportSecurity
 def bind(server: aio.Server, config: PlatformConfig, address: str) -> int:
     """Bind `server` to `address` with the configured security; returns the port."""
     if config.transport is TransportSecurity.OFF:
-        return server.add_insecure_port(address)
+        port: int = server.add_insecure_port(address)
+        return port
     raise NotImplementedError(f"transport {config.transport.value}")  # pragma: no cover
 
 

@@ -113,6 +113,4 @@ class AuthInterceptor(AroundInterceptor):
             raise PermissionDenied(
                 f"{method.name} requires role {' or '.join(sorted(method.roles))}", reason="ROLE_REQUIRED"
             )
-        return Caller(
-            user_id=caller.user_id, role=caller.role, token_id=caller.token_id, service_identity=identity
-        )
+        return Caller(user_id=caller.user_id, role=caller.role, token_id=caller.token_id, service_identity=identity)

@@ -21,9 +21,7 @@ class MetricsInterceptor(AroundInterceptor):
     """Counts and times every unary call into the given registry."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self._started = Counter(
-            "grpc_server_started_total", "RPCs started on the server.", _LABELS, registry=registry
-        )
+        self._started = Counter("grpc_server_started_total", "RPCs started on the server.", _LABELS, registry=registry)
         self._handled = Counter(
             "grpc_server_handled_total",
             "RPCs completed on the server, by status code.",

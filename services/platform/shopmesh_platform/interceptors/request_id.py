@@ -1,7 +1,11 @@
 """Request ids: taken from `x-request-id` (Envoy sets one) or made, and echoed back.
 
-The id is put in a ContextVar so every log line of the call carries it, and sent
-to the client as initial metadata so a user can quote it in a bug report.
+The id is put in a ContextVar so every log line of the call carries it, and
+returned to the client so a user can quote it in a bug report: as initial
+metadata with a response, and (added by the status interceptor) as trailing
+metadata with an error. Initial metadata is sent only once the handler has
+succeeded, because a call whose headers have arrived can no longer be retried
+by the client's retry policy.
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ class RequestIdInterceptor(AroundInterceptor):
         request_token = request_id_var.set(request_id)
         method_token = method_var.set(call.method)
         try:
+            response = await proceed()
             await call.context.send_initial_metadata(((REQUEST_ID_HEADER, request_id),))
-            return await proceed()
+            return response
         finally:
             method_var.reset(method_token)
             request_id_var.reset(request_token)

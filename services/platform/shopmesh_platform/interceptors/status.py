@@ -21,6 +21,7 @@ from grpc import aio
 from shopmesh_platform.context import request_id_var
 from shopmesh_platform.errors import DomainError
 from shopmesh_platform.interceptors.base import AroundInterceptor, CallInfo, NextCall
+from shopmesh_platform.interceptors.request_id import REQUEST_ID_HEADER
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 logger = logging.getLogger("shopmesh.errors")
@@ -37,9 +38,7 @@ def rich_status(error: DomainError) -> status_pb2.Status:
     code = grpc.StatusCode[error.code.value]
     details = [
         _packed(
-            error_details_pb2.ErrorInfo(
-                reason=error.reason, domain=error.error_domain, metadata=dict(error.metadata)
-            )
+            error_details_pb2.ErrorInfo(reason=error.reason, domain=error.error_domain, metadata=dict(error.metadata))
         )
     ]
     if error.field_violations:
@@ -67,22 +66,20 @@ class StatusInterceptor(AroundInterceptor):
         except aio.AbortError:
             raise
         except DomainError as error:
-            status = rich_status(error)
-            await call.context.abort(
-                grpc.StatusCode[error.code.value],
-                status.message,
-                trailing_metadata=((STATUS_DETAILS_KEY, status.SerializeToString()),),
-            )
+            await self._abort(call, grpc.StatusCode[error.code.value], rich_status(error))
         except Exception:
             logger.exception("unhandled error in handler")
-            request_id = request_id_var.get() or "unknown"
             status = status_pb2.Status(
                 code=code_pb2.INTERNAL,
-                message=f"internal error (request id {request_id})",
+                message=f"internal error (request id {request_id_var.get() or 'unknown'})",
                 details=[_packed(error_details_pb2.ErrorInfo(reason="INTERNAL", domain="platform.shopmesh.dev"))],
             )
-            await call.context.abort(
-                grpc.StatusCode.INTERNAL,
-                status.message,
-                trailing_metadata=((STATUS_DETAILS_KEY, status.SerializeToString()),),
-            )
+            await self._abort(call, grpc.StatusCode.INTERNAL, status)
+
+    @staticmethod
+    async def _abort(call: CallInfo, code: grpc.StatusCode, status: status_pb2.Status) -> None:
+        trailers: list[tuple[str, str | bytes]] = [(STATUS_DETAILS_KEY, status.SerializeToString())]
+        request_id = request_id_var.get()
+        if request_id:
+            trailers.append((REQUEST_ID_HEADER, request_id))
+        await call.context.abort(code, status.message, trailing_metadata=tuple(trailers))

@@ -7,12 +7,12 @@ OTEL_EXPORTER_OTLP_ENDPOINT is configured.
 
 from __future__ import annotations
 
+from grpc import aio
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-from opentelemetry.instrumentation.grpc import aio_server_interceptor
+from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from grpc import aio
 
 
 def build_tracer_provider(service_name: str, otlp_endpoint: str | None) -> TracerProvider:
@@ -24,5 +24,10 @@ def build_tracer_provider(service_name: str, otlp_endpoint: str | None) -> Trace
 
 
 def tracing_interceptor(provider: TracerProvider) -> aio.ServerInterceptor:
-    """The opentelemetry-instrumentation-grpc server interceptor bound to `provider`."""
-    return aio_server_interceptor(tracer_provider=provider)
+    """The opentelemetry-instrumentation-grpc server interceptor bound to `provider`.
+
+    Platform services (grpc.health, grpc.reflection) are not traced: they are
+    noise in traces, and the instrumentation assumes streaming handlers are
+    async generators, which the aio health Watch handler is not.
+    """
+    return aio_server_interceptor(tracer_provider=provider, filter_=filters.negate(filters.service_prefix("grpc.")))

@@ -22,7 +22,8 @@ def field_path(violation: protovalidate.Violation) -> str:
     Names are the proto field names (snake_case), as in the contracts.
     """
     parts: list[str] = []
-    for element in violation.proto.field.elements:
+    path = violation.proto.field
+    for element in path.elements if path is not None else ():
         parts.append(f".{element.field_name}" if parts else element.field_name)
         subscript = element.subscript
         if subscript is None:

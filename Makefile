@@ -1,0 +1,67 @@
+# shopmesh developer commands. `make test` is what CI runs.
+#
+# Tools are pinned: uv (the installer) in UV_VERSION below, everything else in
+# uv.lock. uv is installed into a cache outside the clone on first use.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+SHOPMESH_CACHE ?= $(HOME)/.cache/shopmesh
+UV_VERSION := 0.13.8
+UV_HOME := $(SHOPMESH_CACHE)/uv-$(UV_VERSION)
+UV := $(UV_HOME)/bin/uv
+export UV_PYTHON_DOWNLOADS := never
+VENV := .venv
+PY := $(VENV)/bin/python
+BASELINE_TAG ?= contracts-baseline
+
+.PHONY: help deps gen gen-check lint buf-lint test unit breaking clean-venv
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(UV):
+	@echo "==> installing uv $(UV_VERSION) into $(UV_HOME)"
+	@python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target "$(UV_HOME)" "uv==$(UV_VERSION)"
+
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock
+	@echo "==> installing Python dependencies from uv.lock into $(VENV)"
+	@$(UV) sync --frozen --python python3.11 --quiet
+	@touch $@
+
+deps: $(VENV)/.synced ## install pinned Python dependencies (uv.lock)
+
+gen: deps ## regenerate Python stubs and the Envoy descriptor set into gen/
+	@$(PY) scripts/gen.py
+
+gen-check: deps ## fail if gen/ is not what `make gen` produces
+	@$(PY) scripts/gen.py --check
+
+buf-lint: deps ## buf lint (STANDARD) and buf format on the contracts
+	@$(PY) scripts/gen.py --image build/image.binpb
+	@cd proto && ../$(VENV)/bin/buf lint ../build/image.binpb --path shopmesh --config buf.yaml
+	@cd proto && ../$(VENV)/bin/buf format --diff --exit-code .
+	@echo "buf: lint and format clean"
+
+lint: deps buf-lint gen-check ## ruff, mypy, buf lint/format, generation drift
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+	@$(VENV)/bin/mypy
+
+breaking: deps ## buf breaking against the git tag $(BASELINE_TAG)
+	@git rev-parse -q --verify "refs/tags/$(BASELINE_TAG)" >/dev/null || \
+	  { echo "breaking: no tag $(BASELINE_TAG); create it deliberately: git tag -f $(BASELINE_TAG) <commit>"; exit 2; }
+	@rm -rf build/baseline && mkdir -p build/baseline
+	@git archive "$(BASELINE_TAG)" proto | tar -x -C build/baseline
+	@$(PY) scripts/gen.py --proto-root build/baseline/proto --image build/baseline.binpb
+	@$(PY) scripts/gen.py --image build/image.binpb
+	@cd proto && ../$(VENV)/bin/buf breaking ../build/image.binpb --against ../build/baseline.binpb --config buf.yaml
+	@echo "buf: no breaking changes against $(BASELINE_TAG)"
+
+unit: deps ## run the tests only
+	@$(VENV)/bin/pytest
+
+test: lint unit ## lint, then every test
+
+clean-venv: ## remove the project virtualenv
+	rm -rf $(VENV) build

@@ -1,0 +1,70 @@
+"""The mesh declaration loads, answers access-class queries, and rejects mistakes."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from shopmesh_platform.mesh import AccessClass, MeshDeclarationError, load_mesh, parse_mesh
+
+
+def test_access_classes_are_queried_by_method_path() -> None:
+    mesh = load_mesh()
+    login = mesh.method("/shopmesh.user.v1.UserService/Login")
+    get_user = mesh.method("/shopmesh.user.v1.UserService/GetUser")
+    assert login is not None and login.access is AccessClass.PUBLIC
+    assert get_user is not None and get_user.access is AccessClass.USER
+    reserve = mesh.method("/shopmesh.inventory.v1.InventoryService/ReserveStock")
+    assert reserve is not None
+    assert reserve.access is AccessClass.INTERNAL
+    assert reserve.callers == {"orders"}
+    assert reserve.idempotent
+    suspend = mesh.method("/shopmesh.user.v1.UserService/SuspendUser")
+    assert suspend is not None and suspend.roles == {"admin"}
+    assert mesh.method("/shopmesh.user.v1.UserService/DropTables") is None
+
+
+def test_services_have_their_ports() -> None:
+    mesh = load_mesh()
+    ports = {name: (s.grpc_port, s.metrics_port) for name, s in mesh.services.items()}
+    assert ports == {
+        "users": (50051, 51051),
+        "orders": (50052, 51052),
+        "payments": (50053, 51053),
+        "inventory": (50054, 51054),
+        "notifications": (50055, 51055),
+    }
+
+
+def test_timeouts_default_and_override() -> None:
+    mesh = load_mesh()
+    assert mesh.method("/shopmesh.user.v1.UserService/Login").timeout_seconds == 5.0  # type: ignore[union-attr]
+    assert mesh.method("/shopmesh.payment.v1.PaymentService/CreatePayment").timeout_seconds == 20.0  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (
+            lambda d: d["services"]["inventory"]["methods"]["ReserveStock"].pop("callers"),
+            "services.inventory.methods.ReserveStock: an internal method must name its callers",
+        ),
+        (
+            lambda d: d["services"]["orders"]["methods"]["GetOrder"].update(callers=["billing"]),
+            r"services.orders.methods.GetOrder.callers: unknown identities \['billing'\]",
+        ),
+        (lambda d: d["services"]["users"].update(grpc_port=99999), "services.users.grpc_port: must be a port number"),
+        (
+            lambda d: d["services"]["users"]["methods"]["Login"].update(retries=3),
+            r"services.users.methods.Login: unknown keys \['retries'\]",
+        ),
+        (lambda d: d["services"]["users"].pop("package"), "services.users: missing 'package'"),
+    ],
+)
+def test_mistakes_are_named(mesh_document: dict[str, Any], mutate: Any, message: str) -> None:
+    document = copy.deepcopy(mesh_document)
+    mutate(document)
+    with pytest.raises(MeshDeclarationError, match=message):
+        parse_mesh(document)
