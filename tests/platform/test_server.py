@@ -217,3 +217,24 @@ async def test_health_follows_the_readiness_probe(make_config: ConfigFactory) ->
             await eventually(status, lambda s: s == health_pb2.HealthCheckResponse.NOT_SERVING, timeout=5)
     finally:
         await server.drain()
+
+
+async def test_method_not_built_yet_is_unimplemented(
+    make_config: ConfigFactory, mesh_document: dict[str, Any]
+) -> None:
+    mesh_document["services"]["inventory"]["methods"]["AdjustStock"] = {"access": "public"}
+    server = build(make_config(mesh=mesh_document), SampleInventory())
+    await server.start()
+    try:
+        async with aio.insecure_channel(f"127.0.0.1:{server.grpc_port}") as chan:
+            with pytest.raises(aio.AioRpcError) as caught:
+                await inventory_grpc.InventoryServiceStub(chan).AdjustStock(
+                    inventory_pb2.AdjustStockRequest(
+                        product_id="prod-1", delta=1, request_id="0b8e8a52-1a5f-4d8e-9a49-5d0c8f3f7e21"
+                    )
+                )
+    finally:
+        await server.drain()
+    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    infos = [d for d in details_of(caught.value) if isinstance(d, error_details_pb2.ErrorInfo)]
+    assert infos[0].reason == "NOT_IMPLEMENTED"

@@ -9,6 +9,7 @@ reflection) pass through untouched: the mesh's own APIs are all unary.
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -62,8 +63,13 @@ class AroundInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
         else:
             return handler
 
+        async def proceed(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+            # Handlers may be plain functions (the generated base classes are).
+            result = behaviour(request, context)
+            return await result if inspect.isawaitable(result) else result
+
         async def wrapped(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
-            return await self.around(CallInfo(method, request, context), lambda: behaviour(request, context))
+            return await self.around(CallInfo(method, request, context), lambda: proceed(request, context))
 
         return factory(
             wrapped,

@@ -19,7 +19,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc import aio
 
 from shopmesh_platform.context import request_id_var
-from shopmesh_platform.errors import DomainError
+from shopmesh_platform.errors import DomainError, Unimplemented
 from shopmesh_platform.interceptors.base import AroundInterceptor, CallInfo, NextCall
 from shopmesh_platform.interceptors.request_id import REQUEST_ID_HEADER
 
@@ -67,6 +67,10 @@ class StatusInterceptor(AroundInterceptor):
             raise
         except DomainError as error:
             await self._abort(call, grpc.StatusCode[error.code.value], rich_status(error))
+        except NotImplementedError:
+            # The generated servicer base classes raise this for methods not built yet.
+            not_built = Unimplemented(f"{call.method} is not implemented yet", reason="NOT_IMPLEMENTED")
+            await self._abort(call, grpc.StatusCode.UNIMPLEMENTED, rich_status(not_built))
         except Exception:
             logger.exception("unhandled error in handler")
             status = status_pb2.Status(
