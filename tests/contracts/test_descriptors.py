@@ -99,11 +99,26 @@ def test_rest_path_is_mapped(verb: str, path: str, body: str, method: str) -> No
     assert rule.body == body
 
 
-def test_resource_responses_unwrap_for_rest_clients() -> None:
-    rules = http_rules()
-    assert rules["shopmesh.user.v1.UserService.GetUser"].response_body == "user"
-    assert rules["shopmesh.order.v1.OrderService.CreateOrder"].response_body == "order"
-    assert rules["shopmesh.order.v1.OrderService.GetOrder"].response_body == "order"
+def output_types() -> dict[str, str]:
+    return {
+        f"{file.package}.{service.name}.{method.name}": method.output_type.lstrip(".")
+        for file in load_set().file
+        for service in file.service
+        for method in service.method
+    }
+
+
+def test_standard_methods_return_the_bare_resource() -> None:
+    outputs = output_types()
+    assert outputs["shopmesh.user.v1.UserService.GetUser"] == "shopmesh.user.v1.User"
+    assert outputs["shopmesh.order.v1.OrderService.CreateOrder"] == "shopmesh.order.v1.Order"
+    assert outputs["shopmesh.order.v1.OrderService.GetOrder"] == "shopmesh.order.v1.Order"
+    assert outputs["shopmesh.inventory.v1.InventoryService.GetProduct"] == "shopmesh.inventory.v1.Product"
+
+
+def test_no_rule_uses_response_body() -> None:
+    # Envoy's transcoder refuses response_body on non-HttpBody fields (it fails to start).
+    assert [name for name, rule in http_rules().items() if rule.response_body] == []
 
 
 def test_every_rpc_has_an_access_class_and_every_declaration_an_rpc() -> None:

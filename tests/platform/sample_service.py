@@ -26,9 +26,7 @@ class SampleInventory(inventory_grpc.InventoryServiceServicer):
     def __init__(self) -> None:
         self.attempts: collections.Counter[str] = collections.Counter()
 
-    async def GetProduct(
-        self, request: inventory_pb2.GetProductRequest, context: Any
-    ) -> inventory_pb2.GetProductResponse:
+    async def GetProduct(self, request: inventory_pb2.GetProductRequest, context: Any) -> inventory_pb2.Product:
         self.attempts[request.id] += 1
         if request.id == "prod-slow":
             await asyncio.sleep(SLOW_SECONDS)
@@ -43,13 +41,9 @@ class SampleInventory(inventory_grpc.InventoryServiceServicer):
             raise RuntimeError("secret internals: db password is hunter2")
         elif request.id.startswith("prod-flaky") and self.attempts[request.id] <= 2:
             raise Unavailable("warming up", reason="WARMING_UP", domain="inventory")
-        return inventory_pb2.GetProductResponse(
-            product=inventory_pb2.Product(id=request.id, name="Sample", price=9.99, currency="USD")
-        )
+        return inventory_pb2.Product(id=request.id, name="Sample", price=9.99, currency="USD")
 
-    async def CreateProduct(
-        self, request: inventory_pb2.CreateProductRequest, context: Any
-    ) -> inventory_pb2.CreateProductResponse:
+    async def CreateProduct(self, request: inventory_pb2.CreateProductRequest, context: Any) -> inventory_pb2.Product:
         self.attempts["CreateProduct"] += 1
         raise Unavailable("warming up", reason="WARMING_UP", domain="inventory")
 

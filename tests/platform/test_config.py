@@ -63,3 +63,9 @@ def test_config_is_frozen() -> None:
     config = PlatformConfig.from_env("users", {})
     with pytest.raises(AttributeError):
         config.grpc_port = 1  # type: ignore[misc]
+
+
+def test_service_addresses_default_to_declared_ports_and_can_be_overridden() -> None:
+    config = PlatformConfig.from_env("orders", {"SHOPMESH_ADDRESS_INVENTORY": "127.0.0.1:61234"})
+    assert config.address_of("inventory") == "127.0.0.1:61234"
+    assert config.address_of("users") == "127.0.0.1:50051"

@@ -77,7 +77,7 @@ async def test_sigterm_drains_in_flight_call_and_exits_zero() -> None:
                     inventory_pb2.GetProductRequest(id="prod-slow"), timeout=30
                 )
                 events.append("call_completed")
-                return reply.product.id
+                return reply.id
 
             watcher = asyncio.create_task(watch_health())
             call = asyncio.create_task(slow_call())

@@ -28,7 +28,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from shopmesh.common.v1 import validation_pb2 as shopmesh_dot_common_dot_v1_dot_validation__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-shopmesh/inventory/v1/inventory_service.proto\x12\x15shopmesh.inventory.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#shopmesh/common/v1/validation.proto\"\xf7\x01\n\x07Product\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\r\n\x05price\x18\x04 \x01(\x01\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12\x17\n\x0fstock_available\x18\x06 \x01(\x05\x12\x10\n\x08\x63\x61tegory\x18\x07 \x01(\t\x12\x11\n\timage_url\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"l\n\x13ListProductsRequest\x12\x1c\n\tpage_size\x18\x01 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x00\x12\x1c\n\npage_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x04\x12\x19\n\x08\x63\x61tegory\x18\x03 \x01(\tB\x07\xbaH\x04r\x02\x18\x64\"a\n\x14ListProductsResponse\x12\x30\n\x08products\x18\x01 \x03(\x0b\x32\x1e.shopmesh.inventory.v1.Product\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"B\n\x11GetProductRequest\x12-\n\x02id\x18\x01 \x01(\tB!\xbaH\x1er\x1c\x32\x1a^prod-[A-Za-z0-9_-]{1,64}$\"E\n\x12GetProductResponse\x12/\n\x07product\x18\x01 \x01(\x0b\x32\x1e.shopmesh.inventory.v1.Product\"\x8f\x02\n\x14\x43reateProductRequest\x12-\n\x02id\x18\x01 \x01(\tB!\xbaH\x1er\x1c\x32\x1a^prod-[A-Za-z0-9_-]{1,64}$\x12\x18\n\x04name\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xc8\x01\x12\x1d\n\x0b\x64\x65scription\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\x88\'\x12\x18\n\x05price\x18\x04 \x01(\x01\x42\t\xbaH\x06\x12\x04\x88\x95+\x01\x12\x1b\n\x08\x63urrency\x18\x05 \x01(\tB\t\xbaH\x06r\x04\x90\x95+\x01\x12\x1a\n\x05stock\x18\x06 \x01(\x05\x42\x0b\xbaH\x08\x1a\x06\x18\xc0\x84=(\x00\x12\x19\n\x08\x63\x61tegory\x18\x07 \x01(\tB\x07\xbaH\x04r\x02\x18\x64\x12!\n\timage_url\x18\x08 \x01(\tB\x0e\xbaH\x0br\x06\x18\x80\x10\x88\x01\x01\xd8\x01\x01\"H\n\x15\x43reateProductResponse\x12/\n\x07product\x18\x01 \x01(\x0b\x32\x1e.shopmesh.inventory.v1.Product\"\x8e\x01\n\x12\x41\x64justStockRequest\x12\x35\n\nproduct_id\x18\x01 \x01(\tB!\xbaH\x1er\x1c\x32\x1a^prod-[A-Za-z0-9_-]{1,64}$\x12#\n\x05\x64\x65lta\x18\x02 \x01(\x05\x42\x14\xbaH\x11\x1a\x0f\x18\xc0\x84=(\xc0\xfb\xc2\xff\xff\xff\xff\xff\xff\x01\x12\x1c\n\nrequest_id\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"F\n\x13\x41\x64justStockResponse\x12/\n\x07product\x18\x01 \x01(\x0b\x32\x1e.shopmesh.inventory.v1.Product\"k\n\x14ReservationLineInput\x12\x35\n\nproduct_id\x18\x01 \x01(\tB!\xbaH\x1er\x1c\x32\x1a^prod-[A-Za-z0-9_-]{1,64}$\x12\x1c\n\x08quantity\x18\x02 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x01\"_\n\x0fReservationLine\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x05\x12\x18\n\x10unit_price_minor\x18\x04 \x01(\x03\"\xe5\x01\n\x0bReservation\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x35\n\x05lines\x18\x02 \x03(\x0b\x32&.shopmesh.inventory.v1.ReservationLine\x12\x13\n\x0btotal_minor\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x36\n\x05state\x18\x05 \x01(\x0e\x32\'.shopmesh.inventory.v1.ReservationState\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"y\n\x13ReserveStockRequest\x12\x1a\n\x08order_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x46\n\x05lines\x18\x02 \x03(\x0b\x32+.shopmesh.inventory.v1.ReservationLineInputB\n\xbaH\x07\x92\x01\x04\x08\x01\x10\x32\"O\n\x14ReserveStockResponse\x12\x37\n\x0breservation\x18\x01 \x01(\x0b\x32\".shopmesh.inventory.v1.Reservation\"3\n\x15GetReservationRequest\x12\x1a\n\x08order_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"Q\n\x16GetReservationResponse\x12\x37\n\x0breservation\x18\x01 \x01(\x0b\x32\".shopmesh.inventory.v1.Reservation*\xb3\x01\n\x10ReservationState\x12!\n\x1dRESERVATION_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18RESERVATION_STATE_ACTIVE\x10\x01\x12\x1f\n\x1bRESERVATION_STATE_COMMITTED\x10\x02\x12\x1e\n\x1aRESERVATION_STATE_RELEASED\x10\x03\x12\x1d\n\x19RESERVATION_STATE_EXPIRED\x10\x04\x32\xb3\x06\n\x10InventoryService\x12\x81\x01\n\x0cListProducts\x12*.shopmesh.inventory.v1.ListProductsRequest\x1a+.shopmesh.inventory.v1.ListProductsResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/api/v1/products\x12\x89\x01\n\nGetProduct\x12(.shopmesh.inventory.v1.GetProductRequest\x1a).shopmesh.inventory.v1.GetProductResponse\"&\x82\xd3\xe4\x93\x02 \x12\x15/api/v1/products/{id}b\x07product\x12\x90\x01\n\rCreateProduct\x12+.shopmesh.inventory.v1.CreateProductRequest\x1a,.shopmesh.inventory.v1.CreateProductResponse\"$\x82\xd3\xe4\x93\x02\x1e\"\x10/api/v1/products:\x01*b\x07product\x12\xa3\x01\n\x0b\x41\x64justStock\x12).shopmesh.inventory.v1.AdjustStockRequest\x1a*.shopmesh.inventory.v1.AdjustStockResponse\"=\x82\xd3\xe4\x93\x02\x37\")/api/v1/products/{product_id}:adjustStock:\x01*b\x07product\x12g\n\x0cReserveStock\x12*.shopmesh.inventory.v1.ReserveStockRequest\x1a+.shopmesh.inventory.v1.ReserveStockResponse\x12m\n\x0eGetReservation\x12,.shopmesh.inventory.v1.GetReservationRequest\x1a-.shopmesh.inventory.v1.GetReservationResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-shopmesh/inventory/v1/inventory_service.proto\x12\x15shopmesh.inventory.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#shopmesh/common/v1/validation.proto\"\xf7\x01\n\x07Product\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\r\n\x05price\x18\x04 \x01(\x01\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12\x17\n\x0fstock_available\x18\x06 \x01(\x05\x12\x10\n\x08\x63\x61tegory\x18\x07 \x01(\t\x12\x11\n\timage_url\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"l\n\x13ListProductsRequest\x12\x1c\n\tpage_size\x18\x01 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x00\x12\x1c\n\npage_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x04\x12\x19\n\x08\x63\x61tegory\x18\x03 \x01(\tB\x07\xbaH\x04r\x02\x18\x64\"a\n\x14ListProductsResponse\x12\x30\n\x08products\x18\x01 \x03(\x0b\x32\x1e.shopmesh.inventory.v1.Product\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"B\n\x11GetProductRequest\x12-\n\x02id\x18\x01 \x01(\tB!\xbaH\x1er\x1c\x32\x1a^prod-[A-Za-z0-9_-]{1,64}$\"\x8f\x02\n\x14\x43reateProductRequest\x12-\n\x02id\x18\x01 \x01(\tB!\xbaH\x1er\x1c\x32\x1a^prod-[A-Za-z0-9_-]{1,64}$\x12\x18\n\x04name\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xc8\x01\x12\x1d\n\x0b\x64\x65scription\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\x88\'\x12\x18\n\x05price\x18\x04 \x01(\x01\x42\t\xbaH\x06\x12\x04\x88\x95+\x01\x12\x1b\n\x08\x63urrency\x18\x05 \x01(\tB\t\xbaH\x06r\x04\x90\x95+\x01\x12\x1a\n\x05stock\x18\x06 \x01(\x05\x42\x0b\xbaH\x08\x1a\x06\x18\xc0\x84=(\x00\x12\x19\n\x08\x63\x61tegory\x18\x07 \x01(\tB\x07\xbaH\x04r\x02\x18\x64\x12!\n\timage_url\x18\x08 \x01(\tB\x0e\xbaH\x0br\x06\x18\x80\x10\x88\x01\x01\xd8\x01\x01\"\x8e\x01\n\x12\x41\x64justStockRequest\x12\x35\n\nproduct_id\x18\x01 \x01(\tB!\xbaH\x1er\x1c\x32\x1a^prod-[A-Za-z0-9_-]{1,64}$\x12#\n\x05\x64\x65lta\x18\x02 \x01(\x05\x42\x14\xbaH\x11\x1a\x0f\x18\xc0\x84=(\xc0\xfb\xc2\xff\xff\xff\xff\xff\xff\x01\x12\x1c\n\nrequest_id\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"k\n\x14ReservationLineInput\x12\x35\n\nproduct_id\x18\x01 \x01(\tB!\xbaH\x1er\x1c\x32\x1a^prod-[A-Za-z0-9_-]{1,64}$\x12\x1c\n\x08quantity\x18\x02 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x01\"_\n\x0fReservationLine\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x05\x12\x18\n\x10unit_price_minor\x18\x04 \x01(\x03\"\xe5\x01\n\x0bReservation\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x35\n\x05lines\x18\x02 \x03(\x0b\x32&.shopmesh.inventory.v1.ReservationLine\x12\x13\n\x0btotal_minor\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x36\n\x05state\x18\x05 \x01(\x0e\x32\'.shopmesh.inventory.v1.ReservationState\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"y\n\x13ReserveStockRequest\x12\x1a\n\x08order_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x46\n\x05lines\x18\x02 \x03(\x0b\x32+.shopmesh.inventory.v1.ReservationLineInputB\n\xbaH\x07\x92\x01\x04\x08\x01\x10\x32\"O\n\x14ReserveStockResponse\x12\x37\n\x0breservation\x18\x01 \x01(\x0b\x32\".shopmesh.inventory.v1.Reservation\"3\n\x15GetReservationRequest\x12\x1a\n\x08order_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"Q\n\x16GetReservationResponse\x12\x37\n\x0breservation\x18\x01 \x01(\x0b\x32\".shopmesh.inventory.v1.Reservation*\xb3\x01\n\x10ReservationState\x12!\n\x1dRESERVATION_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18RESERVATION_STATE_ACTIVE\x10\x01\x12\x1f\n\x1bRESERVATION_STATE_COMMITTED\x10\x02\x12\x1e\n\x1aRESERVATION_STATE_RELEASED\x10\x03\x12\x1d\n\x19RESERVATION_STATE_EXPIRED\x10\x04\x32\xf1\x05\n\x10InventoryService\x12\x81\x01\n\x0cListProducts\x12*.shopmesh.inventory.v1.ListProductsRequest\x1a+.shopmesh.inventory.v1.ListProductsResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/api/v1/products\x12u\n\nGetProduct\x12(.shopmesh.inventory.v1.GetProductRequest\x1a\x1e.shopmesh.inventory.v1.Product\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/api/v1/products/{id}\x12y\n\rCreateProduct\x12+.shopmesh.inventory.v1.CreateProductRequest\x1a\x1e.shopmesh.inventory.v1.Product\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/api/v1/products:\x01*\x12\x8e\x01\n\x0b\x41\x64justStock\x12).shopmesh.inventory.v1.AdjustStockRequest\x1a\x1e.shopmesh.inventory.v1.Product\"4\x82\xd3\xe4\x93\x02.\")/api/v1/products/{product_id}:adjustStock:\x01*\x12g\n\x0cReserveStock\x12*.shopmesh.inventory.v1.ReserveStockRequest\x1a+.shopmesh.inventory.v1.ReserveStockResponse\x12m\n\x0eGetReservation\x12,.shopmesh.inventory.v1.GetReservationRequest\x1a-.shopmesh.inventory.v1.GetReservationResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -78,13 +78,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INVENTORYSERVICE'].methods_by_name['ListProducts']._loaded_options = None
   _globals['_INVENTORYSERVICE'].methods_by_name['ListProducts']._serialized_options = b'\202\323\344\223\002\022\022\020/api/v1/products'
   _globals['_INVENTORYSERVICE'].methods_by_name['GetProduct']._loaded_options = None
-  _globals['_INVENTORYSERVICE'].methods_by_name['GetProduct']._serialized_options = b'\202\323\344\223\002 \022\025/api/v1/products/{id}b\007product'
+  _globals['_INVENTORYSERVICE'].methods_by_name['GetProduct']._serialized_options = b'\202\323\344\223\002\027\022\025/api/v1/products/{id}'
   _globals['_INVENTORYSERVICE'].methods_by_name['CreateProduct']._loaded_options = None
-  _globals['_INVENTORYSERVICE'].methods_by_name['CreateProduct']._serialized_options = b'\202\323\344\223\002\036\"\020/api/v1/products:\001*b\007product'
+  _globals['_INVENTORYSERVICE'].methods_by_name['CreateProduct']._serialized_options = b'\202\323\344\223\002\025\"\020/api/v1/products:\001*'
   _globals['_INVENTORYSERVICE'].methods_by_name['AdjustStock']._loaded_options = None
-  _globals['_INVENTORYSERVICE'].methods_by_name['AdjustStock']._serialized_options = b'\202\323\344\223\0027\")/api/v1/products/{product_id}:adjustStock:\001*b\007product'
-  _globals['_RESERVATIONSTATE']._serialized_start=2143
-  _globals['_RESERVATIONSTATE']._serialized_end=2322
+  _globals['_INVENTORYSERVICE'].methods_by_name['AdjustStock']._serialized_options = b'\202\323\344\223\002.\")/api/v1/products/{product_id}:adjustStock:\001*'
+  _globals['_RESERVATIONSTATE']._serialized_start=1926
+  _globals['_RESERVATIONSTATE']._serialized_end=2105
   _globals['_PRODUCT']._serialized_start=202
   _globals['_PRODUCT']._serialized_end=449
   _globals['_LISTPRODUCTSREQUEST']._serialized_start=451
@@ -93,30 +93,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTPRODUCTSRESPONSE']._serialized_end=658
   _globals['_GETPRODUCTREQUEST']._serialized_start=660
   _globals['_GETPRODUCTREQUEST']._serialized_end=726
-  _globals['_GETPRODUCTRESPONSE']._serialized_start=728
-  _globals['_GETPRODUCTRESPONSE']._serialized_end=797
-  _globals['_CREATEPRODUCTREQUEST']._serialized_start=800
-  _globals['_CREATEPRODUCTREQUEST']._serialized_end=1071
-  _globals['_CREATEPRODUCTRESPONSE']._serialized_start=1073
-  _globals['_CREATEPRODUCTRESPONSE']._serialized_end=1145
-  _globals['_ADJUSTSTOCKREQUEST']._serialized_start=1148
-  _globals['_ADJUSTSTOCKREQUEST']._serialized_end=1290
-  _globals['_ADJUSTSTOCKRESPONSE']._serialized_start=1292
-  _globals['_ADJUSTSTOCKRESPONSE']._serialized_end=1362
-  _globals['_RESERVATIONLINEINPUT']._serialized_start=1364
-  _globals['_RESERVATIONLINEINPUT']._serialized_end=1471
-  _globals['_RESERVATIONLINE']._serialized_start=1473
-  _globals['_RESERVATIONLINE']._serialized_end=1568
-  _globals['_RESERVATION']._serialized_start=1571
-  _globals['_RESERVATION']._serialized_end=1800
-  _globals['_RESERVESTOCKREQUEST']._serialized_start=1802
-  _globals['_RESERVESTOCKREQUEST']._serialized_end=1923
-  _globals['_RESERVESTOCKRESPONSE']._serialized_start=1925
-  _globals['_RESERVESTOCKRESPONSE']._serialized_end=2004
-  _globals['_GETRESERVATIONREQUEST']._serialized_start=2006
-  _globals['_GETRESERVATIONREQUEST']._serialized_end=2057
-  _globals['_GETRESERVATIONRESPONSE']._serialized_start=2059
-  _globals['_GETRESERVATIONRESPONSE']._serialized_end=2140
-  _globals['_INVENTORYSERVICE']._serialized_start=2325
-  _globals['_INVENTORYSERVICE']._serialized_end=3144
+  _globals['_CREATEPRODUCTREQUEST']._serialized_start=729
+  _globals['_CREATEPRODUCTREQUEST']._serialized_end=1000
+  _globals['_ADJUSTSTOCKREQUEST']._serialized_start=1003
+  _globals['_ADJUSTSTOCKREQUEST']._serialized_end=1145
+  _globals['_RESERVATIONLINEINPUT']._serialized_start=1147
+  _globals['_RESERVATIONLINEINPUT']._serialized_end=1254
+  _globals['_RESERVATIONLINE']._serialized_start=1256
+  _globals['_RESERVATIONLINE']._serialized_end=1351
+  _globals['_RESERVATION']._serialized_start=1354
+  _globals['_RESERVATION']._serialized_end=1583
+  _globals['_RESERVESTOCKREQUEST']._serialized_start=1585
+  _globals['_RESERVESTOCKREQUEST']._serialized_end=1706
+  _globals['_RESERVESTOCKRESPONSE']._serialized_start=1708
+  _globals['_RESERVESTOCKRESPONSE']._serialized_end=1787
+  _globals['_GETRESERVATIONREQUEST']._serialized_start=1789
+  _globals['_GETRESERVATIONREQUEST']._serialized_end=1840
+  _globals['_GETRESERVATIONRESPONSE']._serialized_start=1842
+  _globals['_GETRESERVATIONRESPONSE']._serialized_end=1923
+  _globals['_INVENTORYSERVICE']._serialized_start=2108
+  _globals['_INVENTORYSERVICE']._serialized_end=2861
 # @@protoc_insertion_point(module_scope)

@@ -74,12 +74,6 @@ class GetProductRequest(_message.Message):
     id: str
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
-class GetProductResponse(_message.Message):
-    __slots__ = ("product",)
-    PRODUCT_FIELD_NUMBER: _ClassVar[int]
-    product: Product
-    def __init__(self, product: _Optional[_Union[Product, _Mapping]] = ...) -> None: ...
-
 class CreateProductRequest(_message.Message):
     __slots__ = ("id", "name", "description", "price", "currency", "stock", "category", "image_url")
     ID_FIELD_NUMBER: _ClassVar[int]
@@ -100,12 +94,6 @@ class CreateProductRequest(_message.Message):
     image_url: str
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., price: _Optional[float] = ..., currency: _Optional[str] = ..., stock: _Optional[int] = ..., category: _Optional[str] = ..., image_url: _Optional[str] = ...) -> None: ...
 
-class CreateProductResponse(_message.Message):
-    __slots__ = ("product",)
-    PRODUCT_FIELD_NUMBER: _ClassVar[int]
-    product: Product
-    def __init__(self, product: _Optional[_Union[Product, _Mapping]] = ...) -> None: ...
-
 class AdjustStockRequest(_message.Message):
     __slots__ = ("product_id", "delta", "request_id")
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -115,12 +103,6 @@ class AdjustStockRequest(_message.Message):
     delta: int
     request_id: str
     def __init__(self, product_id: _Optional[str] = ..., delta: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
-
-class AdjustStockResponse(_message.Message):
-    __slots__ = ("product",)
-    PRODUCT_FIELD_NUMBER: _ClassVar[int]
-    product: Product
-    def __init__(self, product: _Optional[_Union[Product, _Mapping]] = ...) -> None: ...
 
 class ReservationLineInput(_message.Message):
     __slots__ = ("product_id", "quantity")

@@ -44,17 +44,17 @@ class InventoryServiceStub:
         self.GetProduct = channel.unary_unary(
                 '/shopmesh.inventory.v1.InventoryService/GetProduct',
                 request_serializer=shopmesh_dot_inventory_dot_v1_dot_inventory__service__pb2.GetProductRequest.SerializeToString,
-                response_deserializer=shopmesh_dot_inventory_dot_v1_dot_inventory__service__pb2.GetProductResponse.FromString,
+                response_deserializer=shopmesh_dot_inventory_dot_v1_dot_inventory__service__pb2.Product.FromString,
                 _registered_method=True)
         self.CreateProduct = channel.unary_unary(
                 '/shopmesh.inventory.v1.InventoryService/CreateProduct',
                 request_serializer=shopmesh_dot_inventory_dot_v1_dot_inventory__service__pb2.CreateProductRequest.SerializeToString,
-                response_deserializer=shopmesh_dot_inventory_dot_v1_dot_inventory__service__pb2.CreateProductResponse.FromString,
+                response_deserializer=shopmesh_dot_inventory_dot_v1_dot_inventory__service__pb2.Product.FromString,
                 _registered_method=True)
         self.AdjustStock = channel.unary_unary(
                 '/shopmesh.inventory.v1.InventoryService/AdjustStock',
                 request_serializer=shopmesh_dot_inventory_dot_v1_dot_inventory__service__pb2.AdjustStockRequest.SerializeToString,
-                response_deserializer=shopmesh_dot_inventory_dot_v1_dot_inventory__service__pb2.AdjustStockResponse.FromString,
+                response_deserializer=shopmesh_dot_inventory_dot_v1_dot_inventory__service__pb2.Product.FromString,
                 _registered_method=True)
         self.ReserveStock = channel.unary_unary(
                 '/shopmesh.inventory.v1.InventoryService/ReserveStock',
@@ -131,17 +131,17 @@ def add_InventoryServiceServicer_to_server(servicer, server):
             'GetProduct': grpc.unary_unary_rpc_method_handler(
                     servicer.GetProduct,
                     request_deserializer=shopmesh_dot_inventory_dot_v1_dot_inventory__service__pb2.GetProductRequest.FromString,
-                    response_serializer=shopmesh_dot_inventory_dot_v1_dot_inventory__service__pb2.GetProductResponse.SerializeToString,
+                    response_serializer=shopmesh_dot_inventory_dot_v1_dot_inventory__service__pb2.Product.SerializeToString,
             ),
             'CreateProduct': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateProduct,
                     request_deserializer=shopmesh_dot_inventory_dot_v1_dot_inventory__service__pb2.CreateProductRequest.FromString,
-                    response_serializer=shopmesh_dot_inventory_dot_v1_dot_inventory__service__pb2.CreateProductResponse.SerializeToString,
+                    response_serializer=shopmesh_dot_inventory_dot_v1_dot_inventory__service__pb2.Product.SerializeToString,
             ),
             'AdjustStock': grpc.unary_unary_rpc_method_handler(
                     servicer.AdjustStock,
                     request_deserializer=shopmesh_dot_inventory_dot_v1_dot_inventory__service__pb2.AdjustStockRequest.FromString,
-                    response_serializer=shopmesh_dot_inventory_dot_v1_dot_inventory__service__pb2.AdjustStockResponse.SerializeToString,
+                    response_serializer=shopmesh_dot_inventory_dot_v1_dot_inventory__service__pb2.Product.SerializeToString,
             ),
             'ReserveStock': grpc.unary_unary_rpc_method_handler(
                     servicer.ReserveStock,
@@ -209,7 +209,7 @@ class InventoryService:
             target,
             '/shopmesh.inventory.v1.InventoryService/GetProduct',
             shopmesh_dot_inventory_dot_v1_dot_inventory__service__pb2.GetProductRequest.SerializeToString,
-            shopmesh_dot_inventory_dot_v1_dot_inventory__service__pb2.GetProductResponse.FromString,
+            shopmesh_dot_inventory_dot_v1_dot_inventory__service__pb2.Product.FromString,
             options,
             channel_credentials,
             insecure,
@@ -236,7 +236,7 @@ class InventoryService:
             target,
             '/shopmesh.inventory.v1.InventoryService/CreateProduct',
             shopmesh_dot_inventory_dot_v1_dot_inventory__service__pb2.CreateProductRequest.SerializeToString,
-            shopmesh_dot_inventory_dot_v1_dot_inventory__service__pb2.CreateProductResponse.FromString,
+            shopmesh_dot_inventory_dot_v1_dot_inventory__service__pb2.Product.FromString,
             options,
             channel_credentials,
             insecure,
@@ -263,7 +263,7 @@ class InventoryService:
             target,
             '/shopmesh.inventory.v1.InventoryService/AdjustStock',
             shopmesh_dot_inventory_dot_v1_dot_inventory__service__pb2.AdjustStockRequest.SerializeToString,
-            shopmesh_dot_inventory_dot_v1_dot_inventory__service__pb2.AdjustStockResponse.FromString,
+            shopmesh_dot_inventory_dot_v1_dot_inventory__service__pb2.Product.FromString,
             options,
             channel_credentials,
             insecure,

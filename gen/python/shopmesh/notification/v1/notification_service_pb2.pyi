@@ -72,9 +72,3 @@ class MarkNotificationReadRequest(_message.Message):
     ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     def __init__(self, id: _Optional[str] = ...) -> None: ...
-
-class MarkNotificationReadResponse(_message.Message):
-    __slots__ = ("notification",)
-    NOTIFICATION_FIELD_NUMBER: _ClassVar[int]
-    notification: Notification
-    def __init__(self, notification: _Optional[_Union[Notification, _Mapping]] = ...) -> None: ...

@@ -44,7 +44,7 @@ class NotificationServiceStub:
         self.MarkNotificationRead = channel.unary_unary(
                 '/shopmesh.notification.v1.NotificationService/MarkNotificationRead',
                 request_serializer=shopmesh_dot_notification_dot_v1_dot_notification__service__pb2.MarkNotificationReadRequest.SerializeToString,
-                response_deserializer=shopmesh_dot_notification_dot_v1_dot_notification__service__pb2.MarkNotificationReadResponse.FromString,
+                response_deserializer=shopmesh_dot_notification_dot_v1_dot_notification__service__pb2.Notification.FromString,
                 _registered_method=True)
 
 
@@ -78,7 +78,7 @@ def add_NotificationServiceServicer_to_server(servicer, server):
             'MarkNotificationRead': grpc.unary_unary_rpc_method_handler(
                     servicer.MarkNotificationRead,
                     request_deserializer=shopmesh_dot_notification_dot_v1_dot_notification__service__pb2.MarkNotificationReadRequest.FromString,
-                    response_serializer=shopmesh_dot_notification_dot_v1_dot_notification__service__pb2.MarkNotificationReadResponse.SerializeToString,
+                    response_serializer=shopmesh_dot_notification_dot_v1_dot_notification__service__pb2.Notification.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -136,7 +136,7 @@ class NotificationService:
             target,
             '/shopmesh.notification.v1.NotificationService/MarkNotificationRead',
             shopmesh_dot_notification_dot_v1_dot_notification__service__pb2.MarkNotificationReadRequest.SerializeToString,
-            shopmesh_dot_notification_dot_v1_dot_notification__service__pb2.MarkNotificationReadResponse.FromString,
+            shopmesh_dot_notification_dot_v1_dot_notification__service__pb2.Notification.FromString,
             options,
             channel_credentials,
             insecure,

@@ -28,7 +28,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from shopmesh.common.v1 import validation_pb2 as shopmesh_dot_common_dot_v1_dot_validation__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%shopmesh/order/v1/order_service.proto\x12\x11shopmesh.order.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#shopmesh/common/v1/validation.proto\"\x99\x01\n\x0fShippingAddress\x12\x1a\n\x06street\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xc8\x01\x12\x17\n\x04\x63ity\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18\x64\x12\x18\n\x05state\x18\x03 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18\x64\x12\x1b\n\x08zip_code\x18\x04 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18\x14\x12\x1a\n\x07\x63ountry\x18\x05 \x01(\tB\t\xbaH\x06r\x04\x10\x02\x18\x64\"\x7f\n\x0eOrderItemInput\x12\x35\n\nproduct_id\x18\x01 \x01(\tB!\xbaH\x1er\x1c\x32\x1a^prod-[A-Za-z0-9_-]{1,64}$\x12\x1c\n\x08quantity\x18\x02 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x01\x12\x18\n\x05price\x18\x03 \x01(\x01\x42\t\xbaH\x06\x12\x04\x88\x95+\x01\"b\n\tOrderItem\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x05\x12\r\n\x05price\x18\x04 \x01(\x01\x12\x12\n\nline_total\x18\x05 \x01(\x01\"\xa0\x03\n\x05Order\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12+\n\x05items\x18\x03 \x03(\x0b\x32\x1c.shopmesh.order.v1.OrderItem\x12\x14\n\x0ctotal_amount\x18\x04 \x01(\x01\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12.\n\x06status\x18\x06 \x01(\x0e\x32\x1e.shopmesh.order.v1.OrderStatus\x12<\n\x10shipping_address\x18\x07 \x01(\x0b\x32\".shopmesh.order.v1.ShippingAddress\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12:\n\x16reservation_expires_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1b\n\x13\x63\x61ncellation_reason\x18\x0b \x01(\t\"\xd4\x01\n\x12\x43reateOrderRequest\x12\x19\n\x07user_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12<\n\x05items\x18\x02 \x03(\x0b\x32!.shopmesh.order.v1.OrderItemInputB\n\xbaH\x07\x92\x01\x04\x08\x01\x10\x32\x12\x44\n\x10shipping_address\x18\x03 \x01(\x0b\x32\".shopmesh.order.v1.ShippingAddressB\x06\xbaH\x03\xc8\x01\x01\x12\x1f\n\nrequest_id\x18\x04 \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01\">\n\x13\x43reateOrderResponse\x12\'\n\x05order\x18\x01 \x01(\x0b\x32\x18.shopmesh.order.v1.Order\"\'\n\x0fGetOrderRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\";\n\x10GetOrderResponse\x12\'\n\x05order\x18\x01 \x01(\x0b\x32\x18.shopmesh.order.v1.Order\"O\n\x11ListOrdersRequest\x12\x1c\n\tpage_size\x18\x01 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x00\x12\x1c\n\npage_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x04\"W\n\x12ListOrdersResponse\x12(\n\x06orders\x18\x01 \x03(\x0b\x32\x18.shopmesh.order.v1.Order\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"l\n\x18UpdateOrderStatusRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12:\n\x06status\x18\x02 \x01(\x0e\x32\x1e.shopmesh.order.v1.OrderStatusB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\"D\n\x19UpdateOrderStatusResponse\x12\'\n\x05order\x18\x01 \x01(\x0b\x32\x18.shopmesh.order.v1.Order\"D\n\x12\x43\x61ncelOrderRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x18\n\x06reason\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xf4\x03\">\n\x13\x43\x61ncelOrderResponse\x12\'\n\x05order\x18\x01 \x01(\x0b\x32\x18.shopmesh.order.v1.Order*\xb3\x01\n\x0bOrderStatus\x12\x1c\n\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14ORDER_STATUS_PENDING\x10\x01\x12\x1a\n\x16ORDER_STATUS_CONFIRMED\x10\x02\x12\x18\n\x14ORDER_STATUS_SHIPPED\x10\x03\x12\x1a\n\x16ORDER_STATUS_DELIVERED\x10\x04\x12\x1a\n\x16ORDER_STATUS_CANCELLED\x10\x05\x32\xa6\x05\n\x0cOrderService\x12~\n\x0b\x43reateOrder\x12%.shopmesh.order.v1.CreateOrderRequest\x1a&.shopmesh.order.v1.CreateOrderResponse\" \x82\xd3\xe4\x93\x02\x1a\"\x0e/api/v1/orders:\x01*b\x05order\x12w\n\x08GetOrder\x12\".shopmesh.order.v1.GetOrderRequest\x1a#.shopmesh.order.v1.GetOrderResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x13/api/v1/orders/{id}b\x05order\x12q\n\nListOrders\x12$.shopmesh.order.v1.ListOrdersRequest\x1a%.shopmesh.order.v1.ListOrdersResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/api/v1/orders\x12\x9c\x01\n\x11UpdateOrderStatus\x12+.shopmesh.order.v1.UpdateOrderStatusRequest\x1a,.shopmesh.order.v1.UpdateOrderStatusResponse\",\x82\xd3\xe4\x93\x02&2\x1a/api/v1/orders/{id}/status:\x01*b\x05order\x12\x8a\x01\n\x0b\x43\x61ncelOrder\x12%.shopmesh.order.v1.CancelOrderRequest\x1a&.shopmesh.order.v1.CancelOrderResponse\",\x82\xd3\xe4\x93\x02&\"\x1a/api/v1/orders/{id}:cancel:\x01*b\x05orderb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%shopmesh/order/v1/order_service.proto\x12\x11shopmesh.order.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#shopmesh/common/v1/validation.proto\"\x99\x01\n\x0fShippingAddress\x12\x1a\n\x06street\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xc8\x01\x12\x17\n\x04\x63ity\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18\x64\x12\x18\n\x05state\x18\x03 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18\x64\x12\x1b\n\x08zip_code\x18\x04 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18\x14\x12\x1a\n\x07\x63ountry\x18\x05 \x01(\tB\t\xbaH\x06r\x04\x10\x02\x18\x64\"\x7f\n\x0eOrderItemInput\x12\x35\n\nproduct_id\x18\x01 \x01(\tB!\xbaH\x1er\x1c\x32\x1a^prod-[A-Za-z0-9_-]{1,64}$\x12\x1c\n\x08quantity\x18\x02 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x01\x12\x18\n\x05price\x18\x03 \x01(\x01\x42\t\xbaH\x06\x12\x04\x88\x95+\x01\"b\n\tOrderItem\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x05\x12\r\n\x05price\x18\x04 \x01(\x01\x12\x12\n\nline_total\x18\x05 \x01(\x01\"\xa0\x03\n\x05Order\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12+\n\x05items\x18\x03 \x03(\x0b\x32\x1c.shopmesh.order.v1.OrderItem\x12\x14\n\x0ctotal_amount\x18\x04 \x01(\x01\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12.\n\x06status\x18\x06 \x01(\x0e\x32\x1e.shopmesh.order.v1.OrderStatus\x12<\n\x10shipping_address\x18\x07 \x01(\x0b\x32\".shopmesh.order.v1.ShippingAddress\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12:\n\x16reservation_expires_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1b\n\x13\x63\x61ncellation_reason\x18\x0b \x01(\t\"\xd4\x01\n\x12\x43reateOrderRequest\x12\x19\n\x07user_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12<\n\x05items\x18\x02 \x03(\x0b\x32!.shopmesh.order.v1.OrderItemInputB\n\xbaH\x07\x92\x01\x04\x08\x01\x10\x32\x12\x44\n\x10shipping_address\x18\x03 \x01(\x0b\x32\".shopmesh.order.v1.ShippingAddressB\x06\xbaH\x03\xc8\x01\x01\x12\x1f\n\nrequest_id\x18\x04 \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01\"\'\n\x0fGetOrderRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"O\n\x11ListOrdersRequest\x12\x1c\n\tpage_size\x18\x01 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x00\x12\x1c\n\npage_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x04\"W\n\x12ListOrdersResponse\x12(\n\x06orders\x18\x01 \x03(\x0b\x32\x18.shopmesh.order.v1.Order\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"l\n\x18UpdateOrderStatusRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12:\n\x06status\x18\x02 \x01(\x0e\x32\x1e.shopmesh.order.v1.OrderStatusB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\"D\n\x12\x43\x61ncelOrderRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x18\n\x06reason\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xf4\x03*\xb3\x01\n\x0bOrderStatus\x12\x1c\n\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14ORDER_STATUS_PENDING\x10\x01\x12\x1a\n\x16ORDER_STATUS_CONFIRMED\x10\x02\x12\x18\n\x14ORDER_STATUS_SHIPPED\x10\x03\x12\x1a\n\x16ORDER_STATUS_DELIVERED\x10\x04\x12\x1a\n\x16ORDER_STATUS_CANCELLED\x10\x05\x32\xce\x04\n\x0cOrderService\x12i\n\x0b\x43reateOrder\x12%.shopmesh.order.v1.CreateOrderRequest\x1a\x18.shopmesh.order.v1.Order\"\x19\x82\xd3\xe4\x93\x02\x13\"\x0e/api/v1/orders:\x01*\x12\x65\n\x08GetOrder\x12\".shopmesh.order.v1.GetOrderRequest\x1a\x18.shopmesh.order.v1.Order\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/api/v1/orders/{id}\x12q\n\nListOrders\x12$.shopmesh.order.v1.ListOrdersRequest\x1a%.shopmesh.order.v1.ListOrdersResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/api/v1/orders\x12\x81\x01\n\x11UpdateOrderStatus\x12+.shopmesh.order.v1.UpdateOrderStatusRequest\x1a\x18.shopmesh.order.v1.Order\"%\x82\xd3\xe4\x93\x02\x1f\x32\x1a/api/v1/orders/{id}/status:\x01*\x12u\n\x0b\x43\x61ncelOrder\x12%.shopmesh.order.v1.CancelOrderRequest\x1a\x18.shopmesh.order.v1.Order\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/api/v1/orders/{id}:cancel:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -74,17 +74,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CANCELORDERREQUEST'].fields_by_name['reason']._loaded_options = None
   _globals['_CANCELORDERREQUEST'].fields_by_name['reason']._serialized_options = b'\272H\005r\003\030\364\003'
   _globals['_ORDERSERVICE'].methods_by_name['CreateOrder']._loaded_options = None
-  _globals['_ORDERSERVICE'].methods_by_name['CreateOrder']._serialized_options = b'\202\323\344\223\002\032\"\016/api/v1/orders:\001*b\005order'
+  _globals['_ORDERSERVICE'].methods_by_name['CreateOrder']._serialized_options = b'\202\323\344\223\002\023\"\016/api/v1/orders:\001*'
   _globals['_ORDERSERVICE'].methods_by_name['GetOrder']._loaded_options = None
-  _globals['_ORDERSERVICE'].methods_by_name['GetOrder']._serialized_options = b'\202\323\344\223\002\034\022\023/api/v1/orders/{id}b\005order'
+  _globals['_ORDERSERVICE'].methods_by_name['GetOrder']._serialized_options = b'\202\323\344\223\002\025\022\023/api/v1/orders/{id}'
   _globals['_ORDERSERVICE'].methods_by_name['ListOrders']._loaded_options = None
   _globals['_ORDERSERVICE'].methods_by_name['ListOrders']._serialized_options = b'\202\323\344\223\002\020\022\016/api/v1/orders'
   _globals['_ORDERSERVICE'].methods_by_name['UpdateOrderStatus']._loaded_options = None
-  _globals['_ORDERSERVICE'].methods_by_name['UpdateOrderStatus']._serialized_options = b'\202\323\344\223\002&2\032/api/v1/orders/{id}/status:\001*b\005order'
+  _globals['_ORDERSERVICE'].methods_by_name['UpdateOrderStatus']._serialized_options = b'\202\323\344\223\002\0372\032/api/v1/orders/{id}/status:\001*'
   _globals['_ORDERSERVICE'].methods_by_name['CancelOrder']._loaded_options = None
-  _globals['_ORDERSERVICE'].methods_by_name['CancelOrder']._serialized_options = b'\202\323\344\223\002&\"\032/api/v1/orders/{id}:cancel:\001*b\005order'
-  _globals['_ORDERSTATUS']._serialized_start=1859
-  _globals['_ORDERSTATUS']._serialized_end=2038
+  _globals['_ORDERSERVICE'].methods_by_name['CancelOrder']._serialized_options = b'\202\323\344\223\002\037\"\032/api/v1/orders/{id}:cancel:\001*'
+  _globals['_ORDERSTATUS']._serialized_start=1600
+  _globals['_ORDERSTATUS']._serialized_end=1779
   _globals['_SHIPPINGADDRESS']._serialized_start=190
   _globals['_SHIPPINGADDRESS']._serialized_end=343
   _globals['_ORDERITEMINPUT']._serialized_start=345
@@ -95,24 +95,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ORDER']._serialized_end=991
   _globals['_CREATEORDERREQUEST']._serialized_start=994
   _globals['_CREATEORDERREQUEST']._serialized_end=1206
-  _globals['_CREATEORDERRESPONSE']._serialized_start=1208
-  _globals['_CREATEORDERRESPONSE']._serialized_end=1270
-  _globals['_GETORDERREQUEST']._serialized_start=1272
-  _globals['_GETORDERREQUEST']._serialized_end=1311
-  _globals['_GETORDERRESPONSE']._serialized_start=1313
-  _globals['_GETORDERRESPONSE']._serialized_end=1372
-  _globals['_LISTORDERSREQUEST']._serialized_start=1374
-  _globals['_LISTORDERSREQUEST']._serialized_end=1453
-  _globals['_LISTORDERSRESPONSE']._serialized_start=1455
-  _globals['_LISTORDERSRESPONSE']._serialized_end=1542
-  _globals['_UPDATEORDERSTATUSREQUEST']._serialized_start=1544
-  _globals['_UPDATEORDERSTATUSREQUEST']._serialized_end=1652
-  _globals['_UPDATEORDERSTATUSRESPONSE']._serialized_start=1654
-  _globals['_UPDATEORDERSTATUSRESPONSE']._serialized_end=1722
-  _globals['_CANCELORDERREQUEST']._serialized_start=1724
-  _globals['_CANCELORDERREQUEST']._serialized_end=1792
-  _globals['_CANCELORDERRESPONSE']._serialized_start=1794
-  _globals['_CANCELORDERRESPONSE']._serialized_end=1856
-  _globals['_ORDERSERVICE']._serialized_start=2041
-  _globals['_ORDERSERVICE']._serialized_end=2719
+  _globals['_GETORDERREQUEST']._serialized_start=1208
+  _globals['_GETORDERREQUEST']._serialized_end=1247
+  _globals['_LISTORDERSREQUEST']._serialized_start=1249
+  _globals['_LISTORDERSREQUEST']._serialized_end=1328
+  _globals['_LISTORDERSRESPONSE']._serialized_start=1330
+  _globals['_LISTORDERSRESPONSE']._serialized_end=1417
+  _globals['_UPDATEORDERSTATUSREQUEST']._serialized_start=1419
+  _globals['_UPDATEORDERSTATUSREQUEST']._serialized_end=1527
+  _globals['_CANCELORDERREQUEST']._serialized_start=1529
+  _globals['_CANCELORDERREQUEST']._serialized_end=1597
+  _globals['_ORDERSERVICE']._serialized_start=1782
+  _globals['_ORDERSERVICE']._serialized_end=2372
 # @@protoc_insertion_point(module_scope)

@@ -104,23 +104,11 @@ class CreateOrderRequest(_message.Message):
     request_id: str
     def __init__(self, user_id: _Optional[str] = ..., items: _Optional[_Iterable[_Union[OrderItemInput, _Mapping]]] = ..., shipping_address: _Optional[_Union[ShippingAddress, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
-class CreateOrderResponse(_message.Message):
-    __slots__ = ("order",)
-    ORDER_FIELD_NUMBER: _ClassVar[int]
-    order: Order
-    def __init__(self, order: _Optional[_Union[Order, _Mapping]] = ...) -> None: ...
-
 class GetOrderRequest(_message.Message):
     __slots__ = ("id",)
     ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     def __init__(self, id: _Optional[str] = ...) -> None: ...
-
-class GetOrderResponse(_message.Message):
-    __slots__ = ("order",)
-    ORDER_FIELD_NUMBER: _ClassVar[int]
-    order: Order
-    def __init__(self, order: _Optional[_Union[Order, _Mapping]] = ...) -> None: ...
 
 class ListOrdersRequest(_message.Message):
     __slots__ = ("page_size", "page_token")
@@ -146,12 +134,6 @@ class UpdateOrderStatusRequest(_message.Message):
     status: OrderStatus
     def __init__(self, id: _Optional[str] = ..., status: _Optional[_Union[OrderStatus, str]] = ...) -> None: ...
 
-class UpdateOrderStatusResponse(_message.Message):
-    __slots__ = ("order",)
-    ORDER_FIELD_NUMBER: _ClassVar[int]
-    order: Order
-    def __init__(self, order: _Optional[_Union[Order, _Mapping]] = ...) -> None: ...
-
 class CancelOrderRequest(_message.Message):
     __slots__ = ("id", "reason")
     ID_FIELD_NUMBER: _ClassVar[int]
@@ -159,9 +141,3 @@ class CancelOrderRequest(_message.Message):
     id: str
     reason: str
     def __init__(self, id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
-
-class CancelOrderResponse(_message.Message):
-    __slots__ = ("order",)
-    ORDER_FIELD_NUMBER: _ClassVar[int]
-    order: Order
-    def __init__(self, order: _Optional[_Union[Order, _Mapping]] = ...) -> None: ...

@@ -40,12 +40,12 @@ class OrderServiceStub:
         self.CreateOrder = channel.unary_unary(
                 '/shopmesh.order.v1.OrderService/CreateOrder',
                 request_serializer=shopmesh_dot_order_dot_v1_dot_order__service__pb2.CreateOrderRequest.SerializeToString,
-                response_deserializer=shopmesh_dot_order_dot_v1_dot_order__service__pb2.CreateOrderResponse.FromString,
+                response_deserializer=shopmesh_dot_order_dot_v1_dot_order__service__pb2.Order.FromString,
                 _registered_method=True)
         self.GetOrder = channel.unary_unary(
                 '/shopmesh.order.v1.OrderService/GetOrder',
                 request_serializer=shopmesh_dot_order_dot_v1_dot_order__service__pb2.GetOrderRequest.SerializeToString,
-                response_deserializer=shopmesh_dot_order_dot_v1_dot_order__service__pb2.GetOrderResponse.FromString,
+                response_deserializer=shopmesh_dot_order_dot_v1_dot_order__service__pb2.Order.FromString,
                 _registered_method=True)
         self.ListOrders = channel.unary_unary(
                 '/shopmesh.order.v1.OrderService/ListOrders',
@@ -55,12 +55,12 @@ class OrderServiceStub:
         self.UpdateOrderStatus = channel.unary_unary(
                 '/shopmesh.order.v1.OrderService/UpdateOrderStatus',
                 request_serializer=shopmesh_dot_order_dot_v1_dot_order__service__pb2.UpdateOrderStatusRequest.SerializeToString,
-                response_deserializer=shopmesh_dot_order_dot_v1_dot_order__service__pb2.UpdateOrderStatusResponse.FromString,
+                response_deserializer=shopmesh_dot_order_dot_v1_dot_order__service__pb2.Order.FromString,
                 _registered_method=True)
         self.CancelOrder = channel.unary_unary(
                 '/shopmesh.order.v1.OrderService/CancelOrder',
                 request_serializer=shopmesh_dot_order_dot_v1_dot_order__service__pb2.CancelOrderRequest.SerializeToString,
-                response_deserializer=shopmesh_dot_order_dot_v1_dot_order__service__pb2.CancelOrderResponse.FromString,
+                response_deserializer=shopmesh_dot_order_dot_v1_dot_order__service__pb2.Order.FromString,
                 _registered_method=True)
 
 
@@ -117,12 +117,12 @@ def add_OrderServiceServicer_to_server(servicer, server):
             'CreateOrder': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateOrder,
                     request_deserializer=shopmesh_dot_order_dot_v1_dot_order__service__pb2.CreateOrderRequest.FromString,
-                    response_serializer=shopmesh_dot_order_dot_v1_dot_order__service__pb2.CreateOrderResponse.SerializeToString,
+                    response_serializer=shopmesh_dot_order_dot_v1_dot_order__service__pb2.Order.SerializeToString,
             ),
             'GetOrder': grpc.unary_unary_rpc_method_handler(
                     servicer.GetOrder,
                     request_deserializer=shopmesh_dot_order_dot_v1_dot_order__service__pb2.GetOrderRequest.FromString,
-                    response_serializer=shopmesh_dot_order_dot_v1_dot_order__service__pb2.GetOrderResponse.SerializeToString,
+                    response_serializer=shopmesh_dot_order_dot_v1_dot_order__service__pb2.Order.SerializeToString,
             ),
             'ListOrders': grpc.unary_unary_rpc_method_handler(
                     servicer.ListOrders,
@@ -132,12 +132,12 @@ def add_OrderServiceServicer_to_server(servicer, server):
             'UpdateOrderStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdateOrderStatus,
                     request_deserializer=shopmesh_dot_order_dot_v1_dot_order__service__pb2.UpdateOrderStatusRequest.FromString,
-                    response_serializer=shopmesh_dot_order_dot_v1_dot_order__service__pb2.UpdateOrderStatusResponse.SerializeToString,
+                    response_serializer=shopmesh_dot_order_dot_v1_dot_order__service__pb2.Order.SerializeToString,
             ),
             'CancelOrder': grpc.unary_unary_rpc_method_handler(
                     servicer.CancelOrder,
                     request_deserializer=shopmesh_dot_order_dot_v1_dot_order__service__pb2.CancelOrderRequest.FromString,
-                    response_serializer=shopmesh_dot_order_dot_v1_dot_order__service__pb2.CancelOrderResponse.SerializeToString,
+                    response_serializer=shopmesh_dot_order_dot_v1_dot_order__service__pb2.Order.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -169,7 +169,7 @@ class OrderService:
             target,
             '/shopmesh.order.v1.OrderService/CreateOrder',
             shopmesh_dot_order_dot_v1_dot_order__service__pb2.CreateOrderRequest.SerializeToString,
-            shopmesh_dot_order_dot_v1_dot_order__service__pb2.CreateOrderResponse.FromString,
+            shopmesh_dot_order_dot_v1_dot_order__service__pb2.Order.FromString,
             options,
             channel_credentials,
             insecure,
@@ -196,7 +196,7 @@ class OrderService:
             target,
             '/shopmesh.order.v1.OrderService/GetOrder',
             shopmesh_dot_order_dot_v1_dot_order__service__pb2.GetOrderRequest.SerializeToString,
-            shopmesh_dot_order_dot_v1_dot_order__service__pb2.GetOrderResponse.FromString,
+            shopmesh_dot_order_dot_v1_dot_order__service__pb2.Order.FromString,
             options,
             channel_credentials,
             insecure,
@@ -250,7 +250,7 @@ class OrderService:
             target,
             '/shopmesh.order.v1.OrderService/UpdateOrderStatus',
             shopmesh_dot_order_dot_v1_dot_order__service__pb2.UpdateOrderStatusRequest.SerializeToString,
-            shopmesh_dot_order_dot_v1_dot_order__service__pb2.UpdateOrderStatusResponse.FromString,
+            shopmesh_dot_order_dot_v1_dot_order__service__pb2.Order.FromString,
             options,
             channel_credentials,
             insecure,
@@ -277,7 +277,7 @@ class OrderService:
             target,
             '/shopmesh.order.v1.OrderService/CancelOrder',
             shopmesh_dot_order_dot_v1_dot_order__service__pb2.CancelOrderRequest.SerializeToString,
-            shopmesh_dot_order_dot_v1_dot_order__service__pb2.CancelOrderResponse.FromString,
+            shopmesh_dot_order_dot_v1_dot_order__service__pb2.Order.FromString,
             options,
             channel_credentials,
             insecure,

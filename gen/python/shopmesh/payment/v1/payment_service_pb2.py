@@ -29,7 +29,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from shopmesh.common.v1 import validation_pb2 as shopmesh_dot_common_dot_v1_dot_validation__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)shopmesh/payment/v1/payment_service.proto\x12\x13shopmesh.payment.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#shopmesh/common/v1/validation.proto\"\x9f\x02\n\x07Payment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\x01\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12\x32\n\x06status\x18\x06 \x01(\x0e\x32\".shopmesh.payment.v1.PaymentStatus\x12\x17\n\x0f\x61mount_refunded\x18\x07 \x01(\x01\x12\x16\n\x0e\x66\x61ilure_reason\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc7\x01\n\x14\x43reatePaymentRequest\x12\x1a\n\x08order_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x19\n\x06\x61mount\x18\x02 \x01(\x01\x42\t\xbaH\x06\x12\x04\x88\x95+\x01\x12\x1b\n\x08\x63urrency\x18\x03 \x01(\tB\t\xbaH\x06r\x04\x90\x95+\x01\x12:\n\x11payment_method_id\x18\x04 \x01(\tB\x1f\xbaH\x1cr\x1a\x32\x18^pm_[A-Za-z0-9_]{1,255}$\x12\x1f\n\nrequest_id\x18\x05 \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01\"\x9f\x01\n\x15\x43reatePaymentResponse\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x32\n\x06status\x18\x02 \x01(\x0e\x32\".shopmesh.payment.v1.PaymentStatus\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x01\x12\x15\n\rclient_secret\x18\x04 \x01(\t\x12\x17\n\x0frequires_action\x18\x05 \x01(\x08\")\n\x11GetPaymentRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"C\n\x12GetPaymentResponse\x12-\n\x07payment\x18\x01 \x01(\x0b\x32\x1c.shopmesh.payment.v1.Payment\"\x7f\n\x14RefundPaymentRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x19\n\x06\x61mount\x18\x02 \x01(\x01\x42\t\xbaH\x06\x12\x04\x88\x95+\x01\x12\x18\n\x06reason\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\xf4\x03\x12\x1c\n\nrequest_id\x18\x04 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"F\n\x15RefundPaymentResponse\x12-\n\x07payment\x18\x01 \x01(\x0b\x32\x1c.shopmesh.payment.v1.Payment\"H\n\x1aHandleStripeWebhookRequest\x12*\n\x04\x62ody\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBodyB\x06\xbaH\x03\xc8\x01\x01\"0\n\x1bHandleStripeWebhookResponse\x12\x11\n\tduplicate\x18\x01 \x01(\x08*\xec\x01\n\rPaymentStatus\x12\x1e\n\x1aPAYMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16PAYMENT_STATUS_PENDING\x10\x01\x12\"\n\x1ePAYMENT_STATUS_REQUIRES_ACTION\x10\x02\x12\x1c\n\x18PAYMENT_STATUS_SUCCEEDED\x10\x03\x12\x19\n\x15PAYMENT_STATUS_FAILED\x10\x04\x12\x1b\n\x17PAYMENT_STATUS_REFUNDED\x10\x05\x12%\n!PAYMENT_STATUS_PARTIALLY_REFUNDED\x10\x06\x32\xdb\x04\n\x0ePaymentService\x12\x83\x01\n\rCreatePayment\x12).shopmesh.payment.v1.CreatePaymentRequest\x1a*.shopmesh.payment.v1.CreatePaymentResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/api/v1/payments:\x01*\x12\x85\x01\n\nGetPayment\x12&.shopmesh.payment.v1.GetPaymentRequest\x1a\'.shopmesh.payment.v1.GetPaymentResponse\"&\x82\xd3\xe4\x93\x02 \x12\x15/api/v1/payments/{id}b\x07payment\x12\x98\x01\n\rRefundPayment\x12).shopmesh.payment.v1.RefundPaymentRequest\x1a*.shopmesh.payment.v1.RefundPaymentResponse\"0\x82\xd3\xe4\x93\x02*\"\x1c/api/v1/payments/{id}:refund:\x01*b\x07payment\x12\x9f\x01\n\x13HandleStripeWebhook\x12/.shopmesh.payment.v1.HandleStripeWebhookRequest\x1a\x30.shopmesh.payment.v1.HandleStripeWebhookResponse\"%\x82\xd3\xe4\x93\x02\x1f\"\x17/api/v1/webhooks/stripe:\x04\x62odyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)shopmesh/payment/v1/payment_service.proto\x12\x13shopmesh.payment.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#shopmesh/common/v1/validation.proto\"\x9f\x02\n\x07Payment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\x01\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12\x32\n\x06status\x18\x06 \x01(\x0e\x32\".shopmesh.payment.v1.PaymentStatus\x12\x17\n\x0f\x61mount_refunded\x18\x07 \x01(\x01\x12\x16\n\x0e\x66\x61ilure_reason\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc7\x01\n\x14\x43reatePaymentRequest\x12\x1a\n\x08order_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x19\n\x06\x61mount\x18\x02 \x01(\x01\x42\t\xbaH\x06\x12\x04\x88\x95+\x01\x12\x1b\n\x08\x63urrency\x18\x03 \x01(\tB\t\xbaH\x06r\x04\x90\x95+\x01\x12:\n\x11payment_method_id\x18\x04 \x01(\tB\x1f\xbaH\x1cr\x1a\x32\x18^pm_[A-Za-z0-9_]{1,255}$\x12\x1f\n\nrequest_id\x18\x05 \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01\"\x9f\x01\n\x15\x43reatePaymentResponse\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x32\n\x06status\x18\x02 \x01(\x0e\x32\".shopmesh.payment.v1.PaymentStatus\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x01\x12\x15\n\rclient_secret\x18\x04 \x01(\t\x12\x17\n\x0frequires_action\x18\x05 \x01(\x08\")\n\x11GetPaymentRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"\x7f\n\x14RefundPaymentRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x19\n\x06\x61mount\x18\x02 \x01(\x01\x42\t\xbaH\x06\x12\x04\x88\x95+\x01\x12\x18\n\x06reason\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\xf4\x03\x12\x1c\n\nrequest_id\x18\x04 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"H\n\x1aHandleStripeWebhookRequest\x12*\n\x04\x62ody\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBodyB\x06\xbaH\x03\xc8\x01\x01\"0\n\x1bHandleStripeWebhookResponse\x12\x11\n\tduplicate\x18\x01 \x01(\x08*\xec\x01\n\rPaymentStatus\x12\x1e\n\x1aPAYMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16PAYMENT_STATUS_PENDING\x10\x01\x12\"\n\x1ePAYMENT_STATUS_REQUIRES_ACTION\x10\x02\x12\x1c\n\x18PAYMENT_STATUS_SUCCEEDED\x10\x03\x12\x19\n\x15PAYMENT_STATUS_FAILED\x10\x04\x12\x1b\n\x17PAYMENT_STATUS_REFUNDED\x10\x05\x12%\n!PAYMENT_STATUS_PARTIALLY_REFUNDED\x10\x06\x32\xaf\x04\n\x0ePaymentService\x12\x83\x01\n\rCreatePayment\x12).shopmesh.payment.v1.CreatePaymentRequest\x1a*.shopmesh.payment.v1.CreatePaymentResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/api/v1/payments:\x01*\x12q\n\nGetPayment\x12&.shopmesh.payment.v1.GetPaymentRequest\x1a\x1c.shopmesh.payment.v1.Payment\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/api/v1/payments/{id}\x12\x81\x01\n\rRefundPayment\x12).shopmesh.payment.v1.RefundPaymentRequest\x1a\x1c.shopmesh.payment.v1.Payment\"\'\x82\xd3\xe4\x93\x02!\"\x1c/api/v1/payments/{id}:refund:\x01*\x12\x9f\x01\n\x13HandleStripeWebhook\x12/.shopmesh.payment.v1.HandleStripeWebhookRequest\x1a\x30.shopmesh.payment.v1.HandleStripeWebhookResponse\"%\x82\xd3\xe4\x93\x02\x1f\"\x17/api/v1/webhooks/stripe:\x04\x62odyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -61,13 +61,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PAYMENTSERVICE'].methods_by_name['CreatePayment']._loaded_options = None
   _globals['_PAYMENTSERVICE'].methods_by_name['CreatePayment']._serialized_options = b'\202\323\344\223\002\025\"\020/api/v1/payments:\001*'
   _globals['_PAYMENTSERVICE'].methods_by_name['GetPayment']._loaded_options = None
-  _globals['_PAYMENTSERVICE'].methods_by_name['GetPayment']._serialized_options = b'\202\323\344\223\002 \022\025/api/v1/payments/{id}b\007payment'
+  _globals['_PAYMENTSERVICE'].methods_by_name['GetPayment']._serialized_options = b'\202\323\344\223\002\027\022\025/api/v1/payments/{id}'
   _globals['_PAYMENTSERVICE'].methods_by_name['RefundPayment']._loaded_options = None
-  _globals['_PAYMENTSERVICE'].methods_by_name['RefundPayment']._serialized_options = b'\202\323\344\223\002*\"\034/api/v1/payments/{id}:refund:\001*b\007payment'
+  _globals['_PAYMENTSERVICE'].methods_by_name['RefundPayment']._serialized_options = b'\202\323\344\223\002!\"\034/api/v1/payments/{id}:refund:\001*'
   _globals['_PAYMENTSERVICE'].methods_by_name['HandleStripeWebhook']._loaded_options = None
   _globals['_PAYMENTSERVICE'].methods_by_name['HandleStripeWebhook']._serialized_options = b'\202\323\344\223\002\037\"\027/api/v1/webhooks/stripe:\004body'
-  _globals['_PAYMENTSTATUS']._serialized_start=1314
-  _globals['_PAYMENTSTATUS']._serialized_end=1550
+  _globals['_PAYMENTSTATUS']._serialized_start=1173
+  _globals['_PAYMENTSTATUS']._serialized_end=1409
   _globals['_PAYMENT']._serialized_start=223
   _globals['_PAYMENT']._serialized_end=510
   _globals['_CREATEPAYMENTREQUEST']._serialized_start=513
@@ -76,16 +76,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATEPAYMENTRESPONSE']._serialized_end=874
   _globals['_GETPAYMENTREQUEST']._serialized_start=876
   _globals['_GETPAYMENTREQUEST']._serialized_end=917
-  _globals['_GETPAYMENTRESPONSE']._serialized_start=919
-  _globals['_GETPAYMENTRESPONSE']._serialized_end=986
-  _globals['_REFUNDPAYMENTREQUEST']._serialized_start=988
-  _globals['_REFUNDPAYMENTREQUEST']._serialized_end=1115
-  _globals['_REFUNDPAYMENTRESPONSE']._serialized_start=1117
-  _globals['_REFUNDPAYMENTRESPONSE']._serialized_end=1187
-  _globals['_HANDLESTRIPEWEBHOOKREQUEST']._serialized_start=1189
-  _globals['_HANDLESTRIPEWEBHOOKREQUEST']._serialized_end=1261
-  _globals['_HANDLESTRIPEWEBHOOKRESPONSE']._serialized_start=1263
-  _globals['_HANDLESTRIPEWEBHOOKRESPONSE']._serialized_end=1311
-  _globals['_PAYMENTSERVICE']._serialized_start=1553
-  _globals['_PAYMENTSERVICE']._serialized_end=2156
+  _globals['_REFUNDPAYMENTREQUEST']._serialized_start=919
+  _globals['_REFUNDPAYMENTREQUEST']._serialized_end=1046
+  _globals['_HANDLESTRIPEWEBHOOKREQUEST']._serialized_start=1048
+  _globals['_HANDLESTRIPEWEBHOOKREQUEST']._serialized_end=1120
+  _globals['_HANDLESTRIPEWEBHOOKRESPONSE']._serialized_start=1122
+  _globals['_HANDLESTRIPEWEBHOOKRESPONSE']._serialized_end=1170
+  _globals['_PAYMENTSERVICE']._serialized_start=1412
+  _globals['_PAYMENTSERVICE']._serialized_end=1971
 # @@protoc_insertion_point(module_scope)

@@ -88,12 +88,6 @@ class GetPaymentRequest(_message.Message):
     id: str
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
-class GetPaymentResponse(_message.Message):
-    __slots__ = ("payment",)
-    PAYMENT_FIELD_NUMBER: _ClassVar[int]
-    payment: Payment
-    def __init__(self, payment: _Optional[_Union[Payment, _Mapping]] = ...) -> None: ...
-
 class RefundPaymentRequest(_message.Message):
     __slots__ = ("id", "amount", "reason", "request_id")
     ID_FIELD_NUMBER: _ClassVar[int]
@@ -105,12 +99,6 @@ class RefundPaymentRequest(_message.Message):
     reason: str
     request_id: str
     def __init__(self, id: _Optional[str] = ..., amount: _Optional[float] = ..., reason: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
-
-class RefundPaymentResponse(_message.Message):
-    __slots__ = ("payment",)
-    PAYMENT_FIELD_NUMBER: _ClassVar[int]
-    payment: Payment
-    def __init__(self, payment: _Optional[_Union[Payment, _Mapping]] = ...) -> None: ...
 
 class HandleStripeWebhookRequest(_message.Message):
     __slots__ = ("body",)

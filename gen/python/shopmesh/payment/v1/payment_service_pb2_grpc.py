@@ -44,12 +44,12 @@ class PaymentServiceStub:
         self.GetPayment = channel.unary_unary(
                 '/shopmesh.payment.v1.PaymentService/GetPayment',
                 request_serializer=shopmesh_dot_payment_dot_v1_dot_payment__service__pb2.GetPaymentRequest.SerializeToString,
-                response_deserializer=shopmesh_dot_payment_dot_v1_dot_payment__service__pb2.GetPaymentResponse.FromString,
+                response_deserializer=shopmesh_dot_payment_dot_v1_dot_payment__service__pb2.Payment.FromString,
                 _registered_method=True)
         self.RefundPayment = channel.unary_unary(
                 '/shopmesh.payment.v1.PaymentService/RefundPayment',
                 request_serializer=shopmesh_dot_payment_dot_v1_dot_payment__service__pb2.RefundPaymentRequest.SerializeToString,
-                response_deserializer=shopmesh_dot_payment_dot_v1_dot_payment__service__pb2.RefundPaymentResponse.FromString,
+                response_deserializer=shopmesh_dot_payment_dot_v1_dot_payment__service__pb2.Payment.FromString,
                 _registered_method=True)
         self.HandleStripeWebhook = channel.unary_unary(
                 '/shopmesh.payment.v1.PaymentService/HandleStripeWebhook',
@@ -108,12 +108,12 @@ def add_PaymentServiceServicer_to_server(servicer, server):
             'GetPayment': grpc.unary_unary_rpc_method_handler(
                     servicer.GetPayment,
                     request_deserializer=shopmesh_dot_payment_dot_v1_dot_payment__service__pb2.GetPaymentRequest.FromString,
-                    response_serializer=shopmesh_dot_payment_dot_v1_dot_payment__service__pb2.GetPaymentResponse.SerializeToString,
+                    response_serializer=shopmesh_dot_payment_dot_v1_dot_payment__service__pb2.Payment.SerializeToString,
             ),
             'RefundPayment': grpc.unary_unary_rpc_method_handler(
                     servicer.RefundPayment,
                     request_deserializer=shopmesh_dot_payment_dot_v1_dot_payment__service__pb2.RefundPaymentRequest.FromString,
-                    response_serializer=shopmesh_dot_payment_dot_v1_dot_payment__service__pb2.RefundPaymentResponse.SerializeToString,
+                    response_serializer=shopmesh_dot_payment_dot_v1_dot_payment__service__pb2.Payment.SerializeToString,
             ),
             'HandleStripeWebhook': grpc.unary_unary_rpc_method_handler(
                     servicer.HandleStripeWebhook,
@@ -176,7 +176,7 @@ class PaymentService:
             target,
             '/shopmesh.payment.v1.PaymentService/GetPayment',
             shopmesh_dot_payment_dot_v1_dot_payment__service__pb2.GetPaymentRequest.SerializeToString,
-            shopmesh_dot_payment_dot_v1_dot_payment__service__pb2.GetPaymentResponse.FromString,
+            shopmesh_dot_payment_dot_v1_dot_payment__service__pb2.Payment.FromString,
             options,
             channel_credentials,
             insecure,
@@ -203,7 +203,7 @@ class PaymentService:
             target,
             '/shopmesh.payment.v1.PaymentService/RefundPayment',
             shopmesh_dot_payment_dot_v1_dot_payment__service__pb2.RefundPaymentRequest.SerializeToString,
-            shopmesh_dot_payment_dot_v1_dot_payment__service__pb2.RefundPaymentResponse.FromString,
+            shopmesh_dot_payment_dot_v1_dot_payment__service__pb2.Payment.FromString,
             options,
             channel_credentials,
             insecure,

@@ -120,23 +120,11 @@ class GetMeRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
-class GetMeResponse(_message.Message):
-    __slots__ = ("user",)
-    USER_FIELD_NUMBER: _ClassVar[int]
-    user: User
-    def __init__(self, user: _Optional[_Union[User, _Mapping]] = ...) -> None: ...
-
 class GetUserRequest(_message.Message):
     __slots__ = ("id",)
     ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     def __init__(self, id: _Optional[str] = ...) -> None: ...
-
-class GetUserResponse(_message.Message):
-    __slots__ = ("user",)
-    USER_FIELD_NUMBER: _ClassVar[int]
-    user: User
-    def __init__(self, user: _Optional[_Union[User, _Mapping]] = ...) -> None: ...
 
 class UpdateUserRequest(_message.Message):
     __slots__ = ("id", "first_name", "last_name", "phone", "date_of_birth", "avatar_url", "bio", "address")
@@ -158,12 +146,6 @@ class UpdateUserRequest(_message.Message):
     address: PostalAddress
     def __init__(self, id: _Optional[str] = ..., first_name: _Optional[str] = ..., last_name: _Optional[str] = ..., phone: _Optional[str] = ..., date_of_birth: _Optional[str] = ..., avatar_url: _Optional[str] = ..., bio: _Optional[str] = ..., address: _Optional[_Union[PostalAddress, _Mapping]] = ...) -> None: ...
 
-class UpdateUserResponse(_message.Message):
-    __slots__ = ("user",)
-    USER_FIELD_NUMBER: _ClassVar[int]
-    user: User
-    def __init__(self, user: _Optional[_Union[User, _Mapping]] = ...) -> None: ...
-
 class LogoutRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
@@ -179,12 +161,6 @@ class SuspendUserRequest(_message.Message):
     id: str
     reason: str
     def __init__(self, id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
-
-class SuspendUserResponse(_message.Message):
-    __slots__ = ("user",)
-    USER_FIELD_NUMBER: _ClassVar[int]
-    user: User
-    def __init__(self, user: _Optional[_Union[User, _Mapping]] = ...) -> None: ...
 
 class GetJwksRequest(_message.Message):
     __slots__ = ()

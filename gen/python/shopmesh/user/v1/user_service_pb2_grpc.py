@@ -51,17 +51,17 @@ class UserServiceStub:
         self.GetMe = channel.unary_unary(
                 '/shopmesh.user.v1.UserService/GetMe',
                 request_serializer=shopmesh_dot_user_dot_v1_dot_user__service__pb2.GetMeRequest.SerializeToString,
-                response_deserializer=shopmesh_dot_user_dot_v1_dot_user__service__pb2.GetMeResponse.FromString,
+                response_deserializer=shopmesh_dot_user_dot_v1_dot_user__service__pb2.User.FromString,
                 _registered_method=True)
         self.GetUser = channel.unary_unary(
                 '/shopmesh.user.v1.UserService/GetUser',
                 request_serializer=shopmesh_dot_user_dot_v1_dot_user__service__pb2.GetUserRequest.SerializeToString,
-                response_deserializer=shopmesh_dot_user_dot_v1_dot_user__service__pb2.GetUserResponse.FromString,
+                response_deserializer=shopmesh_dot_user_dot_v1_dot_user__service__pb2.User.FromString,
                 _registered_method=True)
         self.UpdateUser = channel.unary_unary(
                 '/shopmesh.user.v1.UserService/UpdateUser',
                 request_serializer=shopmesh_dot_user_dot_v1_dot_user__service__pb2.UpdateUserRequest.SerializeToString,
-                response_deserializer=shopmesh_dot_user_dot_v1_dot_user__service__pb2.UpdateUserResponse.FromString,
+                response_deserializer=shopmesh_dot_user_dot_v1_dot_user__service__pb2.User.FromString,
                 _registered_method=True)
         self.Logout = channel.unary_unary(
                 '/shopmesh.user.v1.UserService/Logout',
@@ -71,7 +71,7 @@ class UserServiceStub:
         self.SuspendUser = channel.unary_unary(
                 '/shopmesh.user.v1.UserService/SuspendUser',
                 request_serializer=shopmesh_dot_user_dot_v1_dot_user__service__pb2.SuspendUserRequest.SerializeToString,
-                response_deserializer=shopmesh_dot_user_dot_v1_dot_user__service__pb2.SuspendUserResponse.FromString,
+                response_deserializer=shopmesh_dot_user_dot_v1_dot_user__service__pb2.User.FromString,
                 _registered_method=True)
         self.GetJwks = channel.unary_unary(
                 '/shopmesh.user.v1.UserService/GetJwks',
@@ -166,17 +166,17 @@ def add_UserServiceServicer_to_server(servicer, server):
             'GetMe': grpc.unary_unary_rpc_method_handler(
                     servicer.GetMe,
                     request_deserializer=shopmesh_dot_user_dot_v1_dot_user__service__pb2.GetMeRequest.FromString,
-                    response_serializer=shopmesh_dot_user_dot_v1_dot_user__service__pb2.GetMeResponse.SerializeToString,
+                    response_serializer=shopmesh_dot_user_dot_v1_dot_user__service__pb2.User.SerializeToString,
             ),
             'GetUser': grpc.unary_unary_rpc_method_handler(
                     servicer.GetUser,
                     request_deserializer=shopmesh_dot_user_dot_v1_dot_user__service__pb2.GetUserRequest.FromString,
-                    response_serializer=shopmesh_dot_user_dot_v1_dot_user__service__pb2.GetUserResponse.SerializeToString,
+                    response_serializer=shopmesh_dot_user_dot_v1_dot_user__service__pb2.User.SerializeToString,
             ),
             'UpdateUser': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdateUser,
                     request_deserializer=shopmesh_dot_user_dot_v1_dot_user__service__pb2.UpdateUserRequest.FromString,
-                    response_serializer=shopmesh_dot_user_dot_v1_dot_user__service__pb2.UpdateUserResponse.SerializeToString,
+                    response_serializer=shopmesh_dot_user_dot_v1_dot_user__service__pb2.User.SerializeToString,
             ),
             'Logout': grpc.unary_unary_rpc_method_handler(
                     servicer.Logout,
@@ -186,7 +186,7 @@ def add_UserServiceServicer_to_server(servicer, server):
             'SuspendUser': grpc.unary_unary_rpc_method_handler(
                     servicer.SuspendUser,
                     request_deserializer=shopmesh_dot_user_dot_v1_dot_user__service__pb2.SuspendUserRequest.FromString,
-                    response_serializer=shopmesh_dot_user_dot_v1_dot_user__service__pb2.SuspendUserResponse.SerializeToString,
+                    response_serializer=shopmesh_dot_user_dot_v1_dot_user__service__pb2.User.SerializeToString,
             ),
             'GetJwks': grpc.unary_unary_rpc_method_handler(
                     servicer.GetJwks,
@@ -278,7 +278,7 @@ class UserService:
             target,
             '/shopmesh.user.v1.UserService/GetMe',
             shopmesh_dot_user_dot_v1_dot_user__service__pb2.GetMeRequest.SerializeToString,
-            shopmesh_dot_user_dot_v1_dot_user__service__pb2.GetMeResponse.FromString,
+            shopmesh_dot_user_dot_v1_dot_user__service__pb2.User.FromString,
             options,
             channel_credentials,
             insecure,
@@ -305,7 +305,7 @@ class UserService:
             target,
             '/shopmesh.user.v1.UserService/GetUser',
             shopmesh_dot_user_dot_v1_dot_user__service__pb2.GetUserRequest.SerializeToString,
-            shopmesh_dot_user_dot_v1_dot_user__service__pb2.GetUserResponse.FromString,
+            shopmesh_dot_user_dot_v1_dot_user__service__pb2.User.FromString,
             options,
             channel_credentials,
             insecure,
@@ -332,7 +332,7 @@ class UserService:
             target,
             '/shopmesh.user.v1.UserService/UpdateUser',
             shopmesh_dot_user_dot_v1_dot_user__service__pb2.UpdateUserRequest.SerializeToString,
-            shopmesh_dot_user_dot_v1_dot_user__service__pb2.UpdateUserResponse.FromString,
+            shopmesh_dot_user_dot_v1_dot_user__service__pb2.User.FromString,
             options,
             channel_credentials,
             insecure,
@@ -386,7 +386,7 @@ class UserService:
             target,
             '/shopmesh.user.v1.UserService/SuspendUser',
             shopmesh_dot_user_dot_v1_dot_user__service__pb2.SuspendUserRequest.SerializeToString,
-            shopmesh_dot_user_dot_v1_dot_user__service__pb2.SuspendUserResponse.FromString,
+            shopmesh_dot_user_dot_v1_dot_user__service__pb2.User.FromString,
             options,
             channel_credentials,
             insecure,
