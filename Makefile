@@ -15,7 +15,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BASELINE_TAG ?= contracts-baseline
 
-.PHONY: help deps gen gen-check lint buf-lint test unit breaking clean-venv
+STACK := $(PY) -m shopmesh_stack
+export SHOPMESH_UV_PATH := $(UV_HOME)/bin
+
+.PHONY: help deps gen gen-check lint buf-lint test unit breaking clean-venv install up down status logs clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -58,10 +61,28 @@ breaking: deps ## buf breaking against the git tag $(BASELINE_TAG)
 	@cd proto && ../$(VENV)/bin/buf breaking ../build/image.binpb --against ../build/baseline.binpb --config buf.yaml
 	@echo "buf: no breaking changes against $(BASELINE_TAG)"
 
+install: deps ## install the stack's components (PostgreSQL, Kafka, FerretDB, grpcurl, localstripe)
+	@$(STACK) install
+
+up: deps ## run the mesh: PostgreSQL, Kafka, FerretDB, localstripe, the services, Envoy
+	@$(STACK) up
+
+down: deps ## stop what `make up` started (by pid); keeps the data
+	@$(STACK) down
+
+status: deps ## each component: up/down, pid, port, log file
+	@$(STACK) status
+
+logs: deps ## recent logs of every component (follow: make logs ARGS=-f, one: ARGS=kafka)
+	@$(STACK) logs $(ARGS)
+
+clean: deps ## stop and delete the local stack's data (.stack/)
+	@$(STACK) clean
+
 unit: deps ## run the tests only
 	@$(VENV)/bin/pytest
 
-test: lint unit ## lint, then every test
+test: lint install unit ## lint, install the stack components, then every test (unit and real-stack)
 
 clean-venv: ## remove the project virtualenv
 	rm -rf $(VENV) build

@@ -34,3 +34,8 @@ def make_config(tmp_path: Path) -> ConfigFactory:
         return PlatformConfig.from_env(service, values)
 
     return factory
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that stop and restart the whole stack run last."""
+    items.sort(key=lambda item: item.get_closest_marker("restarts_stack") is not None)

@@ -50,7 +50,8 @@ def service_config(service: ServiceDecl, default_timeout: float) -> dict[str, An
 def create_channel(config: PlatformConfig, target: str, *, address: str | None = None) -> aio.Channel:
     """A channel from this service to the mesh service named `target`.
 
-    `address` overrides the default `host:grpc_port` from the declaration.
+    `address` overrides the configured address (SHOPMESH_ADDRESS_<NAME> or the
+    declared port on 127.0.0.1).
     """
     service = config.mesh.service(target)
     options: list[tuple[str, object]] = [
@@ -60,4 +61,4 @@ def create_channel(config: PlatformConfig, target: str, *, address: str | None =
         ("grpc.max_send_message_length", config.limits.max_message_bytes),
         ("grpc.keepalive_time_ms", config.limits.keepalive_time_ms),
     ]
-    return transport.dial(config, address or f"127.0.0.1:{service.grpc_port}", options, [])
+    return transport.dial(config, address or config.address_of(target), options, [])

@@ -101,6 +101,11 @@ class PlatformConfig:
     otlp_endpoint: str | None
     transport: TransportSecurity
     limits: ServerLimits
+    service_addresses: Mapping[str, str]
+
+    def address_of(self, service: str) -> str:
+        """host:port of another mesh service (SHOPMESH_ADDRESS_<NAME>, else the declared port)."""
+        return self.service_addresses.get(service) or f"127.0.0.1:{self.mesh.service(service).grpc_port}"
 
     @classmethod
     def from_env(cls, service_name: str, env: Mapping[str, str] | None = None) -> PlatformConfig:
@@ -144,4 +149,9 @@ class PlatformConfig:
                 ),
                 max_concurrent_streams=read.integer("SHOPMESH_MAX_CONCURRENT_STREAMS", 256, minimum=1, maximum=100_000),
             ),
+            service_addresses={
+                name: address
+                for name in mesh.services
+                if (address := read.optional(f"SHOPMESH_ADDRESS_{name.upper()}")) is not None
+            },
         )

@@ -1,0 +1,1 @@
+"""Renders the Envoy edge configuration from the mesh declaration."""

@@ -1,0 +1,85 @@
+"""Command line of the local stack: `python -m shopmesh_stack COMMAND` (see `make help`)."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+from shopmesh_platform.config import ConfigError
+from shopmesh_stack.install import InstallError, install_all
+from shopmesh_stack.settings import StackSettings
+from shopmesh_stack.stack import Stack
+from shopmesh_stack.waiting import StartError
+
+
+def command_up(stack: Stack) -> None:
+    print(f"starting the stack in {stack.settings.data_dir}", flush=True)
+    stack.up()
+    edge = stack.settings.edge_url
+    grpcurl = stack.installed.grpcurl
+    print(
+        f"""
+shopmesh is up. Edge (REST and gRPC): {edge}
+  curl -s {edge}/healthz
+  curl -s {edge}/api/v1/products
+  {grpcurl} -plaintext 127.0.0.1:{stack.settings.ports.edge} list
+  {grpcurl} -plaintext -d '{{"service": ""}}' 127.0.0.1:{stack.settings.ports.users} grpc.health.v1.Health/Check
+Logs: {stack.settings.log_dir}   Status: make status   Stop: make down"""
+    )
+
+
+def command_status(stack: Stack) -> None:
+    print(f"{'component':<14} {'state':<6} {'pid':>8} {'port':>6}  log")
+    for row in stack.status():
+        state = "up" if row.running else "down"
+        print(f"{row.name:<14} {state:<6} {row.pid or '-':>8} {row.port:>6}  {row.log_file}")
+
+
+def command_logs(stack: Stack, component: str | None, follow: bool) -> None:
+    names = [c.name for c in stack.components]
+    if component is not None and component not in names:
+        raise SystemExit(f"unknown component {component!r}; one of: {', '.join(names)}")
+    files = [str(c.process.spec.log_file) for c in stack.components if component in (None, c.name)]
+    files = [f for f in files if __import__("os").path.exists(f)]
+    if files:
+        subprocess.run(["tail", "-n", "40", *(["-F"] if follow else []), *files], check=False)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="shopmesh_stack", description="the shopmesh local stack")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("install", help="install missing components into the cache")
+    sub.add_parser("up", help="start everything (installs on first use)")
+    sub.add_parser("down", help="stop what the stack started; keep the data")
+    sub.add_parser("status", help="each component: up/down, pid, port, log")
+    logs = sub.add_parser("logs", help="show (and with -f follow) the logs")
+    logs.add_argument("component", nargs="?")
+    logs.add_argument("-f", "--follow", action="store_true")
+    sub.add_parser("clean", help="stop and delete the data directory")
+    args = parser.parse_args()
+    try:
+        settings = StackSettings.from_env()
+        if args.command == "install":
+            install_all(settings.cache_dir)
+            print("all components installed")
+            return 0
+        stack = Stack(settings)
+        if args.command == "up":
+            command_up(stack)
+        elif args.command == "down":
+            stack.down()
+        elif args.command == "status":
+            command_status(stack)
+        elif args.command == "logs":
+            command_logs(stack, args.component, args.follow)
+        elif args.command == "clean":
+            stack.clean()
+    except (ConfigError, InstallError, StartError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

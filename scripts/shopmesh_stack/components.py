@@ -1,0 +1,472 @@
+"""The stack's components: how each is prepared, started, probed and set up.
+
+Each component has a `process` (a ManagedProcess with its log and pid file), a
+`prepare()` run before start (data directories, rendered config), a `ready()`
+probe, and a `provision()` run once it is ready (databases, migrations, topics).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from shopmesh_platform.migrations import migrate
+from shopmesh_stack.install import Installed
+from shopmesh_stack.procs import ManagedProcess, ProcessSpec
+from shopmesh_stack.settings import REPO, StackSettings
+
+POSTGRES_SERVICES = ("users", "payments", "inventory", "notifications")
+FERRETDB_DATABASE = "ferretdb"
+LOCALSTRIPE_API_KEY = "sk_test_shopmesh_local"
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+class Component:
+    """Base: a named process with a log file and a pid file in the instance's dirs."""
+
+    name: str = ""
+    start_timeout: float = 60.0
+    stop_signal: signal.Signals = signal.SIGTERM
+
+    def __init__(self, settings: StackSettings, installed: Installed) -> None:
+        self.settings = settings
+        self.installed = installed
+
+    @property
+    def port(self) -> int:
+        raise NotImplementedError
+
+    def argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def env(self) -> dict[str, str]:
+        return {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": os.environ.get("HOME", "/root"),
+            "LANG": "C.UTF-8",
+        }
+
+    user: str | None = None
+
+    @property
+    def process(self) -> ManagedProcess:
+        return ManagedProcess(
+            ProcessSpec(
+                name=self.name,
+                argv=self.argv(),
+                env=self.env(),
+                log_file=self.settings.log_dir / f"{self.name}.log",
+                pid_file=self.settings.run_dir / f"{self.name}.pid",
+                cwd=self.settings.data_dir,
+                user=self.user,
+            )
+        )
+
+    def prepare(self) -> None:
+        """Before start: create data directories, render configuration."""
+
+    def ready(self) -> bool:
+        return port_open(self.port)
+
+    def provision(self) -> None:
+        """After the first successful readiness probe: databases, topics."""
+
+
+class Postgres(Component):
+    """A PostgreSQL cluster of the stack's own (never the system cluster)."""
+
+    name = "postgres"
+    # SIGTERM is PostgreSQL's "smart" shutdown, which waits for every client to
+    # disconnect; SIGINT ("fast") rolls back open transactions and exits.
+    stop_signal = signal.SIGINT
+
+    @property
+    def port(self) -> int:
+        return self.settings.ports.postgres
+
+    @property
+    def data(self) -> Path:
+        return self.settings.data_dir / "postgres"
+
+    @property
+    def user(self) -> str | None:  # type: ignore[override]
+        # PostgreSQL refuses to run as root; the Debian package's user runs it.
+        return "postgres" if os.geteuid() == 0 else None
+
+    def dsn(self, database: str) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def argv(self) -> list[str]:
+        return [
+            str(self.installed.postgres_bin / "postgres"),
+            "-D",
+            str(self.data),
+            "-p",
+            str(self.port),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "unix_socket_directories=",
+            "-c",
+            "max_connections=200",
+        ]
+
+    def prepare(self) -> None:
+        if (self.data / "PG_VERSION").exists():
+            return
+        self.data.mkdir(parents=True, exist_ok=True)
+        if self.user is not None:
+            shutil.chown(self.data, self.user, self.user)
+            self.data.chmod(0o700)
+        initdb = [
+            str(self.installed.postgres_bin / "initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            # Local development only: connections are accepted from 127.0.0.1 without a password.
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--no-locale",
+        ]
+        kwargs: dict[str, Any] = {"user": self.user, "group": self.user, "extra_groups": []} if self.user else {}
+        result = subprocess.run(initdb, capture_output=True, text=True, check=False, cwd="/", **kwargs)
+        if result.returncode != 0:
+            raise RuntimeError(f"postgres: initdb failed:\n{result.stdout}{result.stderr}")
+
+    def ready(self) -> bool:
+        return asyncio.run(self._query_ok())
+
+    async def _query_ok(self) -> bool:
+        import asyncpg
+
+        try:
+            connection = await asyncpg.connect(self.dsn("postgres"), timeout=2)
+        except (OSError, asyncpg.PostgresError, asyncpg.CannotConnectNowError):
+            return False
+        try:
+            return bool(await connection.fetchval("SELECT 1") == 1)
+        finally:
+            await connection.close()
+
+    def provision(self) -> None:
+        asyncio.run(self._provision())
+
+    async def _provision(self) -> None:
+        import asyncpg
+
+        connection = await asyncpg.connect(self.dsn("postgres"))
+        try:
+            existing = {r["datname"] for r in await connection.fetch("SELECT datname FROM pg_database")}
+            for database in (*POSTGRES_SERVICES, FERRETDB_DATABASE):
+                if database not in existing:
+                    await connection.execute(f'CREATE DATABASE "{database}"')
+        finally:
+            await connection.close()
+        for service in POSTGRES_SERVICES:
+            applied = await migrate(self.dsn(service), service)
+            for name in applied:
+                print(f"    migrated {service}: {name}", flush=True)
+
+
+class LocalStripe(Component):
+    """localstripe, the stateful Stripe emulator, in its own virtualenv."""
+
+    name = "localstripe"
+    api_key = LOCALSTRIPE_API_KEY
+
+    @property
+    def port(self) -> int:
+        return self.settings.ports.localstripe
+
+    @property
+    def api_base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def argv(self) -> list[str]:
+        return [
+            str(self.installed.localstripe_python),
+            str(REPO / "scripts" / "localstripe_launcher.py"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--store",
+            str(self.settings.data_dir / "localstripe" / "state.pickle"),
+        ]
+
+    def prepare(self) -> None:
+        (self.settings.data_dir / "localstripe").mkdir(parents=True, exist_ok=True)
+
+    def ready(self) -> bool:
+        request = urllib.request.Request(
+            f"{self.api_base}/v1/customers?limit=1", headers={"Authorization": f"Bearer {LOCALSTRIPE_API_KEY}"}
+        )
+        with urllib.request.urlopen(request, timeout=2) as response:
+            return bool(response.status == 200)
+
+
+class Service(Component):
+    """One of the five Python gRPC services."""
+
+    start_timeout = 30.0
+
+    def __init__(self, settings: StackSettings, installed: Installed, service: str, stack_env: dict[str, str]) -> None:
+        super().__init__(settings, installed)
+        self.name = service
+        self._stack_env = stack_env
+
+    @property
+    def port(self) -> int:
+        return self.settings.ports.grpc(self.name)
+
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", f"shopmesh_{self.name}"]
+
+    def env(self) -> dict[str, str]:
+        ports = self.settings.ports
+        return {
+            **super().env(),
+            **self._stack_env,
+            "PYTHONUNBUFFERED": "1",
+            "SHOPMESH_GRPC_PORT": str(ports.grpc(self.name)),
+            "SHOPMESH_METRICS_PORT": str(ports.metrics(self.name)),
+            **{f"SHOPMESH_ADDRESS_{other.upper()}": f"127.0.0.1:{ports.grpc(other)}" for other in SERVICES_ORDER},
+            **self.settings.service_env,
+        }
+
+    def ready(self) -> bool:
+        return bool(health_status(self.port, "") == health_pb2.HealthCheckResponse.SERVING)
+
+
+SERVICES_ORDER = ("users", "orders", "payments", "inventory", "notifications")
+
+
+def health_status(port: int, service: str, timeout: float = 2.0) -> int | None:
+    """grpc.health.v1 status of a service on 127.0.0.1:port, or None if unreachable."""
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=timeout
+            )
+        except grpc.RpcError:
+            return None
+        return int(reply.status)
+
+
+class Kafka(Component):
+    """Apache Kafka in KRaft combined mode (broker and controller), single node."""
+
+    name = "kafka"
+    start_timeout = 90.0
+
+    @property
+    def port(self) -> int:
+        return self.settings.ports.kafka
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def home(self) -> Path:
+        return self.settings.data_dir / "kafka"
+
+    def properties(self) -> str:
+        ports = self.settings.ports
+        controller = f"127.0.0.1:{ports.kafka_controller}"
+        settings = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.bootstrap.servers": controller,
+            "listeners": f"PLAINTEXT://127.0.0.1:{ports.kafka},CONTROLLER://{controller}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{ports.kafka},CONTROLLER://{controller}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "log.dirs": str(self.home / "data"),
+            # Topics exist only if declared in kafka/topics.yaml.
+            "auto.create.topics.enable": "false",
+            "num.partitions": "1",
+            "default.replication.factor": "1",
+            "min.insync.replicas": "1",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "1",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.num.partitions": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "num.network.threads": "2",
+            "num.io.threads": "2",
+            "num.recovery.threads.per.data.dir": "1",
+        }
+        return "".join(f"{key}={value}\n" for key, value in settings.items())
+
+    def _java(self, log_config: str, main: str, *args: str) -> list[str]:
+        return [
+            str(self.installed.java),
+            "-Xms128m",
+            "-Xmx512m",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={REPO / 'scripts' / 'kafka' / log_config}",
+            "-cp",
+            f"{self.installed.kafka_libs}/*",
+            main,
+            *args,
+        ]
+
+    def argv(self) -> list[str]:
+        return self._java("log4j2.properties", "kafka.Kafka", str(self.home / "server.properties"))
+
+    def prepare(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        # Rewritten every start so port overrides apply; the data stays.
+        (self.home / "server.properties").write_text(self.properties())
+        if (self.home / "data" / "meta.properties").exists():
+            return
+        import base64
+        import uuid
+
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        command = self._java(
+            "tools-log4j2.properties",
+            "kafka.tools.StorageTool",
+            "format",
+            "--standalone",
+            "-t",
+            cluster_id,
+            "-c",
+            str(self.home / "server.properties"),
+        )
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"kafka: formatting storage failed:\n{result.stdout}{result.stderr}")
+
+    def ready(self) -> bool:
+        from shopmesh_stack.topics import broker_answers
+
+        return port_open(self.port) and asyncio.run(broker_answers(self.bootstrap))
+
+    def provision(self) -> None:
+        from shopmesh_stack.topics import create_topics, load_topics
+
+        created = asyncio.run(create_topics(self.bootstrap, load_topics(), replication=1))
+        for name in created:
+            print(f"    created topic {name}", flush=True)
+
+
+class FerretDB(Component):
+    """FerretDB v1: the MongoDB wire protocol on the stack's PostgreSQL."""
+
+    name = "ferretdb"
+
+    def __init__(self, settings: StackSettings, installed: Installed, postgres: Postgres) -> None:
+        super().__init__(settings, installed)
+        self._postgres = postgres
+
+    @property
+    def port(self) -> int:
+        return self.settings.ports.ferretdb
+
+    @property
+    def url(self) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/"
+
+    def argv(self) -> list[str]:
+        return [
+            str(self.installed.ferretdb),
+            "--handler=postgresql",
+            f"--postgresql-url={self._postgres.dsn(FERRETDB_DATABASE)}",
+            f"--listen-addr=127.0.0.1:{self.port}",
+            f"--state-dir={self.settings.data_dir / 'ferretdb'}",
+            "--telemetry=disable",
+            "--debug-addr=-",
+            "--log-level=info",
+        ]
+
+    def prepare(self) -> None:
+        (self.settings.data_dir / "ferretdb").mkdir(parents=True, exist_ok=True)
+
+    def ready(self) -> bool:
+        from pymongo import MongoClient
+
+        client: MongoClient[dict[str, Any]]
+        with MongoClient(self.url, serverSelectionTimeoutMS=1000) as client:
+            return bool(client.admin.command("ping").get("ok") == 1)
+
+
+class Edge(Component):
+    """Envoy at the edge, its config rendered from the mesh declaration and validated."""
+
+    name = "envoy"
+
+    @property
+    def port(self) -> int:
+        return self.settings.ports.edge
+
+    @property
+    def config_file(self) -> Path:
+        return self.settings.data_dir / "envoy" / "envoy.yaml"
+
+    def argv(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "shopmesh_stack.keeper",
+            "--",
+            str(self.installed.envoy),
+            "-c",
+            str(self.config_file),
+            "--base-id-path",
+            str(self.settings.data_dir / "envoy" / "base-id"),
+            "--use-dynamic-base-id",
+            "--log-level",
+            "warn",
+        ]
+
+    def prepare(self) -> None:
+        from shopmesh_edge.render import EdgeSettings, render_yaml
+        from shopmesh_platform.mesh import load_mesh
+
+        ports = self.settings.ports
+        self.config_file.parent.mkdir(parents=True, exist_ok=True)
+        edge = EdgeSettings(
+            listen_port=ports.edge,
+            admin_port=ports.envoy_admin,
+            upstream_ports={name: ports.grpc(name) for name in SERVICES_ORDER},
+            descriptor=REPO / "gen" / "descriptors" / "shopmesh.binpb",
+            access_log=self.settings.log_dir / "envoy-access.log",
+        )
+        self.config_file.write_text(render_yaml(load_mesh(), edge))
+        result = subprocess.run(
+            [str(self.installed.envoy), "--mode", "validate", "-c", str(self.config_file)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"envoy: rendered config {self.config_file} is invalid:\n{result.stdout}{result.stderr}")
+
+    def ready(self) -> bool:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.settings.ports.envoy_admin}/ready", timeout=2) as response:
+            return bool(response.status == 200)

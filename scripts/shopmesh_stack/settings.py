@@ -1,0 +1,116 @@
+"""Where a stack instance lives and which ports it uses.
+
+`make up` uses `StackSettings.from_env()`: the data directory `.stack/` in the
+clone (SHOPMESH_DATA_DIR), the install cache `~/.cache/shopmesh` (SHOPMESH_CACHE)
+and the default ports of DESIGN §2, each overridable (SHOPMESH_PORT_<NAME>).
+Tests use `StackSettings.isolated()`: a temporary data directory, free ports and
+their own service settings, so they never collide with a running dev stack.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+from shopmesh_platform.config import EnvReader
+
+REPO = Path(__file__).resolve().parents[2]
+SERVICES = ("users", "orders", "payments", "inventory", "notifications")
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Every port an instance binds, all on 127.0.0.1."""
+
+    edge: int = 8080
+    envoy_admin: int = 9901
+    users: int = 50051
+    orders: int = 50052
+    payments: int = 50053
+    inventory: int = 50054
+    notifications: int = 50055
+    users_metrics: int = 51051
+    orders_metrics: int = 51052
+    payments_metrics: int = 51053
+    inventory_metrics: int = 51054
+    notifications_metrics: int = 51055
+    postgres: int = 55432
+    ferretdb: int = 27017
+    kafka: int = 9092
+    kafka_controller: int = 9093
+    localstripe: int = 8420
+
+    def grpc(self, service: str) -> int:
+        return int(getattr(self, service))
+
+    def metrics(self, service: str) -> int:
+        return int(getattr(self, f"{service}_metrics"))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Ports:
+        read = EnvReader(env)
+        defaults = cls()
+        return cls(
+            **{
+                f.name: read.integer(
+                    f"SHOPMESH_PORT_{f.name.upper()}", getattr(defaults, f.name), minimum=1, maximum=65535
+                )
+                for f in fields(cls)
+            }
+        )
+
+    @classmethod
+    def free(cls) -> Ports:
+        """Ports the kernel says are free right now (held open together, so all differ)."""
+        sockets = []
+        try:
+            for _ in fields(cls):
+                s = socket.socket()
+                s.bind(("127.0.0.1", 0))
+                sockets.append(s)
+            return cls(*(s.getsockname()[1] for s in sockets))
+        finally:
+            for s in sockets:
+                s.close()
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """One stack instance."""
+
+    data_dir: Path
+    cache_dir: Path
+    ports: Ports
+    # Extra settings for every service of this instance (rate budgets, expiries...).
+    service_env: Mapping[str, str] = field(default_factory=dict)
+    jwt_audience: str = "shopmesh"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.data_dir / "run"
+
+    @property
+    def edge_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.edge}"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> StackSettings:
+        env = os.environ if env is None else env
+        read = EnvReader(env)
+        return cls(
+            data_dir=Path(read.string("SHOPMESH_DATA_DIR", str(REPO / ".stack"))).resolve(),
+            cache_dir=Path(read.string("SHOPMESH_CACHE", str(Path.home() / ".cache" / "shopmesh"))).resolve(),
+            ports=Ports.from_env(env),
+        )
+
+    @classmethod
+    def isolated(cls, data_dir: Path, service_env: Mapping[str, str] | None = None) -> StackSettings:
+        base = cls.from_env()
+        return replace(base, data_dir=data_dir.resolve(), ports=Ports.free(), service_env=dict(service_env or {}))

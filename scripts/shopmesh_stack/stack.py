@@ -1,0 +1,106 @@
+"""One stack instance: start everything in order, report, stop, wipe.
+
+Start order: PostgreSQL (then databases and migrations), Kafka (then topics),
+FerretDB, localstripe, the five services, and Envoy last. Each is awaited with a
+deadline; a failure names the component and its log file. `down` stops in
+reverse order, by pid, and leaves the data; `clean` also deletes the data.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from shopmesh_stack.components import (
+    SERVICES_ORDER,
+    Component,
+    Edge,
+    FerretDB,
+    Kafka,
+    LocalStripe,
+    Postgres,
+    Service,
+)
+from shopmesh_stack.install import Installed, install_all
+from shopmesh_stack.settings import StackSettings
+from shopmesh_stack.waiting import wait_ready
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    name: str
+    running: bool
+    pid: int | None
+    port: int
+    log_file: Path
+
+
+class Stack:
+    """The components of one instance, in start order."""
+
+    def __init__(self, settings: StackSettings, installed: Installed | None = None) -> None:
+        self.settings = settings
+        self.installed = installed or install_all(settings.cache_dir)
+        self.postgres = Postgres(settings, self.installed)
+        self.kafka = Kafka(settings, self.installed)
+        self.ferretdb = FerretDB(settings, self.installed, self.postgres)
+        self.localstripe = LocalStripe(settings, self.installed)
+        shared_env = {
+            "SHOPMESH_KAFKA_BOOTSTRAP": self.kafka.bootstrap,
+            "SHOPMESH_STRIPE_API_BASE": self.localstripe.api_base,
+            "SHOPMESH_STRIPE_API_KEY": self.localstripe.api_key,
+        }
+        self.services = {
+            name: Service(settings, self.installed, name, {**shared_env, **self._database_env(name)})
+            for name in SERVICES_ORDER
+        }
+        self.edge = Edge(settings, self.installed)
+
+    def _database_env(self, service: str) -> dict[str, str]:
+        if service == "orders":
+            return {"SHOPMESH_MONGODB_URL": self.ferretdb.url, "SHOPMESH_MONGODB_DATABASE": "orders"}
+        return {"SHOPMESH_DATABASE_URL": self.postgres.dsn(service)}
+
+    @property
+    def components(self) -> list[Component]:
+        return [self.postgres, self.kafka, self.ferretdb, self.localstripe, *self.services.values(), self.edge]
+
+    def start(self, component: Component) -> None:
+        process = component.process
+        if process.running():
+            print(f"  {component.name:<14} already running (pid {process.pid()})", flush=True)
+            return
+        component.prepare()
+        pid = process.start()
+        print(f"  {component.name:<14} starting (pid {pid}, port {component.port})", flush=True)
+        wait_ready(component.name, component.ready, process, component.start_timeout)
+        component.provision()
+
+    def up(self) -> None:
+        for directory in (self.settings.data_dir, self.settings.log_dir, self.settings.run_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        # PostgreSQL runs as its own user and must be able to reach its data dir.
+        self.settings.data_dir.chmod(0o755)
+        for component in self.components:
+            self.start(component)
+
+    def stop(self, component: Component) -> bool:
+        return component.process.stop(sig=component.stop_signal)
+
+    def down(self) -> None:
+        for component in reversed(self.components):
+            if self.stop(component):
+                print(f"  {component.name:<14} stopped", flush=True)
+
+    def status(self) -> list[ComponentStatus]:
+        rows = []
+        for component in self.components:
+            process = component.process
+            pid = process.pid()
+            rows.append(ComponentStatus(component.name, pid is not None, pid, component.port, process.spec.log_file))
+        return rows
+
+    def clean(self) -> None:
+        self.down()
+        shutil.rmtree(self.settings.data_dir, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""The inventory service (shopmesh.inventory.v1.InventoryService)."""

@@ -1,0 +1,1 @@
+"""The notifications service (shopmesh.notification.v1.NotificationService)."""

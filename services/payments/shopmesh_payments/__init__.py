@@ -1,0 +1,1 @@
+"""The payments service (shopmesh.payment.v1.PaymentService)."""

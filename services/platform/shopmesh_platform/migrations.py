@@ -1,0 +1,93 @@
+"""A small SQL migration runner: `migrations/<service>/NNNN_name.sql`, in order, once.
+
+Each file runs in its own transaction and is recorded in `schema_migrations`
+with a checksum; a recorded file whose content changed is an error (migrations
+are append-only). An advisory lock keeps two runners from racing.
+We write this rather than use a migration tool (alembic, yoyo) because those
+need SQLAlchemy or a sync driver; plain ordered SQL files on asyncpg are 60 lines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+MIGRATIONS_ROOT = Path(__file__).resolve().parents[3] / "migrations"
+_FILE_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+_LOCK_KEY = 0x5D0_3E54  # arbitrary, constant: "the migration lock"
+
+
+class MigrationError(RuntimeError):
+    """A migration failed or the recorded history does not match the files."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def discover(service: str, root: Path = MIGRATIONS_ROOT) -> list[Migration]:
+    """The service's migrations in version order; misnamed files are an error."""
+    directory = root / service
+    if not directory.is_dir():
+        raise MigrationError(f"no migrations directory {directory}")
+    found = []
+    for path in sorted(directory.iterdir()):
+        if path.suffix != ".sql":
+            continue
+        match = _FILE_NAME.match(path.name)
+        if not match:
+            raise MigrationError(f"{path.name}: migration files are named NNNN_lower_snake.sql")
+        found.append(Migration(int(match.group(1)), path.name, path.read_text()))
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise MigrationError(f"{directory}: duplicate migration versions")
+    return found
+
+
+async def migrate(dsn: str, service: str, root: Path = MIGRATIONS_ROOT) -> list[str]:
+    """Apply the pending migrations of `service`; returns the names applied."""
+    migrations = discover(service, root)
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
+        await connection.execute(
+            """CREATE TABLE IF NOT EXISTS schema_migrations (
+                   version integer PRIMARY KEY,
+                   name text NOT NULL,
+                   checksum text NOT NULL,
+                   applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        applied = {r["version"]: r for r in await connection.fetch("SELECT * FROM schema_migrations")}
+        done: list[str] = []
+        for migration in migrations:
+            record = applied.get(migration.version)
+            if record is not None:
+                if record["checksum"] != migration.checksum:
+                    raise MigrationError(f"{service}/{migration.name} changed after it was applied")
+                continue
+            try:
+                async with connection.transaction():
+                    await connection.execute(migration.sql)
+                    await connection.execute(
+                        "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                        migration.version,
+                        migration.name,
+                        migration.checksum,
+                    )
+            except asyncpg.PostgresError as exc:
+                raise MigrationError(f"{service}/{migration.name}: {exc}") from exc
+            done.append(migration.name)
+        return done
+    finally:
+        await connection.close()

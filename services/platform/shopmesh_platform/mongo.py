@@ -1,0 +1,62 @@
+"""MongoDB-wire access (FerretDB locally) with PyMongo's own async API.
+
+Motor is deprecated and past end of life; `pymongo.AsyncMongoClient` is its
+successor. The client connects lazily, so the service starts while the
+database is down and reports NOT_SERVING until `ping` answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo import AsyncMongoClient
+from pymongo.errors import PyMongoError
+
+from shopmesh_platform.config import ConfigError, EnvReader
+
+
+@dataclass(frozen=True)
+class MongoConfig:
+    """Where the service's own database is."""
+
+    url: str
+    database: str
+    timeout_ms: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> MongoConfig:
+        read = EnvReader(env)
+        url = read.optional("SHOPMESH_MONGODB_URL")
+        if url is None or not url.startswith("mongodb://"):
+            raise ConfigError("SHOPMESH_MONGODB_URL must be set to a mongodb:// URL")
+        return cls(
+            url=url,
+            database=read.string("SHOPMESH_MONGODB_DATABASE", "orders"),
+            timeout_ms=read.integer("SHOPMESH_MONGODB_TIMEOUT_MS", 2000, minimum=100, maximum=120_000),
+        )
+
+
+def create_client(config: MongoConfig) -> AsyncMongoClient[dict[str, Any]]:
+    return AsyncMongoClient(
+        config.url,
+        serverSelectionTimeoutMS=config.timeout_ms,
+        connectTimeoutMS=config.timeout_ms,
+        socketTimeoutMS=config.timeout_ms * 5,
+        uuidRepresentation="standard",
+    )
+
+
+class MongoReadiness:
+    """Readiness probe: the server answers `ping`."""
+
+    def __init__(self, client: AsyncMongoClient[dict[str, Any]]) -> None:
+        self._client = client
+
+    async def __call__(self) -> bool:
+        try:
+            await self._client.admin.command("ping")
+            return True
+        except PyMongoError:
+            return False

@@ -1,0 +1,1 @@
+"""The users service (shopmesh.user.v1.UserService)."""

@@ -1,0 +1,144 @@
+"""The real components behind the services: Kafka topics and events, FerretDB
+through PyMongo's async API, localstripe through the stripe library, and health
+that follows the database (not Kafka)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+
+import pytest
+import stripe
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
+from grpc_health.v1 import health_pb2
+from pymongo import AsyncMongoClient
+
+from shopmesh.user.v1 import events_pb2 as user_events
+from shopmesh_platform.kafka import EventProducer, KafkaConfig, envelope, header
+from shopmesh_stack.stack import Stack
+from shopmesh_stack.topics import load_topics
+from tests.integration.helpers import health_status
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:
+    """Poll until `condition()`; returns seconds taken, fails after `timeout`."""
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"{what}: not within {timeout}s")
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+async def test_every_declared_topic_exists_with_its_partitions(stack: Stack) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka.bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics([spec.name for spec in load_topics()])
+    finally:
+        await admin.close()
+    partitions = {topic["topic"]: len(topic["partitions"]) for topic in described}
+    expected = {spec.name: spec.partitions for spec in load_topics()}
+    assert partitions == expected
+    assert partitions["order-events"] == 6
+    assert partitions["user-events.dlq"] == 3
+
+
+async def test_event_from_the_platform_producer_is_consumed_with_headers(stack: Stack) -> None:
+    user_id = str(uuid.uuid4())
+    event_id = str(uuid.uuid4())
+    event = user_events.UserRegistered(event_id=event_id, user_id=user_id, email="kafka@example.com")
+    producer = EventProducer(KafkaConfig(stack.kafka.bootstrap, 10_000), client_id="integration-test")
+    await producer.start()
+    try:
+        await producer.send(envelope("user-events", user_id, event_id, event))
+    finally:
+        await producer.stop()
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=stack.kafka.bootstrap,
+        group_id=f"test-{uuid.uuid4()}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        consumer.subscribe(["user-events"])
+        found = None
+        async with asyncio.timeout(30):
+            while found is None:
+                batches = await consumer.getmany(timeout_ms=1000)
+                for records in batches.values():
+                    for record in records:
+                        if record.key == user_id.encode():
+                            found = record
+    finally:
+        await consumer.stop()
+    assert header(found.headers, "event-id") == event_id
+    assert header(found.headers, "event-type") == "shopmesh.user.v1.UserRegistered"
+    assert header(found.headers, "content-type") == "application/x-protobuf"
+    assert user_events.UserRegistered.FromString(found.value).email == "kafka@example.com"
+
+
+async def test_ferretdb_accepts_writes_and_reads_through_async_pymongo(stack: Stack) -> None:
+    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(stack.ferretdb.url, serverSelectionTimeoutMS=5000)
+    try:
+        collection = client["integration"]["documents"]
+        document_id = str(uuid.uuid4())
+        await collection.insert_one({"_id": document_id, "status": "PENDING", "total_minor": 2999})
+        updated = await collection.find_one_and_update(
+            {"_id": document_id, "status": "PENDING"}, {"$set": {"status": "CONFIRMED"}}, return_document=True
+        )
+        assert updated is not None and updated["status"] == "CONFIRMED"
+        assert await collection.find_one({"_id": document_id}) == {
+            "_id": document_id,
+            "status": "CONFIRMED",
+            "total_minor": 2999,
+        }
+    finally:
+        await client.close()
+
+
+def test_localstripe_answers_payment_intents(stack: Stack) -> None:
+    client = stripe.StripeClient(stack.localstripe.api_key, base_addresses={"api": stack.localstripe.api_base})
+    intent = client.v1.payment_intents.create(
+        params={"amount": 2999, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True}
+    )
+    assert intent.status == "succeeded"
+    assert client.v1.payment_intents.retrieve(intent.id).amount == 2999
+    with pytest.raises(stripe.CardError) as declined:
+        client.v1.payment_intents.create(
+            params={"amount": 500, "currency": "usd", "payment_method": "pm_card_chargeCustomerFail", "confirm": True}
+        )
+    assert declined.value.code == "card_declined"
+
+
+def test_health_follows_postgres_but_not_kafka(stack: Stack) -> None:
+    users_port = stack.settings.ports.grpc("users")
+    assert health_status(users_port, "") == SERVING
+
+    stack.stop(stack.kafka)
+    try:
+        assert not stack.kafka.process.running()
+        # Kafka down is not a reason to stop serving: still SERVING over several probe intervals.
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            assert health_status(users_port, "") == SERVING
+            time.sleep(0.2)
+    finally:
+        stack.start(stack.kafka)
+
+    stack.stop(stack.postgres)
+    try:
+        took = wait_for(lambda: health_status(users_port, "") == NOT_SERVING, 10, "users NOT_SERVING")
+        assert took < 5
+        assert health_status(stack.settings.ports.grpc("payments"), "") == NOT_SERVING
+    finally:
+        stack.start(stack.postgres)
+    wait_for(lambda: health_status(users_port, "") == SERVING, 15, "users SERVING again")
