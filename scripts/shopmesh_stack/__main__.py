@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 
@@ -17,7 +18,7 @@ def command_up(stack: Stack) -> None:
     print(f"starting the stack in {stack.settings.data_dir}", flush=True)
     stack.up()
     edge = stack.settings.edge_url
-    grpcurl = stack.installed.grpcurl
+    grpcurl = os.path.relpath(stack.grpcurl)
     print(
         f"""
 shopmesh is up. Edge (REST and gRPC): {edge}
@@ -41,7 +42,7 @@ def command_logs(stack: Stack, component: str | None, follow: bool) -> None:
     if component is not None and component not in names:
         raise SystemExit(f"unknown component {component!r}; one of: {', '.join(names)}")
     files = [str(c.process.spec.log_file) for c in stack.components if component in (None, c.name)]
-    files = [f for f in files if __import__("os").path.exists(f)]
+    files = [f for f in files if os.path.exists(f)]
     if files:
         subprocess.run(["tail", "-n", "40", *(["-F"] if follow else []), *files], check=False)
 

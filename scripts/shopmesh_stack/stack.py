@@ -82,8 +82,19 @@ class Stack:
             directory.mkdir(parents=True, exist_ok=True)
         # PostgreSQL runs as its own user and must be able to reach its data dir.
         self.settings.data_dir.chmod(0o755)
+        self._link_tools()
         for component in self.components:
             self.start(component)
+
+    @property
+    def grpcurl(self) -> Path:
+        """grpcurl, linked into the data directory so the printed commands stay short."""
+        return self.settings.data_dir / "bin" / "grpcurl"
+
+    def _link_tools(self) -> None:
+        self.grpcurl.parent.mkdir(exist_ok=True)
+        self.grpcurl.unlink(missing_ok=True)
+        self.grpcurl.symlink_to(self.installed.grpcurl)
 
     def stop(self, component: Component) -> bool:
         return component.process.stop(sig=component.stop_signal)
