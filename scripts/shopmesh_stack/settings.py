@@ -86,6 +86,7 @@ class StackSettings:
     ports: Ports
     # Extra settings for every service of this instance (rate budgets, expiries...).
     service_env: Mapping[str, str] = field(default_factory=dict)
+    jwt_issuer: str = "shopmesh-users"
     jwt_audience: str = "shopmesh"
 
     @property

@@ -50,6 +50,8 @@ class Stack:
             "SHOPMESH_KAFKA_BOOTSTRAP": self.kafka.bootstrap,
             "SHOPMESH_STRIPE_API_BASE": self.localstripe.api_base,
             "SHOPMESH_STRIPE_API_KEY": self.localstripe.api_key,
+            "SHOPMESH_JWT_ISSUER": settings.jwt_issuer,
+            "SHOPMESH_JWT_AUDIENCE": settings.jwt_audience,
         }
         self.services = {
             name: Service(settings, self.installed, name, {**shared_env, **self._database_env(name)})
@@ -60,7 +62,10 @@ class Stack:
     def _database_env(self, service: str) -> dict[str, str]:
         if service == "orders":
             return {"SHOPMESH_MONGODB_URL": self.ferretdb.url, "SHOPMESH_MONGODB_DATABASE": "orders"}
-        return {"SHOPMESH_DATABASE_URL": self.postgres.dsn(service)}
+        env = {"SHOPMESH_DATABASE_URL": self.postgres.dsn(service)}
+        if service == "users":
+            env["SHOPMESH_JWT_KEY_DIR"] = str(self.settings.data_dir / "users" / "jwt-keys")
+        return env
 
     @property
     def components(self) -> list[Component]:

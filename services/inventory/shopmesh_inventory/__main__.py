@@ -9,7 +9,7 @@ from shopmesh_platform.runner import run_service, serve_with_postgres
 
 
 async def serve(env: Mapping[str, str]) -> None:
-    await serve_with_postgres("inventory", env, lambda pool: [binding(InventoryServicer())])
+    await serve_with_postgres("inventory", env, lambda runtime, pool: [binding(InventoryServicer())])
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from shopmesh_platform.runner import run_service, serve_with_postgres
 
 
 async def serve(env: Mapping[str, str]) -> None:
-    await serve_with_postgres("notifications", env, lambda pool: [binding(NotificationServicer())])
+    await serve_with_postgres("notifications", env, lambda runtime, pool: [binding(NotificationServicer())])
 
 
 if __name__ == "__main__":

@@ -5,21 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from shopmesh_orders.servicer import OrderServicer, binding
-from shopmesh_platform.config import PlatformConfig
-from shopmesh_platform.logs import configure_logging
 from shopmesh_platform.mongo import MongoConfig, MongoReadiness, create_client
-from shopmesh_platform.runner import run_service
-from shopmesh_platform.server import create_server
+from shopmesh_platform.runner import ServiceRuntime, run_service
 
 
 async def serve(env: Mapping[str, str]) -> None:
-    config = PlatformConfig.from_env("orders", env)
+    runtime = ServiceRuntime("orders", env)
     database = MongoConfig.from_env(env)
-    configure_logging("orders", config.log_level)
     client = create_client(database)
     try:
-        server = create_server(config, [binding(OrderServicer())], readiness=MongoReadiness(client))
-        await server.serve()
+        await runtime.serve([binding(OrderServicer())], MongoReadiness(client), runtime.verifier())
     finally:
         await client.close()
 

@@ -9,7 +9,7 @@ from shopmesh_platform.runner import run_service, serve_with_postgres
 
 
 async def serve(env: Mapping[str, str]) -> None:
-    await serve_with_postgres("payments", env, lambda pool: [binding(PaymentServicer())])
+    await serve_with_postgres("payments", env, lambda runtime, pool: [binding(PaymentServicer())])
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ class Caller:
     user_id: str | None = None
     role: str | None = None
     token_id: str | None = None
+    token_expires_at: float | None = None
     service_identity: str | None = None
 
     @property

@@ -14,6 +14,7 @@ Every refusal is logged with the caller, the method and the reason.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -37,7 +38,7 @@ PLATFORM_SERVICE_PREFIXES = (
 class UserTokenVerifier(Protocol):
     """Turns a bearer token into the calling user, or raises Unauthenticated."""
 
-    def verify(self, token: str) -> Caller: ...
+    async def verify(self, token: str) -> Caller: ...
 
 
 PeerIdentityResolver = Callable[[aio.ServicerContext[Any, Any]], "str | None"]
@@ -77,7 +78,7 @@ class AuthInterceptor(AroundInterceptor):
             return await proceed()
         identity = self._peer_identity(call.context)
         try:
-            caller = self.authorize(self._mesh.method(call.method), call, identity)
+            caller = await self.authorize(self._mesh.method(call.method), call, identity)
         except DomainError as refusal:
             logger.warning(
                 "call refused",
@@ -90,7 +91,7 @@ class AuthInterceptor(AroundInterceptor):
         finally:
             caller_var.reset(token)
 
-    def authorize(self, method: MethodDecl | None, call: CallInfo, identity: str | None) -> Caller:
+    async def authorize(self, method: MethodDecl | None, call: CallInfo, identity: str | None) -> Caller:
         """The caller, if `method` may be called by it; raises otherwise."""
         if method is None:
             raise PermissionDenied(f"method {call.method} is not declared in the mesh", reason="METHOD_NOT_DECLARED")
@@ -108,9 +109,9 @@ class AuthInterceptor(AroundInterceptor):
             raise Unauthenticated("a bearer token is required", reason="TOKEN_MISSING")
         if self._user_tokens is None:
             raise Unauthenticated("user authentication is not configured on this service", reason="AUTH_UNAVAILABLE")
-        caller = self._user_tokens.verify(token)
+        caller = await self._user_tokens.verify(token)
         if method.roles and caller.role not in method.roles:
             raise PermissionDenied(
                 f"{method.name} requires role {' or '.join(sorted(method.roles))}", reason="ROLE_REQUIRED"
             )
-        return Caller(user_id=caller.user_id, role=caller.role, token_id=caller.token_id, service_identity=identity)
+        return dataclasses.replace(caller, service_identity=identity)

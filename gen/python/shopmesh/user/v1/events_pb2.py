@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dshopmesh/user/v1/events.proto\x12\x10shopmesh.user.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9a\x01\n\x0eUserRegistered\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\r\n\x05\x65mail\x18\x04 \x01(\t\x12\x12\n\nfirst_name\x18\x05 \x01(\t\x12\x11\n\tlast_name\x18\x06 \x01(\t\"t\n\x0cUserLoggedIn\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x10\n\x08token_id\x18\x04 \x01(\t\"\xa6\x01\n\x0eSessionRevoked\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x10\n\x08token_id\x18\x04 \x01(\t\x12.\n\nexpires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"s\n\rUserSuspended\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dshopmesh/user/v1/events.proto\x12\x10shopmesh.user.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9a\x01\n\x0eUserRegistered\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\r\n\x05\x65mail\x18\x04 \x01(\t\x12\x12\n\nfirst_name\x18\x05 \x01(\t\x12\x11\n\tlast_name\x18\x06 \x01(\t\"y\n\x0cUserLoggedIn\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x15\n\rtoken_id_hash\x18\x04 \x01(\t\"\xab\x01\n\x0eSessionRevoked\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x15\n\rtoken_id_hash\x18\x04 \x01(\t\x12.\n\nexpires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"s\n\rUserSuspended\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,9 +35,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USERREGISTERED']._serialized_start=85
   _globals['_USERREGISTERED']._serialized_end=239
   _globals['_USERLOGGEDIN']._serialized_start=241
-  _globals['_USERLOGGEDIN']._serialized_end=357
-  _globals['_SESSIONREVOKED']._serialized_start=360
-  _globals['_SESSIONREVOKED']._serialized_end=526
-  _globals['_USERSUSPENDED']._serialized_start=528
-  _globals['_USERSUSPENDED']._serialized_end=643
+  _globals['_USERLOGGEDIN']._serialized_end=362
+  _globals['_SESSIONREVOKED']._serialized_start=365
+  _globals['_SESSIONREVOKED']._serialized_end=536
+  _globals['_USERSUSPENDED']._serialized_start=538
+  _globals['_USERSUSPENDED']._serialized_end=653
 # @@protoc_insertion_point(module_scope)

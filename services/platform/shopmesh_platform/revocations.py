@@ -1,0 +1,114 @@
+"""The deny-list of revoked token ids, fed by `SessionRevoked` events from Kafka.
+
+No service reads the users database: each keeps revoked `jti`s in memory until
+the token would have expired anyway. The feed reads every partition of
+`user-events` without a consumer group (every instance must see every
+revocation), starting at the oldest event that can still matter: now minus the
+longest token lifetime. Kafka being down delays the feed; it never stops the
+service from serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from shopmesh.user.v1 import events_pb2 as user_events
+from shopmesh_platform.kafka import KafkaConfig, header
+
+logger = logging.getLogger("shopmesh.revocations")
+USER_EVENTS_TOPIC = "user-events"
+
+
+def token_id_hash(token_id: str) -> str:
+    """How a token id travels and is stored: sha256 hex, never the id itself."""
+    return hashlib.sha256(token_id.encode()).hexdigest()
+
+
+class RevocationList:
+    """Revoked token ids (as hashes) and when each may be forgotten (its token's expiry)."""
+
+    def __init__(self) -> None:
+        self._expires_at: dict[str, float] = {}
+
+    def revoke_hash(self, hashed_token_id: str, expires_at: float) -> None:
+        if expires_at > time.time():
+            self._expires_at[hashed_token_id] = expires_at
+
+    def revoke(self, token_id: str, expires_at: float) -> None:
+        self.revoke_hash(token_id_hash(token_id), expires_at)
+
+    def is_revoked(self, token_id: str) -> bool:
+        hashed = token_id_hash(token_id)
+        expires_at = self._expires_at.get(hashed)
+        if expires_at is None:
+            return False
+        if expires_at <= time.time():
+            del self._expires_at[hashed]
+            return False
+        return True
+
+    def prune(self) -> None:
+        now = time.time()
+        for token_id in [t for t, exp in self._expires_at.items() if exp <= now]:
+            del self._expires_at[token_id]
+
+    def __len__(self) -> int:
+        return len(self._expires_at)
+
+
+class RevocationFeed:
+    """Consumes `SessionRevoked` into a RevocationList; run `run()` as a task."""
+
+    def __init__(self, kafka: KafkaConfig, revocations: RevocationList, *, lookback_seconds: float) -> None:
+        self._kafka = kafka
+        self._revocations = revocations
+        self._lookback = lookback_seconds
+
+    async def run(self) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                await self._consume()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("revocation feed interrupted; retrying", extra={"error": str(exc)})
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    async def _consume(self) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._kafka.bootstrap_servers,
+            enable_auto_commit=False,
+            group_id=None,
+            request_timeout_ms=self._kafka.request_timeout_ms,
+        )
+        await consumer.start()
+        try:
+            partitions = consumer.partitions_for_topic(USER_EVENTS_TOPIC)
+            while not partitions:
+                await asyncio.sleep(0.5)
+                partitions = consumer.partitions_for_topic(USER_EVENTS_TOPIC)
+            assigned = [TopicPartition(USER_EVENTS_TOPIC, p) for p in sorted(partitions)]
+            consumer.assign(assigned)
+            since_ms = int((time.time() - self._lookback) * 1000)
+            offsets = await consumer.offsets_for_times({tp: since_ms for tp in assigned})
+            for tp in assigned:
+                found = offsets.get(tp)
+                if found is None:
+                    await consumer.seek_to_end(tp)
+                else:
+                    consumer.seek(tp, found.offset)
+            async for record in consumer:
+                if header(record.headers or (), "event-type") != user_events.SessionRevoked.DESCRIPTOR.full_name:
+                    continue
+                event = user_events.SessionRevoked.FromString(record.value)
+                self._revocations.revoke_hash(event.token_id_hash, event.expires_at.ToSeconds())
+                self._revocations.prune()
+        finally:
+            await consumer.stop()

@@ -1,0 +1,138 @@
+"""User token verification, the same in every service (DESIGN §6).
+
+Tokens are EdDSA (Ed25519) JWTs issued by the users service, verified against
+its published JWKS: the algorithm is pinned (so `none` and HS256 signed with
+the public key fail), `kid` must name a published key, and `iss`, `aud`,
+`exp`, `iat`, `sub`, `jti` and `role` are required. A token whose `jti` is on
+the revocation list is refused. Unknown key ids trigger one JWKS refresh
+(rate-limited), so a newly added key is picked up without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from shopmesh_platform.config import EnvReader
+from shopmesh_platform.context import Caller
+from shopmesh_platform.errors import Unauthenticated
+from shopmesh_platform.revocations import RevocationList
+
+ALGORITHM = "EdDSA"
+ROLES = frozenset({"customer", "admin"})
+REQUIRED_CLAIMS = ["iss", "aud", "sub", "exp", "iat", "jti"]
+
+JwksSource = Callable[[], Awaitable[Mapping[str, Any]]]
+
+
+@dataclass(frozen=True)
+class TokenConfig:
+    """What a valid token says about who issued it and for whom."""
+
+    issuer: str
+    audience: str
+    ttl_seconds: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> TokenConfig:
+        read = EnvReader(env)
+        return cls(
+            issuer=read.string("SHOPMESH_JWT_ISSUER", "shopmesh-users"),
+            audience=read.string("SHOPMESH_JWT_AUDIENCE", "shopmesh"),
+            ttl_seconds=read.integer("SHOPMESH_JWT_TTL_SECONDS", 3600, minimum=1, maximum=7 * 24 * 3600),
+        )
+
+
+def invalid(message: str, reason: str) -> Unauthenticated:
+    return Unauthenticated(message, reason=reason, domain="auth")
+
+
+class JwtVerifier:
+    """Verifies bearer tokens; see the module docstring."""
+
+    def __init__(
+        self,
+        config: TokenConfig,
+        jwks_source: JwksSource,
+        revocations: RevocationList,
+        *,
+        min_refresh_gap_seconds: float = 5.0,
+        leeway_seconds: float = 5.0,
+    ) -> None:
+        self._config = config
+        self._jwks_source = jwks_source
+        self._revocations = revocations
+        self._keys: dict[str, Any] = {}
+        self._last_refresh = float("-inf")
+        self._min_gap = min_refresh_gap_seconds
+        self._leeway = leeway_seconds
+        self._refresh_lock = asyncio.Lock()
+
+    async def _refresh(self) -> None:
+        async with self._refresh_lock:
+            if time.monotonic() - self._last_refresh < self._min_gap:
+                return
+            self._last_refresh = time.monotonic()
+            jwks = await self._jwks_source()
+            keys = {}
+            for jwk in jwks.get("keys", []):
+                if jwk.get("alg") == ALGORITHM and jwk.get("kid"):
+                    keys[jwk["kid"]] = jwt.PyJWK(dict(jwk), algorithm=ALGORITHM).key
+            self._keys = keys
+
+    async def _key(self, kid: str) -> Any:
+        if kid not in self._keys:
+            try:
+                await self._refresh()
+            except Exception as exc:
+                raise invalid("token keys are unavailable", "KEYS_UNAVAILABLE") from exc
+        key = self._keys.get(kid)
+        if key is None:
+            raise invalid("token signed with an unknown key", "UNKNOWN_KEY")
+        return key
+
+    async def verify(self, token: str) -> Caller:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise invalid("malformed token", "TOKEN_MALFORMED") from None
+        if header.get("alg") != ALGORITHM:
+            raise invalid("token algorithm not accepted", "TOKEN_ALGORITHM")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise invalid("token has no key id", "TOKEN_MALFORMED")
+        key = await self._key(kid)
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[ALGORITHM],
+                audience=self._config.audience,
+                issuer=self._config.issuer,
+                leeway=self._leeway,
+                options={"require": REQUIRED_CLAIMS},
+            )
+        except jwt.ExpiredSignatureError:
+            raise invalid("token expired", "TOKEN_EXPIRED") from None
+        except jwt.InvalidAudienceError:
+            raise invalid("token not meant for this audience", "TOKEN_AUDIENCE") from None
+        except jwt.InvalidIssuerError:
+            raise invalid("token from an unknown issuer", "TOKEN_ISSUER") from None
+        except jwt.PyJWTError:
+            raise invalid("invalid token", "TOKEN_INVALID") from None
+        role = claims.get("role")
+        if role not in ROLES:
+            raise invalid("token carries no valid role", "TOKEN_INVALID")
+        if self._revocations.is_revoked(str(claims["jti"])):
+            raise invalid("token revoked", "TOKEN_REVOKED")
+        return Caller(
+            user_id=str(claims["sub"]),
+            role=str(role),
+            token_id=str(claims["jti"]),
+            token_expires_at=float(claims["exp"]),
+        )
