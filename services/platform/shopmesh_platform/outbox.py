@@ -105,8 +105,10 @@ class OutboxRelay:
     async def _hold_lock_and_relay(self) -> None:
         connection = await asyncpg.connect(self._dsn, timeout=5)
         try:
-            while not await connection.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_key):
-                # Another relay of this service is active; stand by (the lock lives in another process).
+            # Another relay of this service may hold the lock (in another process): stand by until it is free.
+            while True:
+                if await connection.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_key):
+                    break
                 await asyncio.sleep(1.0)
             producer = EventProducer(self._kafka, client_id=f"{self._service}-outbox")
             await producer.start()
