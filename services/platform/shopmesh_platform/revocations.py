@@ -2,8 +2,8 @@
 
 No service reads the users database: each keeps revoked `jti`s in memory until
 the token would have expired anyway. The feed reads every partition of
-`user-events` without a consumer group (every instance must see every
-revocation), starting at the oldest event that can still matter: now minus the
+`user-events` in a consumer group of its own that never commits (every
+instance must see every revocation), starting at the oldest event that can still matter: now minus the
 longest token lifetime. Kafka being down delays the feed; it never stops the
 service from serving.
 """
@@ -14,8 +14,9 @@ import asyncio
 import hashlib
 import logging
 import time
+import uuid
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from shopmesh.user.v1 import events_pb2 as user_events
 from shopmesh_platform.kafka import KafkaConfig, header
@@ -82,28 +83,17 @@ class RevocationFeed:
                 backoff = min(backoff * 2, 10.0)
 
     async def _consume(self) -> None:
+        # A group of its own (never committed): every instance sees every partition.
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._kafka.bootstrap_servers,
             enable_auto_commit=False,
-            group_id=None,
+            group_id=f"revocations-{uuid.uuid4()}",
+            auto_offset_reset="latest",
             request_timeout_ms=self._kafka.request_timeout_ms,
         )
         await consumer.start()
         try:
-            partitions = consumer.partitions_for_topic(USER_EVENTS_TOPIC)
-            while not partitions:
-                await asyncio.sleep(0.5)
-                partitions = consumer.partitions_for_topic(USER_EVENTS_TOPIC)
-            assigned = [TopicPartition(USER_EVENTS_TOPIC, p) for p in sorted(partitions)]
-            consumer.assign(assigned)
-            since_ms = int((time.time() - self._lookback) * 1000)
-            offsets = await consumer.offsets_for_times({tp: since_ms for tp in assigned})
-            for tp in assigned:
-                found = offsets.get(tp)
-                if found is None:
-                    await consumer.seek_to_end(tp)
-                else:
-                    consumer.seek(tp, found.offset)
+            consumer.subscribe([USER_EVENTS_TOPIC], listener=_SeekToLookback(consumer, self._lookback))
             async for record in consumer:
                 if header(record.headers or (), "event-type") != user_events.SessionRevoked.DESCRIPTOR.full_name:
                     continue
@@ -112,3 +102,24 @@ class RevocationFeed:
                 self._revocations.prune()
         finally:
             await consumer.stop()
+
+
+class _SeekToLookback(ConsumerRebalanceListener):  # type: ignore[misc]
+    """On assignment, start each partition at the first event that can still matter."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, lookback_seconds: float) -> None:
+        self._consumer = consumer
+        self._lookback = lookback_seconds
+
+    async def on_partitions_revoked(self, revoked: object) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        since_ms = int((time.time() - self._lookback) * 1000)
+        offsets = await self._consumer.offsets_for_times({tp: since_ms for tp in assigned})
+        for tp in assigned:
+            found = offsets.get(tp)
+            if found is None:
+                await self._consumer.seek_to_end(tp)
+            else:
+                self._consumer.seek(tp, found.offset)

@@ -1,0 +1,62 @@
+"""Helpers for tests of the users service: accounts over REST, gRPC stubs, tokens."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from shopmesh.user.v1 import user_service_pb2 as pb
+from shopmesh.user.v1 import user_service_pb2_grpc
+from shopmesh_stack.stack import Stack
+from tests.integration.helpers import HttpReply, http
+
+PASSWORD = "correct horse battery"
+
+
+@dataclass(frozen=True)
+class Account:
+    id: str
+    email: str
+    token: str
+
+    @property
+    def bearer(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def unique_email(prefix: str = "user") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}@example.com"
+
+
+def register(stack: Stack, email: str | None = None, password: str = PASSWORD, **extra: str) -> Account:
+    email = email or unique_email()
+    body = {"email": email, "password": password, "firstName": "Ada", "lastName": "Lovelace", **extra}
+    reply = http(stack, "POST", "/api/v1/users/register", json.dumps(body))
+    assert reply.status == 200, reply.body
+    data = reply.json()
+    return Account(data["user"]["id"], data["user"]["email"], data["token"])
+
+
+def call(stack: Stack, method: str, path: str, account: Account | None = None, body: Any = None) -> HttpReply:
+    headers = account.bearer if account else {}
+    return http(stack, method, path, None if body is None else json.dumps(body), headers)
+
+
+def users_stub(stack: Stack) -> tuple[grpc.Channel, user_service_pb2_grpc.UserServiceStub]:
+    channel = grpc.insecure_channel(f"127.0.0.1:{stack.settings.ports.grpc('users')}")
+    return channel, user_service_pb2_grpc.UserServiceStub(channel)
+
+
+def grpc_get_me(stack: Stack, token: str, service_port: int | None = None) -> grpc.StatusCode:
+    """The status of GetMe called directly on the users service with `token`."""
+    channel, stub = users_stub(stack)
+    with channel:
+        try:
+            stub.GetMe(pb.GetMeRequest(), metadata=(("authorization", f"Bearer {token}"),), timeout=10)
+        except grpc.RpcError as error:
+            return error.code()
+    return grpc.StatusCode.OK
