@@ -2,12 +2,22 @@
 
 One listener serves REST/JSON (HTTP/1.1, transcoded to gRPC by
 grpc_json_transcoder from the descriptor set of `make gen`) and gRPC (h2c,
-passed through) on the same port. Routes are per method, exact gRPC paths, with
-the method's declared timeout; `internal` methods get no route, so the edge
-cannot reach them. The REST mapping itself comes from the protos'
-`google.api.http` rules, never from here. `/healthz` answers at the edge.
-Health checks and reflection are routed by the `x-shopmesh-service` header
-(default: users), since each service reflects only its own API.
+passed through) on the same port. The REST mapping comes from the protos'
+`google.api.http` rules, never from here.
+
+Filter order: transcoder (every later filter sees the gRPC path and route) ->
+CORS (answers preflights before anything asks for a token) -> jwt_authn
+(`user` methods need a valid token; its subject goes to dynamic metadata) ->
+local_ratelimit (per client: JWT subject on `user` methods, client address on
+anonymous ones; a minute and an hour bucket each) -> buffer (413 above the body
+limit) -> router.
+
+Routes are per method (exact gRPC path) with the method's timeout and the
+`X-API-Version` / `X-Service-Name` response headers; `internal` methods get no
+route. `/healthz` answers at the edge. Health checks and reflection go to the
+service named by `x-shopmesh-service` (default users): each service reflects
+only its own API. Envoy's own error replies to REST clients are
+`google.rpc.Status`-shaped JSON, like the services' errors.
 """
 
 from __future__ import annotations
@@ -19,41 +29,47 @@ from typing import Any
 
 import yaml
 
-from shopmesh_platform.mesh import AccessClass, MeshDeclaration
+from shopmesh_edge.policy import EdgePolicy
+from shopmesh_platform.mesh import AccessClass, MeshDeclaration, MethodDecl
 
-HTTP_CONNECTION_MANAGER = (
-    "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
-)
+HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 SERVICE_SELECTOR_HEADER = "x-shopmesh-service"
 PLATFORM_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 DEFAULT_PLATFORM_TARGET = "users"
-ROUTER = {
-    "name": "envoy.filters.http.router",
-    "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
-}
+JWT_PROVIDER = "shopmesh_users"
+JWT_FILTER = "envoy.filters.http.jwt_authn"
+JWKS_CLUSTER = "edge_self_jwks"
+EDGE_METADATA = "shopmesh.edge"
+WINDOWS = {"minute": 60, "hour": 3600}
 
 
 @dataclass(frozen=True)
 class EdgeSettings:
-    """What differs between instances: ports, files, limits."""
+    """What differs between instances: ports, files, token issuer, policy overrides."""
 
     listen_port: int
     admin_port: int
     upstream_ports: Mapping[str, int]
     descriptor: Path
     access_log: Path
-    max_request_bytes: int = 1024 * 1024
+    policy: EdgePolicy
+    jwt_issuer: str = "shopmesh-users"
+    jwt_audience: str = "shopmesh"
 
 
 def _seconds(value: float) -> str:
     return f"{value:g}s"
 
 
+def _header(key: str, value: str) -> dict[str, Any]:
+    return {"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+
+
 def access_log(path: Path) -> list[dict[str, Any]]:
     # Never Authorization, cookies or bodies: tokens and passwords stay out of logs.
     fields = {
         "time": "%START_TIME%",
-        "method": "%REQ(:METHOD)%",
+        "method": "%REQ(X-ENVOY-ORIGINAL-METHOD?:METHOD)%",
         "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
         "grpc_path": "%REQ(:PATH)%",
         "protocol": "%PROTOCOL%",
@@ -82,11 +98,14 @@ def access_log(path: Path) -> list[dict[str, Any]]:
     ]
 
 
-# Envoy's own replies (bad JSON, no route, upstream down or slow) as google.rpc.Status
-# JSON for REST clients, like the services' errors. gRPC clients keep gRPC statuses.
-LOCAL_REPLY_CODES = {
+# Envoy's own replies as google.rpc.Status JSON for REST clients: HTTP status -> (gRPC code, message).
+LOCAL_REPLY_CODES: dict[int, tuple[int, str]] = {
     400: (3, "%LOCAL_REPLY_BODY%"),
+    401: (16, "%LOCAL_REPLY_BODY%"),
+    403: (7, "%LOCAL_REPLY_BODY%"),
     404: (5, "not found"),
+    413: (8, "request body too large"),
+    429: (8, "rate limit exceeded"),
     503: (14, "service unavailable"),
     504: (4, "deadline exceeded"),
 }
@@ -108,47 +127,97 @@ _REST_REQUEST = {
         ]
     }
 }
+_JWT_FAILED = {
+    "metadata_filter": {
+        "matcher": {"filter": JWT_FILTER, "path": [{"key": "jwt_failure"}], "value": {"present_match": True}}
+    }
+}
 
 
-def local_reply_config() -> dict[str, Any]:
-    mappers = []
+def _status_is(status: int) -> dict[str, Any]:
+    value = {"default_value": status, "runtime_key": f"edge.local_reply.{status}"}
+    return {"status_code_filter": {"comparison": {"op": "EQ", "value": value}}}
+
+
+def local_reply_config(api_version: str) -> dict[str, Any]:
+    version = [_header("x-api-version", api_version)]
+    unauthenticated = {"json_format": {"code": 16, "message": "%LOCAL_REPLY_BODY%"}, "content_type": "application/json"}
+    mappers: list[dict[str, Any]] = [
+        # jwt_authn answers some failures (e.g. audience) with 403: every token failure is 401.
+        {
+            "filter": {"and_filter": {"filters": [_status_is(403), _REST_REQUEST, _JWT_FAILED]}},
+            "status_code": 401,
+            "headers_to_add": version,
+            "body_format_override": unauthenticated,
+        },
+        {
+            "filter": {"and_filter": {"filters": [_status_is(403), _JWT_FAILED]}},
+            "status_code": 401,
+            "headers_to_add": version,
+        },
+    ]
     for status, (code, message) in LOCAL_REPLY_CODES.items():
-        status_filter = {
-            "status_code_filter": {
-                "comparison": {
-                    "op": "EQ",
-                    "value": {"default_value": status, "runtime_key": f"edge.local_reply.{status}"},
-                }
-            }
-        }
         mappers.append(
             {
-                "filter": {"and_filter": {"filters": [status_filter, _REST_REQUEST]}},
-                "body_format_override": {"json_format": {"code": code, "message": message}},
+                "filter": {"and_filter": {"filters": [_status_is(status), _REST_REQUEST]}},
+                "headers_to_add": version,
+                "body_format_override": {
+                    "json_format": {"code": code, "message": message},
+                    "content_type": "application/json",
+                },
             }
         )
     return {"mappers": mappers}
 
 
-def routes(mesh: MeshDeclaration) -> list[dict[str, Any]]:
+def _rate_limit_class(policy: EdgePolicy, method: MethodDecl) -> str:
+    kind = "user" if method.access is AccessClass.USER else "anon"
+    return f"{kind}:{policy.budget_class(method.service, method.name)}"
+
+
+def method_route(method: MethodDecl, policy: EdgePolicy) -> dict[str, Any]:
+    route: dict[str, Any] = {
+        "name": f"{method.service}.{method.name}",
+        "match": {"path": method.path},
+        "route": {"cluster": method.service, "timeout": _seconds(method.timeout_seconds)},
+        "metadata": {"filter_metadata": {EDGE_METADATA: {"rl_class": _rate_limit_class(policy, method)}}},
+        "response_headers_to_add": [
+            _header("x-api-version", policy.api_version),
+            _header("x-service-name", method.service),
+        ],
+    }
+    if method.access is AccessClass.USER:
+        route["typed_per_filter_config"] = {
+            JWT_FILTER: {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.PerRouteConfig",
+                "requirement_name": "user",
+            }
+        }
+    return route
+
+
+def routes(mesh: MeshDeclaration, policy: EdgePolicy) -> list[dict[str, Any]]:
     table: list[dict[str, Any]] = [
         {
             "name": "healthz",
             "match": {"path": "/healthz"},
             "direct_response": {"status": 200, "body": {"inline_string": "ok\n"}},
+            "response_headers_to_add": [_header("x-api-version", policy.api_version)],
         }
     ]
-    for service in mesh.services.values():
-        for method in service.methods.values():
-            if method.access is AccessClass.INTERNAL:
-                continue
-            table.append(
-                {
-                    "name": f"{service.name}.{method.name}",
-                    "match": {"path": method.path},
-                    "route": {"cluster": service.name, "timeout": _seconds(method.timeout_seconds)},
-                }
-            )
+    table += [
+        method_route(method, policy)
+        for service in mesh.services.values()
+        for method in service.methods.values()
+        if method.access is not AccessClass.INTERNAL
+    ]
+    # Streaming platform routes: the buffer filter would hold a bidi stream until it ends.
+    no_buffer = {
+        "envoy.filters.http.buffer": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.BufferPerRoute",
+            "disabled": True,
+        }
+    }
     for prefix in PLATFORM_PREFIXES:
         for service in mesh.services.values():
             table.append(
@@ -159,17 +228,50 @@ def routes(mesh: MeshDeclaration) -> list[dict[str, Any]]:
                         "headers": [{"name": SERVICE_SELECTOR_HEADER, "string_match": {"exact": service.name}}],
                     },
                     "route": {"cluster": service.name, "timeout": "0s"},
+                    "typed_per_filter_config": no_buffer,
                 }
             )
         table.append(
             {
                 "name": f"default.platform{prefix}",
                 "match": {"prefix": prefix},
-                # Streaming (reflection, health Watch): no overall timeout.
                 "route": {"cluster": DEFAULT_PLATFORM_TARGET, "timeout": "0s"},
+                "typed_per_filter_config": no_buffer,
             }
         )
+    # CORS preflights keep their REST path (the transcoder leaves OPTIONS alone); the CORS
+    # filter needs a route entry to act on and answers them itself, so nothing goes upstream.
+    table.append(
+        {
+            "name": "cors-preflight",
+            "match": {
+                "prefix": "/",
+                "headers": [
+                    {"name": ":method", "string_match": {"exact": "OPTIONS"}},
+                    {"name": "origin", "present_match": True},
+                    {"name": "access-control-request-method", "present_match": True},
+                ],
+            },
+            "route": {"cluster": DEFAULT_PLATFORM_TARGET, "timeout": "5s"},
+        }
+    )
     return table
+
+
+def cors_policy(policy: EdgePolicy) -> dict[str, Any]:
+    cors = policy.cors
+    return {
+        "envoy.filters.http.cors": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy",
+            "allow_origin_string_match": [{"exact": origin} for origin in cors.allowed_origins],
+            "allow_methods": ",".join(cors.allowed_methods),
+            "allow_headers": ",".join(cors.allowed_headers),
+            "expose_headers": ",".join(cors.expose_headers),
+            "allow_credentials": cors.allow_credentials,
+            "max_age": str(cors.max_age_seconds),
+            "forward_not_matching_preflights": False,
+        }
+    }
 
 
 def transcoder(mesh: MeshDeclaration, descriptor: Path, max_request_bytes: int) -> dict[str, Any]:
@@ -197,17 +299,118 @@ def transcoder(mesh: MeshDeclaration, descriptor: Path, max_request_bytes: int) 
     }
 
 
-def cluster(name: str, port: int) -> dict[str, Any]:
+def jwt_authn(settings: EdgeSettings) -> dict[str, Any]:
+    jwks_uri = f"http://127.0.0.1:{settings.listen_port}/.well-known/jwks.json"
     return {
+        "name": JWT_FILTER,
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+            "providers": {
+                JWT_PROVIDER: {
+                    "issuer": settings.jwt_issuer,
+                    "audiences": [settings.jwt_audience],
+                    # The JWKS is the users service's, fetched through this edge (a public route).
+                    # Cached for 5 minutes: a new signing key reaches the edge within that time.
+                    "remote_jwks": {
+                        "http_uri": {"uri": jwks_uri, "cluster": JWKS_CLUSTER, "timeout": "2s"},
+                        "cache_duration": "300s",
+                        "async_fetch": {"fast_listener": True, "failed_refetch_duration": "1s"},
+                        "retry_policy": {
+                            "num_retries": 3,
+                            "retry_back_off": {"base_interval": "0.2s", "max_interval": "2s"},
+                        },
+                    },
+                    "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}],
+                    # The services verify the token again (and check revocations).
+                    "forward": True,
+                    "payload_in_metadata": "jwt_payload",
+                    "failed_status_in_metadata": "jwt_failure",
+                    "require_expiration": True,
+                    "clock_skew_seconds": 30,
+                }
+            },
+            "requirement_map": {"user": {"provider_name": JWT_PROVIDER}},
+            "bypass_cors_preflight": True,
+        },
+    }
+
+
+def local_ratelimit(mesh: MeshDeclaration, policy: EdgePolicy) -> dict[str, Any]:
+    classes = sorted(
+        {
+            _rate_limit_class(policy, method)
+            for service in mesh.services.values()
+            for method in service.methods.values()
+            if method.access is not AccessClass.INTERNAL
+        }
+    )
+    descriptors = []
+    for rl_class in classes:
+        kind, budget_class = rl_class.split(":", 1)
+        budget = policy.budget(budget_class)
+        client_key = "jwt_sub" if kind == "user" else "remote_address"
+        for window, limit in (("minute", budget.per_minute), ("hour", budget.per_hour)):
+            if limit is None:
+                continue
+            descriptors.append(
+                {
+                    "entries": [
+                        {"key": "generic_key", "value": window},
+                        {"key": "rl_class", "value": rl_class},
+                        # No value: one bucket per distinct client.
+                        {"key": client_key},
+                    ],
+                    "token_bucket": {
+                        "max_tokens": limit,
+                        "tokens_per_fill": limit,
+                        "fill_interval": f"{WINDOWS[window]}s",
+                    },
+                }
+            )
+    class_action = {
+        "metadata": {
+            "descriptor_key": "rl_class",
+            "metadata_key": {"key": EDGE_METADATA, "path": [{"key": "rl_class"}]},
+            "source": "ROUTE_ENTRY",
+        }
+    }
+    subject_action = {
+        "metadata": {
+            "descriptor_key": "jwt_sub",
+            "metadata_key": {"key": JWT_FILTER, "path": [{"key": "jwt_payload"}, {"key": "sub"}]},
+            "source": "DYNAMIC",
+        }
+    }
+    client_actions: list[dict[str, Any]] = [subject_action, {"remote_address": {}}]
+    rate_limits = [
+        {"actions": [{"generic_key": {"descriptor_value": window}}, class_action, client]}
+        for window in WINDOWS
+        for client in client_actions
+    ]
+    percent = {"numerator": 100, "denominator": "HUNDRED"}
+    return {
+        "name": "envoy.filters.http.local_ratelimit",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+            "stat_prefix": "edge_rate_limit",
+            # Without these two nothing is enforced.
+            "filter_enabled": {"runtime_key": "edge_rate_limit.enabled", "default_value": percent},
+            "filter_enforced": {"runtime_key": "edge_rate_limit.enforced", "default_value": percent},
+            "always_consume_default_token_bucket": False,
+            "max_dynamic_descriptors": 10000,
+            "rate_limited_as_resource_exhausted": True,
+            "enable_x_ratelimit_headers": "DRAFT_VERSION_03",
+            "descriptors": descriptors,
+            "rate_limits": rate_limits,
+        },
+    }
+
+
+def cluster(name: str, port: int, *, http2: bool = True) -> dict[str, Any]:
+    definition: dict[str, Any] = {
         "name": name,
         "type": "STATIC",
         "connect_timeout": "1s",
-        "typed_extension_protocol_options": {
-            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                "explicit_http_config": {"http2_protocol_options": {}},
-            }
-        },
         "load_assignment": {
             "cluster_name": name,
             "endpoints": [
@@ -219,24 +422,61 @@ def cluster(name: str, port: int) -> dict[str, Any]:
             ],
         },
     }
+    if http2:
+        definition["typed_extension_protocol_options"] = {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}},
+            }
+        }
+    return definition
 
 
 def render(mesh: MeshDeclaration, settings: EdgeSettings) -> dict[str, Any]:
     """The whole bootstrap config as a dict."""
+    policy = settings.policy
     connection_manager = {
-        "@type": HTTP_CONNECTION_MANAGER,
+        "@type": HCM,
         "stat_prefix": "edge",
         "codec_type": "AUTO",
+        # The client address is the TCP peer, never X-Forwarded-For: per-address limits cannot be spoofed.
+        "use_remote_address": True,
         "normalize_path": True,
         "merge_slashes": True,
         "path_with_escaped_slashes_action": "REJECT_REQUEST",
         "access_log": access_log(settings.access_log),
-        "local_reply_config": local_reply_config(),
+        "local_reply_config": local_reply_config(policy.api_version),
         "route_config": {
             "name": "edge",
-            "virtual_hosts": [{"name": "shopmesh", "domains": ["*"], "routes": routes(mesh)}],
+            "virtual_hosts": [
+                {
+                    "name": "shopmesh",
+                    "domains": ["*"],
+                    "typed_per_filter_config": cors_policy(policy),
+                    "routes": routes(mesh, policy),
+                }
+            ],
         },
-        "http_filters": [transcoder(mesh, settings.descriptor, settings.max_request_bytes), ROUTER],
+        "http_filters": [
+            transcoder(mesh, settings.descriptor, policy.max_request_bytes),
+            {
+                "name": "envoy.filters.http.cors",
+                "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors"},
+            },
+            jwt_authn(settings),
+            local_ratelimit(mesh, policy),
+            {
+                "name": "envoy.filters.http.buffer",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
+                    "max_request_bytes": policy.max_request_bytes,
+                },
+            },
+            {
+                "name": "envoy.filters.http.router",
+                "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+            },
+        ],
     }
     return {
         "node": {"id": "shopmesh-edge", "cluster": "shopmesh-edge"},
@@ -258,7 +498,11 @@ def render(mesh: MeshDeclaration, settings: EdgeSettings) -> dict[str, Any]:
                     ],
                 }
             ],
-            "clusters": [cluster(name, settings.upstream_ports[name]) for name in mesh.services],
+            "clusters": [
+                *(cluster(name, settings.upstream_ports[name]) for name in mesh.services),
+                # The edge itself over HTTP/1.1, for fetching the JWKS.
+                cluster(JWKS_CLUSTER, settings.listen_port, http2=False),
+            ],
         },
     }
 

@@ -416,17 +416,38 @@ class FerretDB(Component):
 
 
 class Edge(Component):
-    """Envoy at the edge, its config rendered from the mesh declaration and validated."""
+    """Envoy at the edge, its config rendered from the mesh declaration and validated.
 
-    name = "envoy"
+    A stack has one; tests may start another with different ports and budgets.
+    """
+
+    def __init__(
+        self,
+        settings: StackSettings,
+        installed: Installed,
+        *,
+        name: str = "envoy",
+        listen_port: int | None = None,
+        admin_port: int | None = None,
+        rate_limit_overrides: str | None = None,
+    ) -> None:
+        super().__init__(settings, installed)
+        self.name = name
+        self._listen_port = listen_port or settings.ports.edge
+        self.admin_port = admin_port or settings.ports.envoy_admin
+        self._rate_limits = settings.edge_rate_limits if rate_limit_overrides is None else rate_limit_overrides
 
     @property
     def port(self) -> int:
-        return self.settings.ports.edge
+        return self._listen_port
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     @property
     def config_file(self) -> Path:
-        return self.settings.data_dir / "envoy" / "envoy.yaml"
+        return self.settings.data_dir / self.name / "envoy.yaml"
 
     def argv(self) -> list[str]:
         return [
@@ -438,24 +459,30 @@ class Edge(Component):
             "-c",
             str(self.config_file),
             "--base-id-path",
-            str(self.settings.data_dir / "envoy" / "base-id"),
+            str(self.config_file.parent / "base-id"),
             "--use-dynamic-base-id",
             "--log-level",
             "warn",
         ]
 
     def prepare(self) -> None:
+        from shopmesh_edge.policy import load_edge_policy
         from shopmesh_edge.render import EdgeSettings, render_yaml
         from shopmesh_platform.mesh import load_mesh
 
         ports = self.settings.ports
         self.config_file.parent.mkdir(parents=True, exist_ok=True)
         edge = EdgeSettings(
-            listen_port=ports.edge,
-            admin_port=ports.envoy_admin,
+            listen_port=self.port,
+            admin_port=self.admin_port,
             upstream_ports={name: ports.grpc(name) for name in SERVICES_ORDER},
             descriptor=REPO / "gen" / "descriptors" / "shopmesh.binpb",
-            access_log=self.settings.log_dir / "envoy-access.log",
+            access_log=self.settings.log_dir / f"{self.name}-access.log",
+            policy=load_edge_policy(
+                rate_limit_overrides=self._rate_limits, extra_origins=self.settings.edge_cors_origins
+            ),
+            jwt_issuer=self.settings.jwt_issuer,
+            jwt_audience=self.settings.jwt_audience,
         )
         self.config_file.write_text(render_yaml(load_mesh(), edge))
         result = subprocess.run(
@@ -467,6 +494,13 @@ class Edge(Component):
         if result.returncode != 0:
             raise RuntimeError(f"envoy: rendered config {self.config_file} is invalid:\n{result.stdout}{result.stderr}")
 
+    def _admin(self, path: str) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}{path}", timeout=2) as response:
+            return str(response.read().decode())
+
     def ready(self) -> bool:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.settings.ports.envoy_admin}/ready", timeout=2) as response:
-            return bool(response.status == 200)
+        # Serving, and the users service's JWKS fetched (else every token would be refused).
+        if self._admin("/ready").strip() != "LIVE":
+            return False
+        stats = self._admin("/stats?filter=jwks_fetch_success")
+        return any(line.rsplit(":", 1)[-1].strip() not in ("", "0") for line in stats.splitlines())

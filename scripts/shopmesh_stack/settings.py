@@ -88,6 +88,9 @@ class StackSettings:
     service_env: Mapping[str, str] = field(default_factory=dict)
     jwt_issuer: str = "shopmesh-users"
     jwt_audience: str = "shopmesh"
+    # Edge overrides (see mesh/mesh.yaml `edge:`): JSON budgets and extra CORS origins.
+    edge_rate_limits: str = ""
+    edge_cors_origins: str = ""
 
     @property
     def log_dir(self) -> Path:
@@ -109,9 +112,25 @@ class StackSettings:
             data_dir=Path(read.string("SHOPMESH_DATA_DIR", str(REPO / ".stack"))).resolve(),
             cache_dir=Path(read.string("SHOPMESH_CACHE", str(Path.home() / ".cache" / "shopmesh"))).resolve(),
             ports=Ports.from_env(env),
+            edge_rate_limits=env.get("SHOPMESH_EDGE_RATE_LIMITS", ""),
+            edge_cors_origins=env.get("SHOPMESH_EDGE_CORS_ORIGINS", ""),
         )
 
     @classmethod
-    def isolated(cls, data_dir: Path, service_env: Mapping[str, str] | None = None) -> StackSettings:
+    def isolated(
+        cls,
+        data_dir: Path,
+        service_env: Mapping[str, str] | None = None,
+        *,
+        edge_rate_limits: str = "",
+        edge_cors_origins: str = "",
+    ) -> StackSettings:
         base = cls.from_env()
-        return replace(base, data_dir=data_dir.resolve(), ports=Ports.free(), service_env=dict(service_env or {}))
+        return replace(
+            base,
+            data_dir=data_dir.resolve(),
+            ports=Ports.free(),
+            service_env=dict(service_env or {}),
+            edge_rate_limits=edge_rate_limits,
+            edge_cors_origins=edge_cors_origins,
+        )

@@ -8,6 +8,7 @@ fails the session: nothing is skipped.
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import tempfile
@@ -28,6 +29,18 @@ TEST_SERVICE_ENV = {
 }
 
 
+# The session's edge must not throttle the suite itself (it registers many users from
+# one address); rate limits are tested on an extra edge with small budgets.
+GENEROUS = {"per_minute": 100_000, "per_hour": 1_000_000}
+TEST_EDGE_RATE_LIMITS = json.dumps(
+    {
+        name: GENEROUS
+        for name in ("users", "orders", "payments", "inventory", "notifications", "users.Login", "users.RegisterUser")
+    }
+)
+TEST_EXTRA_ORIGIN = "https://shop.example.test"
+
+
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -37,7 +50,11 @@ def stack() -> Iterator[Stack]:
     # SIGTERM (e.g. a CI timeout) unwinds like Ctrl-C, so the finalizer below runs.
     previous = signal.signal(signal.SIGTERM, _interrupt)
     data_dir = Path(tempfile.mkdtemp(prefix="shopmesh-test-"))
-    instance = Stack(StackSettings.isolated(data_dir, TEST_SERVICE_ENV))
+    instance = Stack(
+        StackSettings.isolated(
+            data_dir, TEST_SERVICE_ENV, edge_rate_limits=TEST_EDGE_RATE_LIMITS, edge_cors_origins=TEST_EXTRA_ORIGIN
+        )
+    )
     try:
         instance.up()
         yield instance

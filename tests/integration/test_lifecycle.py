@@ -25,6 +25,8 @@ def cli(stack: Stack, command: str) -> subprocess.CompletedProcess[str]:
         **os.environ,
         "SHOPMESH_DATA_DIR": str(settings.data_dir),
         "SHOPMESH_CACHE": str(settings.cache_dir),
+        "SHOPMESH_EDGE_RATE_LIMITS": settings.edge_rate_limits,
+        "SHOPMESH_EDGE_CORS_ORIGINS": settings.edge_cors_origins,
         **{f"SHOPMESH_PORT_{f.name.upper()}": str(getattr(settings.ports, f.name)) for f in fields(settings.ports)},
     }
     return subprocess.run(
