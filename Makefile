@@ -18,7 +18,7 @@ BASELINE_TAG ?= contracts-baseline
 STACK := $(PY) -m shopmesh_stack
 export SHOPMESH_UV_PATH := $(UV_HOME)/bin
 
-.PHONY: help deps gen gen-check lint buf-lint test unit breaking clean-venv install up down status logs clean
+.PHONY: help deps gen gen-check lint buf-lint test unit breaking clean-venv install up down status logs clean promote-admin
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -78,6 +78,9 @@ logs: deps ## recent logs of every component (follow: make logs ARGS=-f, one: AR
 
 clean: deps ## stop and delete the local stack's data (.stack/)
 	@$(STACK) clean
+
+promote-admin: deps ## make an account of the local stack an admin: make promote-admin EMAIL=you@example.com
+	@SHOPMESH_DATABASE_URL=postgresql://postgres@127.0.0.1:$${SHOPMESH_PORT_POSTGRES:-55432}/users $(PY) -m shopmesh_users.admin promote "$(EMAIL)"
 
 unit: deps ## run the tests only
 	@$(VENV)/bin/pytest

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
+import os
+import subprocess
+import sys
 import uuid
 
-import asyncpg
 import grpc
 import pytest
 
@@ -162,17 +163,16 @@ def test_bad_tokens_are_refused_by_the_service(stack: Stack, kind: str) -> None:
     assert grpc_get_me(stack, account.token) == grpc.StatusCode.OK
 
 
-async def _promote(stack: Stack, user_id: str) -> None:
-    connection = await asyncpg.connect(stack.postgres.dsn("users"))
-    try:
-        await connection.execute("UPDATE users SET role = 'admin' WHERE id = $1", uuid.UUID(user_id))
-    finally:
-        await connection.close()
-
-
 def test_admin_reads_anyone_and_suspends(stack: Stack) -> None:
     admin, victim, bystander = register(stack), register(stack), register(stack)
-    asyncio.run(_promote(stack, admin.id))
+    promoted = subprocess.run(
+        [sys.executable, "-m", "shopmesh_users.admin", "promote", admin.email.upper()],
+        env={**os.environ, "SHOPMESH_DATABASE_URL": stack.postgres.dsn("users")},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert promoted.returncode == 0, promoted.stderr
     login = call(stack, "POST", "/api/v1/users/login", body={"email": admin.email, "password": PASSWORD}).json()
     admin_token = {"Authorization": f"Bearer {login['token']}"}
     assert http(stack, "GET", f"/api/v1/users/{victim.id}", headers=admin_token).status == 200
