@@ -26,7 +26,8 @@ def make_config(tmp_path: Path) -> ConfigFactory:
     """Build a PlatformConfig on free ports, optionally with a modified mesh."""
 
     def factory(service: str = "inventory", mesh: dict[str, Any] | None = None, **env: str) -> PlatformConfig:
-        values = {"SHOPMESH_GRPC_PORT": "0", "SHOPMESH_METRICS_PORT": "0", **env}
+        # Platform unit tests run plaintext; mutual TLS is tested against the real stack.
+        values = {"SHOPMESH_GRPC_PORT": "0", "SHOPMESH_METRICS_PORT": "0", "MESH_TLS": "off", **env}
         if mesh is not None:
             mesh_file = tmp_path / "mesh.yaml"
             mesh_file.write_text(yaml.safe_dump(mesh))

@@ -55,6 +55,17 @@ class EdgeSettings:
     policy: EdgePolicy
     jwt_issuer: str = "shopmesh-users"
     jwt_audience: str = "shopmesh"
+    # Mutual TLS towards the services (None: plaintext, e.g. behind Istio sidecars).
+    upstream_tls: UpstreamTls | None = None
+
+
+@dataclass(frozen=True)
+class UpstreamTls:
+    """The edge's own certificate, and the CA that issued every mesh identity."""
+
+    cert: Path
+    key: Path
+    ca: Path
 
 
 def _seconds(value: float) -> str:
@@ -406,6 +417,28 @@ def local_ratelimit(mesh: MeshDeclaration, policy: EdgePolicy) -> dict[str, Any]
     }
 
 
+def upstream_tls_socket(service: str, tls: UpstreamTls, mesh: MeshDeclaration) -> dict[str, Any]:
+    """Present the edge identity; accept only the certificate of `service` (its SPIFFE id)."""
+    spiffe = f"spiffe://{mesh.trust_domain}/ns/{mesh.namespace}/sa/{service}"
+    return {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "sni": service,
+            "common_tls_context": {
+                "alpn_protocols": ["h2"],
+                "tls_certificates": [
+                    {"certificate_chain": {"filename": str(tls.cert)}, "private_key": {"filename": str(tls.key)}}
+                ],
+                "validation_context": {
+                    "trusted_ca": {"filename": str(tls.ca)},
+                    "match_typed_subject_alt_names": [{"san_type": "URI", "matcher": {"exact": spiffe}}],
+                },
+            },
+        },
+    }
+
+
 def cluster(name: str, port: int, *, http2: bool = True) -> dict[str, Any]:
     definition: dict[str, Any] = {
         "name": name,
@@ -429,6 +462,13 @@ def cluster(name: str, port: int, *, http2: bool = True) -> dict[str, Any]:
                 "explicit_http_config": {"http2_protocol_options": {}},
             }
         }
+    return definition
+
+
+def service_cluster(mesh: MeshDeclaration, name: str, settings: EdgeSettings) -> dict[str, Any]:
+    definition = cluster(name, settings.upstream_ports[name])
+    if settings.upstream_tls is not None:
+        definition["transport_socket"] = upstream_tls_socket(name, settings.upstream_tls, mesh)
     return definition
 
 
@@ -499,7 +539,7 @@ def render(mesh: MeshDeclaration, settings: EdgeSettings) -> dict[str, Any]:
                 }
             ],
             "clusters": [
-                *(cluster(name, settings.upstream_ports[name]) for name in mesh.services),
+                *(service_cluster(mesh, name, settings) for name in mesh.services),
                 # The edge itself over HTTP/1.1, for fetching the JWKS.
                 cluster(JWKS_CLUSTER, settings.listen_port, http2=False),
             ],

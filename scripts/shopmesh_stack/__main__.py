@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 from shopmesh_platform.config import ConfigError
+from shopmesh_stack.channels import grpcurl_tls_flags
 from shopmesh_stack.install import InstallError, install_all
 from shopmesh_stack.settings import StackSettings
 from shopmesh_stack.stack import Stack
@@ -19,13 +20,16 @@ def command_up(stack: Stack) -> None:
     stack.up()
     edge = stack.settings.edge_url
     grpcurl = os.path.relpath(stack.grpcurl)
+    direct = " ".join(
+        os.path.relpath(arg) if arg.startswith("/") else arg for arg in grpcurl_tls_flags(stack.settings, "users")
+    )
     print(
         f"""
 shopmesh is up. Edge (REST and gRPC): {edge}
   curl -s {edge}/healthz
   curl -s {edge}/api/v1/products
   {grpcurl} -plaintext 127.0.0.1:{stack.settings.ports.edge} list
-  {grpcurl} -plaintext -d '{{"service": ""}}' 127.0.0.1:{stack.settings.ports.users} grpc.health.v1.Health/Check
+  {grpcurl} {direct} -d '{{"service": ""}}' 127.0.0.1:{stack.settings.ports.users} grpc.health.v1.Health/Check
 Logs: {stack.settings.log_dir}   Status: make status   Stop: make down"""
     )
 

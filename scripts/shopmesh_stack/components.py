@@ -18,10 +18,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from shopmesh_platform.migrations import migrate
+from shopmesh_stack.channels import health_status
 from shopmesh_stack.install import Installed
 from shopmesh_stack.procs import ManagedProcess, ProcessSpec
 from shopmesh_stack.settings import REPO, StackSettings
@@ -248,26 +248,26 @@ class Service(Component):
             "SHOPMESH_GRPC_PORT": str(ports.grpc(self.name)),
             "SHOPMESH_METRICS_PORT": str(ports.metrics(self.name)),
             **{f"SHOPMESH_ADDRESS_{other.upper()}": f"127.0.0.1:{ports.grpc(other)}" for other in SERVICES_ORDER},
+            **self._tls_env(),
             **self.settings.service_env,
         }
 
+    def _tls_env(self) -> dict[str, str]:
+        files = self.settings.tls_files(self.name)
+        if files is None:
+            return {"MESH_TLS": "off"}
+        return {
+            "MESH_TLS": "on",
+            "SHOPMESH_TLS_CERT": str(files.cert),
+            "SHOPMESH_TLS_KEY": str(files.key),
+            "SHOPMESH_TLS_CA": str(files.ca),
+        }
+
     def ready(self) -> bool:
-        return bool(health_status(self.port, "") == health_pb2.HealthCheckResponse.SERVING)
+        return bool(health_status(self.settings, self.name) == health_pb2.HealthCheckResponse.SERVING)
 
 
 SERVICES_ORDER = ("users", "orders", "payments", "inventory", "notifications")
-
-
-def health_status(port: int, service: str, timeout: float = 2.0) -> int | None:
-    """grpc.health.v1 status of a service on 127.0.0.1:port, or None if unreachable."""
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=service), timeout=timeout
-            )
-        except grpc.RpcError:
-            return None
-        return int(reply.status)
 
 
 class Kafka(Component):
@@ -353,10 +353,9 @@ class Kafka(Component):
             "kafka.tools.StorageTool",
             "format",
             "--standalone",
-            "-t",
-            cluster_id,
-            "-c",
-            str(self.home / "server.properties"),
+            # The = form: a random id may start with "-", which would read as an option.
+            f"--cluster-id={cluster_id}",
+            f"--config={self.home / 'server.properties'}",
         )
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:
@@ -467,7 +466,7 @@ class Edge(Component):
 
     def prepare(self) -> None:
         from shopmesh_edge.policy import load_edge_policy
-        from shopmesh_edge.render import EdgeSettings, render_yaml
+        from shopmesh_edge.render import EdgeSettings, UpstreamTls, render_yaml
         from shopmesh_platform.mesh import load_mesh
 
         ports = self.settings.ports
@@ -483,6 +482,9 @@ class Edge(Component):
             ),
             jwt_issuer=self.settings.jwt_issuer,
             jwt_audience=self.settings.jwt_audience,
+            upstream_tls=UpstreamTls(files.cert, files.key, files.ca)
+            if (files := self.settings.tls_files("edge"))
+            else None,
         )
         self.config_file.write_text(render_yaml(load_mesh(), edge))
         result = subprocess.run(

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from shopmesh_platform.config import EnvReader
+from shopmesh_stack.pki import IdentityFiles
 
 REPO = Path(__file__).resolve().parents[2]
 SERVICES = ("users", "orders", "payments", "inventory", "notifications")
@@ -91,6 +92,21 @@ class StackSettings:
     # Edge overrides (see mesh/mesh.yaml `edge:`): JSON budgets and extra CORS origins.
     edge_rate_limits: str = ""
     edge_cors_origins: str = ""
+    # Mutual TLS between every component of the mesh (MESH_TLS=off turns it off, loudly).
+    mesh_tls: bool = True
+    cert_lifetime_hours: int = 24
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.data_dir / "pki"
+
+    def tls_files(self, identity: str) -> IdentityFiles | None:
+        """The certificate files of a mesh identity, or None when mesh TLS is off."""
+        if not self.mesh_tls:
+            return None
+        return IdentityFiles(
+            self.pki_dir / f"{identity}.pem", self.pki_dir / f"{identity}.key", self.pki_dir / "ca.pem"
+        )
 
     @property
     def log_dir(self) -> Path:
@@ -114,6 +130,8 @@ class StackSettings:
             ports=Ports.from_env(env),
             edge_rate_limits=env.get("SHOPMESH_EDGE_RATE_LIMITS", ""),
             edge_cors_origins=env.get("SHOPMESH_EDGE_CORS_ORIGINS", ""),
+            mesh_tls=read.choice("MESH_TLS", "on", ("on", "off")) == "on",
+            cert_lifetime_hours=read.integer("SHOPMESH_CERT_LIFETIME_HOURS", 24, minimum=2, maximum=24 * 365),
         )
 
     @classmethod

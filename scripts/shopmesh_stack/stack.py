@@ -8,10 +8,12 @@ reverse order, by pid, and leaves the data; `clean` also deletes the data.
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from shopmesh_platform.mesh import load_mesh
 from shopmesh_stack.components import (
     SERVICES_ORDER,
     Component,
@@ -23,6 +25,7 @@ from shopmesh_stack.components import (
     Service,
 )
 from shopmesh_stack.install import Installed, install_all
+from shopmesh_stack.pki import LocalCA
 from shopmesh_stack.settings import StackSettings
 from shopmesh_stack.waiting import wait_ready
 
@@ -88,8 +91,27 @@ class Stack:
         # PostgreSQL runs as its own user and must be able to reach its data dir.
         self.settings.data_dir.chmod(0o755)
         self._link_tools()
+        self.issue_certificates()
         for component in self.components:
             self.start(component)
+
+    IDENTITIES = (*SERVICES_ORDER, "edge", "developer")
+
+    def issue_certificates(self) -> None:
+        """(Re)issue what is missing or expiring; the CA key stays in the data directory."""
+        if not self.settings.mesh_tls:
+            print("  WARNING: MESH_TLS=off: services talk plaintext (only for running behind sidecars)", flush=True)
+            return
+        mesh = load_mesh()
+        authority = LocalCA(
+            self.settings.pki_dir,
+            mesh.trust_domain,
+            mesh.namespace,
+            dt.timedelta(hours=self.settings.cert_lifetime_hours),
+        )
+        issued = authority.ensure(self.IDENTITIES)
+        if issued:
+            print(f"  certificates   issued for {', '.join(issued)} ({mesh.trust_domain})", flush=True)
 
     @property
     def grpcurl(self) -> Path:

@@ -9,10 +9,10 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from shopmesh_stack.components import health_status
+from shopmesh_stack.channels import grpcurl_tls_flags, health_status
 from shopmesh_stack.stack import Stack
 
-__all__ = ["HttpReply", "grpcurl", "health_status", "http"]
+__all__ = ["HttpReply", "grpcurl", "grpcurl_tls_flags", "health_status", "http"]
 
 
 @dataclass(frozen=True)

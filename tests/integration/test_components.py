@@ -120,8 +120,7 @@ def test_localstripe_answers_payment_intents(stack: Stack) -> None:
 
 
 def test_health_follows_postgres_but_not_kafka(stack: Stack) -> None:
-    users_port = stack.settings.ports.grpc("users")
-    assert health_status(users_port, "") == SERVING
+    assert health_status(stack.settings, "users") == SERVING
 
     stack.stop(stack.kafka)
     try:
@@ -129,16 +128,16 @@ def test_health_follows_postgres_but_not_kafka(stack: Stack) -> None:
         # Kafka down is not a reason to stop serving: still SERVING over several probe intervals.
         deadline = time.monotonic() + 2
         while time.monotonic() < deadline:
-            assert health_status(users_port, "") == SERVING
+            assert health_status(stack.settings, "users") == SERVING
             time.sleep(0.2)
     finally:
         stack.start(stack.kafka)
 
     stack.stop(stack.postgres)
     try:
-        took = wait_for(lambda: health_status(users_port, "") == NOT_SERVING, 10, "users NOT_SERVING")
+        took = wait_for(lambda: health_status(stack.settings, "users") == NOT_SERVING, 10, "users NOT_SERVING")
         assert took < 5
-        assert health_status(stack.settings.ports.grpc("payments"), "") == NOT_SERVING
+        assert health_status(stack.settings, "payments") == NOT_SERVING
     finally:
         stack.start(stack.postgres)
-    wait_for(lambda: health_status(users_port, "") == SERVING, 15, "users SERVING again")
+    wait_for(lambda: health_status(stack.settings, "users") == SERVING, 15, "users SERVING again")

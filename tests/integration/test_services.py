@@ -8,7 +8,7 @@ from grpc_health.v1 import health_pb2
 
 from shopmesh_stack.components import SERVICES_ORDER
 from shopmesh_stack.stack import Stack
-from tests.integration.helpers import grpcurl, health_status, http
+from tests.integration.helpers import grpcurl, grpcurl_tls_flags, health_status, http
 
 SERVICE_NAMES = {
     "users": "shopmesh.user.v1.UserService",
@@ -21,14 +21,15 @@ SERVICE_NAMES = {
 
 @pytest.mark.parametrize("service", SERVICES_ORDER)
 def test_service_is_serving(stack: Stack, service: str) -> None:
-    port = stack.settings.ports.grpc(service)
-    assert health_status(port, "") == health_pb2.HealthCheckResponse.SERVING
-    assert health_status(port, SERVICE_NAMES[service]) == health_pb2.HealthCheckResponse.SERVING
+    assert health_status(stack.settings, service) == health_pb2.HealthCheckResponse.SERVING
+    assert health_status(stack.settings, service, SERVICE_NAMES[service]) == health_pb2.HealthCheckResponse.SERVING
 
 
 @pytest.mark.parametrize("service", SERVICES_ORDER)
 def test_grpcurl_lists_the_service_directly(stack: Stack, service: str) -> None:
-    result = grpcurl(stack, "-plaintext", f"127.0.0.1:{stack.settings.ports.grpc(service)}", "list")
+    result = grpcurl(
+        stack, *grpcurl_tls_flags(stack.settings, service), f"127.0.0.1:{stack.settings.ports.grpc(service)}", "list"
+    )
     assert result.returncode == 0, result.stderr
     listed = result.stdout.split()
     assert SERVICE_NAMES[service] in listed

@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaConsumer
 from shopmesh.notification.v1 import notification_service_pb2 as notification_pb
 from shopmesh.notification.v1 import notification_service_pb2_grpc as notification_grpc
 from shopmesh.user.v1 import events_pb2 as user_events
+from shopmesh_stack.channels import channel
 from shopmesh_stack.stack import Stack
 from tests.integration.users_client import Account, call, grpc_get_me, register
 
@@ -79,9 +80,9 @@ def test_killing_the_service_between_commit_and_publish_loses_nothing(stack: Sta
 
 def list_notifications_status(stack: Stack, account: Account) -> grpc.StatusCode:
     """Another service's verdict on the token (its auth interceptor runs before the handler)."""
-    with grpc.insecure_channel(f"127.0.0.1:{stack.settings.ports.grpc('notifications')}") as channel:
+    with channel(stack.settings, "notifications") as chan:
         try:
-            notification_grpc.NotificationServiceStub(channel).ListNotifications(
+            notification_grpc.NotificationServiceStub(chan).ListNotifications(
                 notification_pb.ListNotificationsRequest(),
                 metadata=(("authorization", f"Bearer {account.token}"),),
                 timeout=10,

@@ -11,6 +11,7 @@ import grpc
 
 from shopmesh.user.v1 import user_service_pb2 as pb
 from shopmesh.user.v1 import user_service_pb2_grpc
+from shopmesh_stack.channels import channel
 from shopmesh_stack.stack import Stack
 from tests.integration.helpers import HttpReply, http
 
@@ -47,8 +48,8 @@ def call(stack: Stack, method: str, path: str, account: Account | None = None, b
 
 
 def users_stub(stack: Stack) -> tuple[grpc.Channel, user_service_pb2_grpc.UserServiceStub]:
-    channel = grpc.insecure_channel(f"127.0.0.1:{stack.settings.ports.grpc('users')}")
-    return channel, user_service_pb2_grpc.UserServiceStub(channel)
+    chan = channel(stack.settings, "users")
+    return chan, user_service_pb2_grpc.UserServiceStub(chan)
 
 
 def grpc_get_me(stack: Stack, token: str, service_port: int | None = None) -> grpc.StatusCode:

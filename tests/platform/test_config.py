@@ -12,7 +12,7 @@ from tests.conftest import ConfigFactory
 
 
 def test_defaults_come_from_the_mesh_declaration() -> None:
-    config = PlatformConfig.from_env("orders", {})
+    config = PlatformConfig.from_env("orders", {"MESH_TLS": "off"})
     assert config.grpc_port == 50052
     assert config.metrics_port == 51052
     assert config.bind_host == "127.0.0.1"
@@ -20,9 +20,29 @@ def test_defaults_come_from_the_mesh_declaration() -> None:
     assert config.otlp_endpoint is None
 
 
+def test_mutual_tls_is_the_default_and_needs_the_certificate_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="SHOPMESH_TLS_CERT must name a PEM file when MESH_TLS=on"):
+        PlatformConfig.from_env("orders", {})
+    files = {name: tmp_path / f"{name}.pem" for name in ("cert", "key", "ca")}
+    for path in files.values():
+        path.write_bytes(b"pem")
+    env = {f"SHOPMESH_TLS_{name.upper()}": str(path) for name, path in files.items()}
+    config = PlatformConfig.from_env("orders", env)
+    assert config.transport is TransportSecurity.ON
+    assert config.tls is not None and config.tls.ca == b"pem"
+    with pytest.raises(ConfigError, match="SHOPMESH_TLS_KEY="):
+        PlatformConfig.from_env("orders", {**env, "SHOPMESH_TLS_KEY": str(tmp_path / "missing.pem")})
+
+
 def test_overrides_are_applied() -> None:
     config = PlatformConfig.from_env(
-        "users", {"SHOPMESH_GRPC_PORT": "6001", "SHOPMESH_DRAIN_GRACE_SECONDS": "2.5", "SHOPMESH_LOG_LEVEL": "DEBUG"}
+        "users",
+        {
+            "MESH_TLS": "off",
+            "SHOPMESH_GRPC_PORT": "6001",
+            "SHOPMESH_DRAIN_GRACE_SECONDS": "2.5",
+            "SHOPMESH_LOG_LEVEL": "DEBUG",
+        },
     )
     assert (config.grpc_port, config.drain_grace_seconds, config.log_level) == (6001, 2.5, "debug")
 
@@ -40,12 +60,12 @@ def test_overrides_are_applied() -> None:
 )
 def test_bad_value_names_the_variable(variable: str, value: str, expected: str) -> None:
     with pytest.raises(ConfigError, match=expected.replace("(", r"\(")):
-        PlatformConfig.from_env("users", {variable: value})
+        PlatformConfig.from_env("users", {"MESH_TLS": "off", variable: value})
 
 
 def test_unknown_service_is_refused() -> None:
     with pytest.raises(ConfigError, match="'billing' is not in the mesh declaration"):
-        PlatformConfig.from_env("billing", {})
+        PlatformConfig.from_env("billing", {"MESH_TLS": "off"})
 
 
 def test_missing_mesh_file_names_the_variable(tmp_path: Path) -> None:
@@ -60,12 +80,12 @@ def test_bad_mesh_entry_is_named(make_config: ConfigFactory, mesh_document: dict
 
 
 def test_config_is_frozen() -> None:
-    config = PlatformConfig.from_env("users", {})
+    config = PlatformConfig.from_env("users", {"MESH_TLS": "off"})
     with pytest.raises(AttributeError):
         config.grpc_port = 1  # type: ignore[misc]
 
 
 def test_service_addresses_default_to_declared_ports_and_can_be_overridden() -> None:
-    config = PlatformConfig.from_env("orders", {"SHOPMESH_ADDRESS_INVENTORY": "127.0.0.1:61234"})
+    config = PlatformConfig.from_env("orders", {"MESH_TLS": "off", "SHOPMESH_ADDRESS_INVENTORY": "127.0.0.1:61234"})
     assert config.address_of("inventory") == "127.0.0.1:61234"
     assert config.address_of("users") == "127.0.0.1:50051"

@@ -44,6 +44,7 @@ async def test_sigterm_drains_in_flight_call_and_exits_zero() -> None:
         "SHOPMESH_GRPC_PORT": "0",
         "SHOPMESH_METRICS_PORT": "0",
         "SHOPMESH_DRAIN_GRACE_SECONDS": "10",
+        "MESH_TLS": "off",
         "PYTHONPATH": str(REPO),
     }
     process = await asyncio.create_subprocess_exec(

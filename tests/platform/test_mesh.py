@@ -68,3 +68,9 @@ def test_mistakes_are_named(mesh_document: dict[str, Any], mutate: Any, message:
     mutate(document)
     with pytest.raises(MeshDeclarationError, match=message):
         parse_mesh(document)
+
+
+def test_every_internal_method_names_at_least_one_caller() -> None:
+    internal = [m for m in load_mesh().all_methods() if m.access is AccessClass.INTERNAL]
+    assert internal, "the declaration has internal methods"
+    assert all(m.callers for m in internal), [m.path for m in internal if not m.callers]

@@ -61,4 +61,4 @@ def create_channel(config: PlatformConfig, target: str, *, address: str | None =
         ("grpc.max_send_message_length", config.limits.max_message_bytes),
         ("grpc.keepalive_time_ms", config.limits.keepalive_time_ms),
     ]
-    return transport.dial(config, address or config.address_of(target), options, [])
+    return transport.dial(config, target, address or config.address_of(target), options, [])

@@ -21,10 +21,39 @@ class ConfigError(ValueError):
 
 
 class TransportSecurity(enum.Enum):
-    """How services talk to each other. One setting switches the whole mesh."""
+    """How services talk to each other (MESH_TLS). One setting switches the whole mesh."""
 
-    # Plaintext on loopback until mutual TLS arrives (issue: zero-trust).
+    # Mutual TLS with the mesh identities' certificates (the default).
+    ON = "on"
+    # Plaintext, for running behind Istio sidecars that do mTLS and enforce the same
+    # policy; never chosen silently (it is logged as a warning at start).
     OFF = "off"
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """This service's certificate and key, and the CA that issued every mesh identity (PEM bytes)."""
+
+    cert: bytes
+    key: bytes
+    ca: bytes
+
+    @classmethod
+    def from_env(cls, read: EnvReader) -> TlsFiles:
+        loaded = {}
+        for field_name, variable in (
+            ("cert", "SHOPMESH_TLS_CERT"),
+            ("key", "SHOPMESH_TLS_KEY"),
+            ("ca", "SHOPMESH_TLS_CA"),
+        ):
+            path = read.optional(variable)
+            if path is None:
+                raise ConfigError(f"{variable} must name a PEM file when MESH_TLS=on")
+            try:
+                loaded[field_name] = Path(path).read_bytes()
+            except OSError as exc:
+                raise ConfigError(f"{variable}={path}: {exc.strerror}") from exc
+        return cls(**loaded)
 
 
 class EnvReader:
@@ -100,6 +129,7 @@ class PlatformConfig:
     log_level: str
     otlp_endpoint: str | None
     transport: TransportSecurity
+    tls: TlsFiles | None
     limits: ServerLimits
     service_addresses: Mapping[str, str]
 
@@ -122,6 +152,7 @@ class PlatformConfig:
         if service_name not in mesh.services:
             raise ConfigError(f"service {service_name!r} is not in the mesh declaration {mesh_file}")
         declared = mesh.services[service_name]
+        transport = TransportSecurity(read.choice("MESH_TLS", "on", tuple(t.value for t in TransportSecurity)))
         return cls(
             service_name=service_name,
             mesh=mesh,
@@ -138,7 +169,8 @@ class PlatformConfig:
             ),
             log_level=read.choice("SHOPMESH_LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
             otlp_endpoint=read.optional("OTEL_EXPORTER_OTLP_ENDPOINT"),
-            transport=TransportSecurity(read.choice("MESH_TLS", "off", tuple(t.value for t in TransportSecurity))),
+            transport=transport,
+            tls=TlsFiles.from_env(read) if transport is TransportSecurity.ON else None,
             limits=ServerLimits(
                 max_message_bytes=read.integer(
                     "SHOPMESH_MAX_MESSAGE_BYTES", 4 * 1024 * 1024, minimum=1024, maximum=64 * 1024 * 1024

@@ -27,7 +27,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
 from shopmesh_platform import transport
-from shopmesh_platform.config import PlatformConfig
+from shopmesh_platform.config import PlatformConfig, TransportSecurity
 from shopmesh_platform.interceptors import default_chain
 from shopmesh_platform.interceptors.auth import AuthInterceptor, UserTokenVerifier
 from shopmesh_platform.interceptors.tracing import build_tracer_provider
@@ -77,7 +77,12 @@ class ShopmeshServer:
         limits = config.limits
         self._server = aio.server(
             interceptors=default_chain(
-                auth=AuthInterceptor(config.mesh, user_tokens=user_tokens),
+                auth=AuthInterceptor(
+                    config.mesh,
+                    user_tokens=user_tokens,
+                    peer_identity=transport.peer_identity_resolver(config),
+                    identities_enforced=config.transport is TransportSecurity.ON,
+                ),
                 registry=self.registry,
                 tracer_provider=self._tracer_provider,
             ),

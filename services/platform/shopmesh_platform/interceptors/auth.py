@@ -1,15 +1,15 @@
 """Per-method access control, shaped by the mesh declaration (DESIGN §6).
 
-Every call is checked against its method's access class: `public` passes;
-`user` needs a verified user token (and a declared role, if any) unless the
-peer's mesh identity is a declared caller; `internal` needs a declared mesh
-identity. A method missing from the declaration cannot be called (default deny).
-Health checks and reflection are platform services and always pass.
-
-What fills the two holes: a `UserTokenVerifier` (JWT verification, built with
-the users service) and a `PeerIdentityResolver` (SPIFFE id from the mTLS
-session). Until they are configured, `user` and `internal` methods are refused.
-Every refusal is logged with the caller, the method and the reason.
+Every call is checked against its method's access class and the caller's mesh
+identity (the SPIFFE id of its certificate, see shopmesh_platform.transport):
+`internal` methods only for their declared callers; `public` and `user`
+methods for the edge and the developer identity, plus their declared service
+callers (who then act as services and need no user token); `user` methods also
+need a verified user token (and a declared role, if any). A method missing
+from the declaration cannot be called (default deny). Health checks and
+reflection are allowed for the edge and the developer identity (the stack's
+probes use it). Everything else is PERMISSION_DENIED, logged with the caller
+identity, the method and the reason.
 """
 
 from __future__ import annotations
@@ -59,8 +59,13 @@ def bearer_token(call: CallInfo) -> str | None:
     return token.strip()
 
 
+# Who may call `public` and `user` methods (besides a method's declared callers),
+# and the platform services (health, reflection).
+FRONT_DOOR = frozenset({"edge", "developer"})
+
+
 class AuthInterceptor(AroundInterceptor):
-    """Enforces the declared access class of every method."""
+    """Enforces the declared access class and callers of every method."""
 
     def __init__(
         self,
@@ -68,16 +73,21 @@ class AuthInterceptor(AroundInterceptor):
         *,
         user_tokens: UserTokenVerifier | None = None,
         peer_identity: PeerIdentityResolver = no_peer_identity,
+        identities_enforced: bool = False,
     ) -> None:
         self._mesh = mesh
         self._user_tokens = user_tokens
         self._peer_identity = peer_identity
+        # With mutual TLS every caller has an identity and only declared ones pass;
+        # behind a sidecar (MESH_TLS=off) the sidecar enforces who may connect.
+        self._identities_enforced = identities_enforced
 
     async def around(self, call: CallInfo, proceed: NextCall) -> Any:
-        if call.method.startswith(PLATFORM_SERVICE_PREFIXES):
-            return await proceed()
         identity = self._peer_identity(call.context)
         try:
+            if call.method.startswith(PLATFORM_SERVICE_PREFIXES):
+                self._check_caller(identity, FRONT_DOOR, call.method)
+                return await proceed()
             caller = await self.authorize(self._mesh.method(call.method), call, identity)
         except DomainError as refusal:
             logger.warning(
@@ -91,19 +101,31 @@ class AuthInterceptor(AroundInterceptor):
         finally:
             caller_var.reset(token)
 
+    def _check_caller(self, identity: str | None, allowed: frozenset[str], method: str) -> None:
+        if identity is None and not self._identities_enforced:
+            return
+        if identity not in allowed:
+            raise PermissionDenied(
+                f"caller identity {identity or '(none)'} may not call {method}", reason="CALLER_NOT_PERMITTED"
+            )
+
     async def authorize(self, method: MethodDecl | None, call: CallInfo, identity: str | None) -> Caller:
         """The caller, if `method` may be called by it; raises otherwise."""
         if method is None:
             raise PermissionDenied(f"method {call.method} is not declared in the mesh", reason="METHOD_NOT_DECLARED")
-        if method.access is AccessClass.PUBLIC:
+        if method.access is AccessClass.INTERNAL:
+            if identity is None or identity not in method.callers:
+                raise PermissionDenied(
+                    f"{method.name} is internal; caller identity {identity or '(none)'} is not permitted",
+                    reason="CALLER_NOT_PERMITTED",
+                )
             return Caller(service_identity=identity)
         if identity is not None and identity in method.callers:
+            # A declared service caller acts as a service, not as a user: no token.
             return Caller(service_identity=identity)
-        if method.access is AccessClass.INTERNAL:
-            raise PermissionDenied(
-                f"{method.name} is internal; caller identity {identity or '(none)'} is not permitted",
-                reason="CALLER_NOT_PERMITTED",
-            )
+        self._check_caller(identity, FRONT_DOOR, call.method)
+        if method.access is AccessClass.PUBLIC:
+            return Caller(service_identity=identity)
         token = bearer_token(call)
         if token is None:
             raise Unauthenticated("a bearer token is required", reason="TOKEN_MISSING")
