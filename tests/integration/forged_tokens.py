@@ -17,6 +17,18 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from shopmesh_stack.stack import Stack
 
+# Every kind `forged()` returns: all must be refused, at the edge and by the services.
+FORGED_KINDS = (
+    "expired",
+    "tampered",
+    "wrong_audience",
+    "wrong_issuer",
+    "alg_none",
+    "hs256_with_public_key",
+    "unknown_kid",
+    "garbage",
+)
+
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()

@@ -5,10 +5,13 @@ that follows the database (not Kafka)."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
+import asyncpg
 import pytest
 import stripe
 from aiokafka import AIOKafkaConsumer
@@ -141,3 +144,25 @@ def test_health_follows_postgres_but_not_kafka(stack: Stack) -> None:
     finally:
         stack.start(stack.postgres)
     wait_for(lambda: health_status(stack.settings, "users") == SERVING, 15, "users SERVING again")
+
+
+async def test_migrations_are_recorded_once_per_source_and_append_only(stack: Stack, tmp_path: Path) -> None:
+    from shopmesh_platform.migrations import MIGRATIONS_ROOT, MigrationError, migrate
+
+    dsn = stack.postgres.dsn("users")
+    connection = await asyncpg.connect(dsn)
+    try:
+        recorded = {
+            (r["source"], r["name"]) for r in await connection.fetch("SELECT source, name FROM schema_migrations")
+        }
+    finally:
+        await connection.close()
+    assert {("platform", "0001_outbox_inbox.sql"), ("users", "0001_users.sql")} <= recorded
+    assert await migrate(dsn, "users") == []  # a second run applies nothing
+
+    edited = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS_ROOT, edited)
+    users_sql = edited / "users" / "0001_users.sql"
+    users_sql.write_text(users_sql.read_text() + "\n-- edited after the fact\n")
+    with pytest.raises(MigrationError, match="users/0001_users.sql changed after it was applied"):
+        await migrate(dsn, "users", root=edited)

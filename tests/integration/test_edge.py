@@ -16,24 +16,12 @@ from shopmesh_stack.components import Edge
 from shopmesh_stack.settings import Ports
 from shopmesh_stack.stack import Stack
 from tests.integration.conftest import TEST_EXTRA_ORIGIN
-from tests.integration.forged_tokens import forged
+from tests.integration.forged_tokens import FORGED_KINDS, forged
 from tests.integration.helpers import HttpReply, http
 from tests.integration.users_client import PASSWORD, call, register
 
 
-@pytest.mark.parametrize(
-    "kind",
-    [
-        "expired",
-        "tampered",
-        "wrong_audience",
-        "wrong_issuer",
-        "alg_none",
-        "hs256_with_public_key",
-        "unknown_kid",
-        "garbage",
-    ],
-)
+@pytest.mark.parametrize("kind", FORGED_KINDS)
 def test_bad_tokens_get_401_at_the_edge(stack: Stack, kind: str) -> None:
     account = register(stack)
     token = forged(stack, account.id, account.token)[kind]

@@ -12,7 +12,7 @@ import pytest
 
 from shopmesh.user.v1 import user_service_pb2 as pb
 from shopmesh_stack.stack import Stack
-from tests.integration.forged_tokens import forged
+from tests.integration.forged_tokens import FORGED_KINDS, forged
 from tests.integration.helpers import http
 from tests.integration.users_client import PASSWORD, call, grpc_get_me, register, unique_email, users_stub
 
@@ -143,19 +143,7 @@ def test_update_cannot_set_status_role_or_id(stack: Stack) -> None:
     assert (ok.json()["firstName"], ok.json()["bio"], ok.json()["lastName"]) == ("Ada K.", "analyst", "Lovelace")
 
 
-@pytest.mark.parametrize(
-    "kind",
-    [
-        "expired",
-        "tampered",
-        "wrong_audience",
-        "wrong_issuer",
-        "alg_none",
-        "hs256_with_public_key",
-        "unknown_kid",
-        "garbage",
-    ],
-)
+@pytest.mark.parametrize("kind", FORGED_KINDS)
 def test_bad_tokens_are_refused_by_the_service(stack: Stack, kind: str) -> None:
     account = register(stack)
     token = forged(stack, account.id, account.token)[kind]

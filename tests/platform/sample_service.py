@@ -55,11 +55,7 @@ class SampleInventory(inventory_grpc.InventoryServiceServicer):
 
 
 def build(config: PlatformConfig, servicer: SampleInventory, **kwargs: Any) -> ShopmeshServer:
-    binding = ServiceBinding(
-        descriptor=inventory_pb2.DESCRIPTOR.services_by_name["InventoryService"],
-        servicer=servicer,
-        register=inventory_grpc.add_InventoryServiceServicer_to_server,
-    )
+    binding = ServiceBinding.of(servicer, inventory_pb2, inventory_grpc, "InventoryService")
     return create_server(config, [binding], **kwargs)
 
 

@@ -15,8 +15,4 @@ class InventoryServicer(inventory_service_pb2_grpc.InventoryServiceServicer):
 
 
 def binding(servicer: InventoryServicer) -> ServiceBinding:
-    return ServiceBinding(
-        descriptor=inventory_service_pb2.DESCRIPTOR.services_by_name["InventoryService"],
-        servicer=servicer,
-        register=inventory_service_pb2_grpc.add_InventoryServiceServicer_to_server,
-    )
+    return ServiceBinding.of(servicer, inventory_service_pb2, inventory_service_pb2_grpc, "InventoryService")

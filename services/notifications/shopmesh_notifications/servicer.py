@@ -15,8 +15,4 @@ class NotificationServicer(notification_service_pb2_grpc.NotificationServiceServ
 
 
 def binding(servicer: NotificationServicer) -> ServiceBinding:
-    return ServiceBinding(
-        descriptor=notification_service_pb2.DESCRIPTOR.services_by_name["NotificationService"],
-        servicer=servicer,
-        register=notification_service_pb2_grpc.add_NotificationServiceServicer_to_server,
-    )
+    return ServiceBinding.of(servicer, notification_service_pb2, notification_service_pb2_grpc, "NotificationService")

@@ -15,8 +15,4 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
 
 
 def binding(servicer: OrderServicer) -> ServiceBinding:
-    return ServiceBinding(
-        descriptor=order_service_pb2.DESCRIPTOR.services_by_name["OrderService"],
-        servicer=servicer,
-        register=order_service_pb2_grpc.add_OrderServiceServicer_to_server,
-    )
+    return ServiceBinding.of(servicer, order_service_pb2, order_service_pb2_grpc, "OrderService")

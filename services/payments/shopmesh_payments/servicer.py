@@ -15,8 +15,4 @@ class PaymentServicer(payment_service_pb2_grpc.PaymentServiceServicer):
 
 
 def binding(servicer: PaymentServicer) -> ServiceBinding:
-    return ServiceBinding(
-        descriptor=payment_service_pb2.DESCRIPTOR.services_by_name["PaymentService"],
-        servicer=servicer,
-        register=payment_service_pb2_grpc.add_PaymentServiceServicer_to_server,
-    )
+    return ServiceBinding.of(servicer, payment_service_pb2, payment_service_pb2_grpc, "PaymentService")

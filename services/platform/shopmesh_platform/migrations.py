@@ -1,8 +1,10 @@
-"""A small SQL migration runner: `migrations/<service>/NNNN_name.sql`, in order, once.
+"""A small SQL migration runner: `migrations/<source>/NNNN_name.sql`, in order, once.
 
-Each file runs in its own transaction and is recorded in `schema_migrations`
-with a checksum; a recorded file whose content changed is an error (migrations
-are append-only). An advisory lock keeps two runners from racing.
+A service database gets two sources: `platform` (the tables the shared runtime
+relies on: outbox, processed events) and then the service's own. Each file runs
+in its own transaction and is recorded in `schema_migrations` by source and
+version with a checksum; a recorded file whose content changed is an error
+(migrations are append-only). An advisory lock keeps two runners from racing.
 We write this rather than use a migration tool (alembic, yoyo) because those
 need SQLAlchemy or a sync driver; plain ordered SQL files on asyncpg are 60 lines.
 """
@@ -25,8 +27,12 @@ class MigrationError(RuntimeError):
     """A migration failed or the recorded history does not match the files."""
 
 
+PLATFORM_SOURCE = "platform"
+
+
 @dataclass(frozen=True)
 class Migration:
+    source: str
     version: int
     name: str
     sql: str
@@ -36,9 +42,9 @@ class Migration:
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
 
-def discover(service: str, root: Path = MIGRATIONS_ROOT) -> list[Migration]:
-    """The service's migrations in version order; misnamed files are an error."""
-    directory = root / service
+def discover(source: str, root: Path = MIGRATIONS_ROOT) -> list[Migration]:
+    """One source's migrations in version order; misnamed files are an error."""
+    directory = root / source
     if not directory.is_dir():
         raise MigrationError(f"no migrations directory {directory}")
     found = []
@@ -48,7 +54,7 @@ def discover(service: str, root: Path = MIGRATIONS_ROOT) -> list[Migration]:
         match = _FILE_NAME.match(path.name)
         if not match:
             raise MigrationError(f"{path.name}: migration files are named NNNN_lower_snake.sql")
-        found.append(Migration(int(match.group(1)), path.name, path.read_text()))
+        found.append(Migration(source, int(match.group(1)), path.name, path.read_text()))
     versions = [m.version for m in found]
     if len(set(versions)) != len(versions):
         raise MigrationError(f"{directory}: duplicate migration versions")
@@ -56,38 +62,42 @@ def discover(service: str, root: Path = MIGRATIONS_ROOT) -> list[Migration]:
 
 
 async def migrate(dsn: str, service: str, root: Path = MIGRATIONS_ROOT) -> list[str]:
-    """Apply the pending migrations of `service`; returns the names applied."""
-    migrations = discover(service, root)
+    """Apply the pending platform and `service` migrations; returns `source/name` of each applied."""
+    migrations = discover(PLATFORM_SOURCE, root) + discover(service, root)
     connection = await asyncpg.connect(dsn)
     try:
         await connection.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
         await connection.execute(
             """CREATE TABLE IF NOT EXISTS schema_migrations (
-                   version integer PRIMARY KEY,
+                   source text NOT NULL,
+                   version integer NOT NULL,
                    name text NOT NULL,
                    checksum text NOT NULL,
-                   applied_at timestamptz NOT NULL DEFAULT now())"""
+                   applied_at timestamptz NOT NULL DEFAULT now(),
+                   PRIMARY KEY (source, version))"""
         )
-        applied = {r["version"]: r for r in await connection.fetch("SELECT * FROM schema_migrations")}
+        applied = {(r["source"], r["version"]): r for r in await connection.fetch("SELECT * FROM schema_migrations")}
         done: list[str] = []
         for migration in migrations:
-            record = applied.get(migration.version)
+            label = f"{migration.source}/{migration.name}"
+            record = applied.get((migration.source, migration.version))
             if record is not None:
                 if record["checksum"] != migration.checksum:
-                    raise MigrationError(f"{service}/{migration.name} changed after it was applied")
+                    raise MigrationError(f"{label} changed after it was applied")
                 continue
             try:
                 async with connection.transaction():
                     await connection.execute(migration.sql)
                     await connection.execute(
-                        "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                        "INSERT INTO schema_migrations (source, version, name, checksum) VALUES ($1, $2, $3, $4)",
+                        migration.source,
                         migration.version,
                         migration.name,
                         migration.checksum,
                     )
             except asyncpg.PostgresError as exc:
-                raise MigrationError(f"{service}/{migration.name}: {exc}") from exc
-            done.append(migration.name)
+                raise MigrationError(f"{label}: {exc}") from exc
+            done.append(label)
         return done
     finally:
         await connection.close()

@@ -23,6 +23,7 @@ from google.protobuf.message import Message
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from shopmesh_platform.kafka import EventEnvelope, EventProducer, KafkaConfig, envelope
+from shopmesh_platform.retry import keep_running
 
 logger = logging.getLogger("shopmesh.outbox")
 BATCH_SIZE = 100
@@ -90,17 +91,14 @@ class OutboxRelay:
         self._failures = Counter("outbox_publish_failures_total", "Failed publish attempts.", registry=registry)
 
     async def run(self) -> None:
-        backoff = self._poll_interval
-        while True:
-            try:
-                await self._hold_lock_and_relay()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self._failures.inc()
-                logger.warning("outbox relay interrupted; retrying", extra={"error": str(exc), "retry_in_s": backoff})
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self._max_backoff)
+        await keep_running(
+            "outbox relay",
+            self._hold_lock_and_relay,
+            logger,
+            initial_backoff=self._poll_interval,
+            max_backoff=self._max_backoff,
+            on_failure=self._failures.inc,
+        )
 
     async def _hold_lock_and_relay(self) -> None:
         connection = await asyncpg.connect(self._dsn, timeout=5)

@@ -10,7 +10,6 @@ service from serving.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import time
@@ -20,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from shopmesh.user.v1 import events_pb2 as user_events
 from shopmesh_platform.kafka import KafkaConfig, header
+from shopmesh_platform.retry import keep_running
 
 logger = logging.getLogger("shopmesh.revocations")
 USER_EVENTS_TOPIC = "user-events"
@@ -71,16 +71,7 @@ class RevocationFeed:
         self._lookback = lookback_seconds
 
     async def run(self) -> None:
-        backoff = 0.5
-        while True:
-            try:
-                await self._consume()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                logger.warning("revocation feed interrupted; retrying", extra={"error": str(exc)})
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
+        await keep_running("revocation feed", self._consume, logger)
 
     async def _consume(self) -> None:
         # A group of its own (never committed): every instance sees every partition.

@@ -52,6 +52,15 @@ class ServiceBinding:
     servicer: Any
     register: Callable[[Any, aio.Server], None]
 
+    @classmethod
+    def of(cls, servicer: Any, pb2_module: Any, pb2_grpc_module: Any, service: str) -> ServiceBinding:
+        """Bind `servicer` as `service` of a generated `_pb2` / `_pb2_grpc` module pair."""
+        return cls(
+            descriptor=pb2_module.DESCRIPTOR.services_by_name[service],
+            servicer=servicer,
+            register=getattr(pb2_grpc_module, f"add_{service}Servicer_to_server"),
+        )
+
 
 class ShopmeshServer:
     """A running (or ready to run) service; see the module docstring."""

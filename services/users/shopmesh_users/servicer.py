@@ -125,11 +125,7 @@ class UserServicer(user_service_pb2_grpc.UserServiceServicer):
 
 
 def binding(servicer: UserServicer) -> ServiceBinding:
-    return ServiceBinding(
-        descriptor=pb.DESCRIPTOR.services_by_name["UserService"],
-        servicer=servicer,
-        register=user_service_pb2_grpc.add_UserServiceServicer_to_server,
-    )
+    return ServiceBinding.of(servicer, pb, user_service_pb2_grpc, "UserService")
 
 
 __all__ = ["UserServicer", "binding"]

@@ -1,4 +1,5 @@
--- The delivery tables every PostgreSQL service has (DESIGN §5).
+-- The delivery tables every PostgreSQL service has (DESIGN §5), applied to each
+-- service database before its own migrations (shopmesh_platform.migrations).
 -- outbox: events written in the same transaction as the state change they
 -- describe; the relay publishes them in id order and then sets published_at.
 CREATE TABLE outbox (
