@@ -95,8 +95,6 @@ class Stack:
         for component in self.components:
             self.start(component)
 
-    IDENTITIES = (*SERVICES_ORDER, "edge", "developer")
-
     def issue_certificates(self) -> None:
         """(Re)issue what is missing or expiring; the CA key stays in the data directory."""
         if not self.settings.mesh_tls:
@@ -109,7 +107,7 @@ class Stack:
             mesh.namespace,
             dt.timedelta(hours=self.settings.cert_lifetime_hours),
         )
-        issued = authority.ensure(self.IDENTITIES)
+        issued = authority.ensure(mesh.identities)
         if issued:
             print(f"  certificates   issued for {', '.join(issued)} ({mesh.trust_domain})", flush=True)
 

@@ -74,3 +74,9 @@ def test_every_internal_method_names_at_least_one_caller() -> None:
     internal = [m for m in load_mesh().all_methods() if m.access is AccessClass.INTERNAL]
     assert internal, "the declaration has internal methods"
     assert all(m.callers for m in internal), [m.path for m in internal if not m.callers]
+
+
+def test_front_door_and_identities() -> None:
+    mesh = load_mesh()
+    assert mesh.front_door == {"edge", "developer"}
+    assert mesh.identities == ["users", "orders", "payments", "inventory", "notifications", "developer", "edge"]

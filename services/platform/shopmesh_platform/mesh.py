@@ -72,6 +72,7 @@ class MeshDeclaration:
 
     trust_domain: str
     namespace: str
+    front_door: frozenset[str]
     default_timeout_seconds: float
     services: Mapping[str, ServiceDecl]
     _by_path: Mapping[str, MethodDecl] = field(repr=False)
@@ -88,6 +89,11 @@ class MeshDeclaration:
 
     def all_methods(self) -> list[MethodDecl]:
         return list(self._by_path.values())
+
+    @property
+    def identities(self) -> list[str]:
+        """Every mesh identity: the services, then the front door."""
+        return [*self.services, *sorted(self.front_door)]
 
 
 def _require(mapping: Mapping[str, Any], key: str, where: str) -> Any:
@@ -159,8 +165,9 @@ def parse_mesh(document: Mapping[str, Any]) -> MeshDeclaration:
         )
         services[name] = decl
         by_path.update((m.path, m) for m in methods.values())
+    front_door = frozenset(document.get("front_door", ("edge", "developer")))
     for method in by_path.values():
-        strangers = method.callers - set(services) - {"edge", "developer"}
+        strangers = method.callers - set(services) - front_door
         if strangers:
             raise MeshDeclarationError(
                 f"services.{method.service}.methods.{method.name}.callers: unknown identities {sorted(strangers)}"
@@ -168,6 +175,7 @@ def parse_mesh(document: Mapping[str, Any]) -> MeshDeclaration:
     return MeshDeclaration(
         trust_domain=str(document.get("trust_domain", "cluster.local")),
         namespace=str(document.get("namespace", "shopmesh")),
+        front_door=front_door,
         default_timeout_seconds=default_timeout,
         services=services,
         _by_path=by_path,

@@ -59,11 +59,6 @@ def bearer_token(call: CallInfo) -> str | None:
     return token.strip()
 
 
-# Who may call `public` and `user` methods (besides a method's declared callers),
-# and the platform services (health, reflection).
-FRONT_DOOR = frozenset({"edge", "developer"})
-
-
 class AuthInterceptor(AroundInterceptor):
     """Enforces the declared access class and callers of every method."""
 
@@ -86,7 +81,7 @@ class AuthInterceptor(AroundInterceptor):
         identity = self._peer_identity(call.context)
         try:
             if call.method.startswith(PLATFORM_SERVICE_PREFIXES):
-                self._check_caller(identity, FRONT_DOOR, call.method)
+                self._check_caller(identity, self._mesh.front_door, call.method)
                 return await proceed()
             caller = await self.authorize(self._mesh.method(call.method), call, identity)
         except DomainError as refusal:
@@ -123,7 +118,7 @@ class AuthInterceptor(AroundInterceptor):
         if identity is not None and identity in method.callers:
             # A declared service caller acts as a service, not as a user: no token.
             return Caller(service_identity=identity)
-        self._check_caller(identity, FRONT_DOOR, call.method)
+        self._check_caller(identity, self._mesh.front_door, call.method)
         if method.access is AccessClass.PUBLIC:
             return Caller(service_identity=identity)
         token = bearer_token(call)
