@@ -78,6 +78,11 @@ class Component:
             )
         )
 
+    @property
+    def identity(self) -> str | None:
+        """The mesh identity whose certificate the component uses, if any."""
+        return None
+
     def prepare(self) -> None:
         """Before start: create data directories, render configuration."""
 
@@ -235,6 +240,10 @@ class Service(Component):
     @property
     def port(self) -> int:
         return self.settings.ports.grpc(self.name)
+
+    @property
+    def identity(self) -> str | None:
+        return self.name
 
     def argv(self) -> list[str]:
         return [sys.executable, "-m", f"shopmesh_{self.name}"]
@@ -439,6 +448,10 @@ class Edge(Component):
     @property
     def port(self) -> int:
         return self._listen_port
+
+    @property
+    def identity(self) -> str | None:
+        return "edge"
 
     @property
     def url(self) -> str:

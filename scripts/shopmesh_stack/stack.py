@@ -91,15 +91,21 @@ class Stack:
         # PostgreSQL runs as its own user and must be able to reach its data dir.
         self.settings.data_dir.chmod(0o755)
         self._link_tools()
-        self.issue_certificates()
+        reissued = set(self.issue_certificates())
         for component in self.components:
+            # A running process holds the certificate it started with: restart it on a new one.
+            if component.identity in reissued and self.stop(component):
+                print(f"  {component.name:<14} restarting with its new certificate", flush=True)
             self.start(component)
 
-    def issue_certificates(self) -> None:
-        """(Re)issue what is missing or expiring; the CA key stays in the data directory."""
+    def issue_certificates(self) -> list[str]:
+        """(Re)issue what is missing or expiring; returns the identities issued.
+
+        The CA key stays in the data directory.
+        """
         if not self.settings.mesh_tls:
             print("  WARNING: MESH_TLS=off: services talk plaintext (only for running behind sidecars)", flush=True)
-            return
+            return []
         mesh = load_mesh()
         authority = LocalCA(
             self.settings.pki_dir,
@@ -110,6 +116,7 @@ class Stack:
         issued = authority.ensure(mesh.identities)
         if issued:
             print(f"  certificates   issued for {', '.join(issued)} ({mesh.trust_domain})", flush=True)
+        return issued
 
     @property
     def grpcurl(self) -> Path:

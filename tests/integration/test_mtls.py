@@ -182,3 +182,22 @@ def test_every_service_certificate_names_its_spiffe_identity(stack: Stack) -> No
         assert uris == [f"spiffe://{mesh.trust_domain}/ns/{mesh.namespace}/sa/{identity}"]
         assert cert.not_valid_after_utc - cert.not_valid_before_utc <= dt.timedelta(hours=24, minutes=5)
     assert (stack.settings.pki_dir / "ca.key").stat().st_mode & 0o077 == 0
+
+
+@pytest.mark.restarts_stack
+def test_up_reissues_a_missing_certificate_and_restarts_its_holder(stack: Stack) -> None:
+    from grpc_health.v1 import health_pb2
+
+    from shopmesh_stack.channels import health_status
+
+    files = stack.settings.tls_files("payments")
+    assert files is not None
+    old_pid = stack.services["payments"].process.pid()
+    old_cert = files.cert.read_bytes()
+    files.cert.unlink()
+    stack.up()
+    assert files.cert.read_bytes() != old_cert
+    new_pid = stack.services["payments"].process.pid()
+    assert new_pid is not None and new_pid != old_pid
+    assert health_status(stack.settings, "payments") == health_pb2.HealthCheckResponse.SERVING
+    assert stack.services["users"].process.running()
