@@ -1,4 +1,4 @@
-"""Poll-with-deadline helper: tests wait for conditions, never for fixed times."""
+"""Poll-with-deadline helpers: tests wait for conditions, never for fixed times."""
 
 from __future__ import annotations
 
@@ -22,3 +22,13 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s; last result: {result!r}")
         await asyncio.sleep(interval)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> float:
+    """Poll `condition()` until true; returns the seconds it took, fails after `timeout`."""
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"{what}: not within {timeout}s")
+        time.sleep(interval)
+    return time.monotonic() - started

@@ -24,7 +24,7 @@ from shopmesh_platform.migrations import migrate
 from shopmesh_stack.channels import health_status
 from shopmesh_stack.install import Installed
 from shopmesh_stack.procs import ManagedProcess, ProcessSpec
-from shopmesh_stack.settings import REPO, StackSettings
+from shopmesh_stack.settings import REPO, SERVICES_ORDER, StackSettings
 
 POSTGRES_SERVICES = ("users", "payments", "inventory", "notifications")
 FERRETDB_DATABASE = "ferretdb"
@@ -274,9 +274,6 @@ class Service(Component):
 
     def ready(self) -> bool:
         return bool(health_status(self.settings, self.name) == health_pb2.HealthCheckResponse.SERVING)
-
-
-SERVICES_ORDER = ("users", "orders", "payments", "inventory", "notifications")
 
 
 class Kafka(Component):

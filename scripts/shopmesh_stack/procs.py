@@ -99,10 +99,6 @@ class ManagedProcess:
         self.spec.pid_file.write_text(f"{started} {_start_time(started)}\n")
         return started
 
-    def exited_early(self) -> bool:
-        """True once a process we started has died (used while waiting for readiness)."""
-        return self.pid() is None
-
     def stop(self, timeout: float = 20.0, sig: signal.Signals = signal.SIGTERM) -> bool:
         """Signal the process, wait for it to exit, SIGKILL after `timeout`. True if it was running."""
         pid = self.pid()

@@ -19,7 +19,8 @@ from shopmesh_platform.config import EnvReader
 from shopmesh_stack.pki import IdentityFiles
 
 REPO = Path(__file__).resolve().parents[2]
-SERVICES = ("users", "orders", "payments", "inventory", "notifications")
+# The services in start order (their ports are fields of Ports).
+SERVICES_ORDER = ("users", "orders", "payments", "inventory", "notifications")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from shopmesh_platform.mesh import load_mesh
 from shopmesh_stack.components import (
-    SERVICES_ORDER,
     Component,
     Edge,
     FerretDB,
@@ -26,7 +25,7 @@ from shopmesh_stack.components import (
 )
 from shopmesh_stack.install import Installed, install_all
 from shopmesh_stack.pki import LocalCA
-from shopmesh_stack.settings import StackSettings
+from shopmesh_stack.settings import SERVICES_ORDER, StackSettings
 from shopmesh_stack.waiting import wait_ready
 
 

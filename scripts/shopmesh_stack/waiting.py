@@ -25,7 +25,7 @@ def wait_ready(name: str, check: Callable[[], bool], process: ManagedProcess | N
                 return
         except Exception as exc:  # a failing probe means "not yet"
             last_error = exc
-        if process is not None and process.exited_early():
+        if process is not None and not process.running():
             raise StartError(_explain(name, "exited during start", process))
         time.sleep(0.2)
     detail = f"not ready after {timeout:.0f}s" + (f" (last probe error: {last_error})" if last_error else "")

@@ -8,7 +8,6 @@ import asyncio
 import shutil
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
@@ -24,19 +23,10 @@ from shopmesh_platform.kafka import EventProducer, KafkaConfig, envelope, header
 from shopmesh_stack.stack import Stack
 from shopmesh_stack.topics import load_topics
 from tests.integration.helpers import health_status
+from tests.polling import wait_for
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:
-    """Poll until `condition()`; returns seconds taken, fails after `timeout`."""
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"{what}: not within {timeout}s")
-        time.sleep(0.1)
-    return time.monotonic() - started
 
 
 async def test_every_declared_topic_exists_with_its_partitions(stack: Stack) -> None:

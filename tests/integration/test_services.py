@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from grpc_health.v1 import health_pb2
 
-from shopmesh_stack.components import SERVICES_ORDER
+from shopmesh_stack.settings import SERVICES_ORDER
 from shopmesh_stack.stack import Stack
 from tests.integration.helpers import grpcurl, grpcurl_tls_flags, health_status, http
 

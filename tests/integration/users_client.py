@@ -52,7 +52,7 @@ def users_stub(stack: Stack) -> tuple[grpc.Channel, user_service_pb2_grpc.UserSe
     return chan, user_service_pb2_grpc.UserServiceStub(chan)
 
 
-def grpc_get_me(stack: Stack, token: str, service_port: int | None = None) -> grpc.StatusCode:
+def grpc_get_me(stack: Stack, token: str) -> grpc.StatusCode:
     """The status of GetMe called directly on the users service with `token`."""
     channel, stub = users_stub(stack)
     with channel:

@@ -6,6 +6,8 @@ UserSuspended) are written in one transaction through the outbox.
 
 from __future__ import annotations
 
+import datetime as dt
+
 import asyncpg
 from google.protobuf import timestamp_pb2
 
@@ -27,9 +29,9 @@ def normalize_email(email: str) -> str:
     return email.strip().lower()
 
 
-def _timestamp(value: object) -> timestamp_pb2.Timestamp:
+def to_timestamp(value: dt.datetime) -> timestamp_pb2.Timestamp:
     stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)  # type: ignore[arg-type]
+    stamp.FromDatetime(value)
     return stamp
 
 
@@ -90,7 +92,7 @@ class Users:
                 TOPIC,
                 user.id,
                 events.UserRegistered(
-                    occurred_at=_timestamp(user.created_at),
+                    occurred_at=to_timestamp(user.created_at),
                     user_id=user.id,
                     email=user.email,
                     first_name=user.first_name,
@@ -157,7 +159,7 @@ class Users:
                     TOPIC,
                     caller.user_id,
                     events.SessionRevoked(
-                        user_id=caller.user_id, token_id_hash=hashed, expires_at=_timestamp(expires_at)
+                        user_id=caller.user_id, token_id_hash=hashed, expires_at=to_timestamp(expires_at)
                     ),
                 )
         if caller.token_expires_at is not None:
@@ -176,7 +178,7 @@ class Users:
                     connection,
                     TOPIC,
                     user_id,
-                    events.SessionRevoked(user_id=user_id, token_id_hash=hashed, expires_at=_timestamp(expires_at)),
+                    events.SessionRevoked(user_id=user_id, token_id_hash=hashed, expires_at=to_timestamp(expires_at)),
                 )
                 self._revocations.revoke_hash(hashed, expires_at.timestamp())
             user = await store.find_by_id(connection, user_id)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from google.protobuf import json_format, timestamp_pb2
+from google.protobuf import json_format
 
 from shopmesh.user.v1 import user_service_pb2 as pb
 from shopmesh.user.v1 import user_service_pb2_grpc
 from shopmesh_platform.context import current_caller
 from shopmesh_platform.errors import FieldViolation, InvalidArgument
 from shopmesh_platform.server import ServiceBinding
-from shopmesh_users.domain import Users
+from shopmesh_users.domain import Users, to_timestamp
 from shopmesh_users.keys import KeyStore
 from shopmesh_users.records import ClientInfo, ProfileChanges, UserRecord
 
@@ -24,20 +24,14 @@ STATUSES = {
 }
 
 
-def _timestamp(value: dt.datetime) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
 def to_proto(user: UserRecord) -> pb.User:
     message = pb.User(
         id=user.id,
         email=user.email,
         first_name=user.first_name,
         last_name=user.last_name,
-        created_at=_timestamp(user.created_at),
-        updated_at=_timestamp(user.updated_at),
+        created_at=to_timestamp(user.created_at),
+        updated_at=to_timestamp(user.updated_at),
         phone=user.phone or "",
         date_of_birth=user.date_of_birth.isoformat() if user.date_of_birth else "",
         email_verified=user.email_verified,
@@ -47,7 +41,7 @@ def to_proto(user: UserRecord) -> pb.User:
         bio=user.bio or "",
     )
     if user.last_login is not None:
-        message.last_login.CopyFrom(_timestamp(user.last_login))
+        message.last_login.CopyFrom(to_timestamp(user.last_login))
     if user.address:
         json_format.ParseDict(user.address, message.address, ignore_unknown_fields=True)
     return message
