@@ -4,6 +4,8 @@ answer nor any log line quotes the row PostgreSQL put in the error's detail."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
 import json
 import logging
@@ -126,3 +128,28 @@ def test_other_errors_are_not_refusals_and_keep_their_traceback() -> None:
         raise ValueError("plain message")
     except ValueError as exc:
         assert "ValueError: plain message" in format_exception(exc)
+
+
+async def test_a_background_loop_logs_a_database_failure_without_its_row(caplog: pytest.LogCaptureFixture) -> None:
+    from shopmesh_platform.retry import keep_running
+
+    retried = asyncio.Event()
+    calls = 0
+
+    async def attempt() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise asyncpg.PostgresError.new({"C": "23514", "M": "check", "D": SECRET_ROW, "n": "users_email_format"})
+        retried.set()
+        await asyncio.Event().wait()
+
+    with caplog.at_level(logging.WARNING):
+        loop = asyncio.create_task(keep_running("relay", attempt, logging.getLogger("test.relay"), initial_backoff=0))
+        await asyncio.wait_for(retried.wait(), timeout=5)
+        loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop
+    [record] = [r for r in caplog.records if r.name == "test.relay"]
+    assert "users_email_format" in record.__dict__["error"]
+    assert "Failing row" not in record.__dict__["error"]
