@@ -482,7 +482,11 @@ def render(mesh: MeshDeclaration, settings: EdgeSettings) -> dict[str, Any]:
         "stat_prefix": "edge",
         "codec_type": "AUTO",
         # The client address is the TCP peer, never X-Forwarded-For: per-address limits cannot be spoofed.
+        # No hop in front is trusted, and no peer counts as internal (internal_address_config stays
+        # unset), so Envoy overwrites x-envoy-external-address with that peer on every request: the
+        # users service records it as the login address (services/users/shopmesh_users/client.py).
         "use_remote_address": True,
+        "xff_num_trusted_hops": 0,
         "normalize_path": True,
         "merge_slashes": True,
         "path_with_escaped_slashes_action": "REJECT_REQUEST",
