@@ -180,6 +180,8 @@ def sidecar_identity(mesh: MeshDeclaration, own_identity: str, header: str) -> s
         logger.warning("x-forwarded-client-cert is malformed; the caller has no identity")
         return None
     own_uri = f"spiffe://{mesh.trust_domain}/ns/{mesh.namespace}/sa/{own_identity}"
+    # `By` is no secret (anyone can write it): this catches a header appended by some
+    # other proxy or none, while the guarantee itself is that every call passes the sidecar.
     if own_uri not in nearest.values("by"):
         logger.warning("x-forwarded-client-cert was not appended by this workload's sidecar; ignored")
         return None
