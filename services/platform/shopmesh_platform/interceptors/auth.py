@@ -76,7 +76,7 @@ class AuthInterceptor(AroundInterceptor):
         self._user_tokens = user_tokens
         self._peer_identity = peer_identity
         # With mutual TLS every caller has an identity and only declared ones pass;
-        # behind a sidecar (MESH_TLS=off) the sidecar enforces who may connect.
+        # in plaintext (MESH_TLS=sidecar/off) the sidecar enforces who may connect.
         self._identities_enforced = identities_enforced
 
     async def around(self, call: CallInfo, proceed: NextCall) -> Any:
