@@ -16,10 +16,11 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from shopmesh_platform.events.envelope import EVENT_ID, EVENT_TYPE, EventEnvelope, KafkaHeaders, header
 from shopmesh_platform.events.producer import EventProducer
-from shopmesh_platform.events.topics import DLQ_SUFFIX, dead_letter_topic
+from shopmesh_platform.events.topics import DLQ_SUFFIX, UndeclaredTopic, dead_letter_topic
 from shopmesh_platform.kafka import KafkaConfig
 
 DLQ_PREFIX = "dlq-"
@@ -118,6 +119,19 @@ def redrive_envelope(letter: DeadLetter) -> EventEnvelope:
 async def read_dead_letters(kafka: KafkaConfig, topic: str) -> list[DeadLetter]:
     """Every message now in `<topic>.dlq`, oldest first per partition."""
     dlq = dead_letter_topic(topic)
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers, request_timeout_ms=kafka.request_timeout_ms)
+    await admin.start()
+    try:
+        [described] = await admin.describe_topics([dlq])
+    finally:
+        await admin.close()
+    if described.get("error_code"):
+        raise UndeclaredTopic(f"topic {dlq!r} does not exist")
+    assigned = [
+        TopicPartition(dlq, p["partition"]) for p in sorted(described["partitions"], key=lambda p: p["partition"])
+    ]
+    if not assigned:
+        return []
     consumer = AIOKafkaConsumer(
         bootstrap_servers=kafka.bootstrap_servers,
         group_id=None,
@@ -126,9 +140,6 @@ async def read_dead_letters(kafka: KafkaConfig, topic: str) -> list[DeadLetter]:
     )
     await consumer.start()
     try:
-        await consumer.topics()  # fetches the cluster's metadata
-        partitions = consumer.partitions_for_topic(dlq) or set()
-        assigned = [TopicPartition(dlq, p) for p in sorted(partitions)]
         consumer.assign(assigned)
         await consumer.seek_to_beginning(*assigned)
         ends = await consumer.end_offsets(assigned)
