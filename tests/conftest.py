@@ -37,6 +37,18 @@ def make_config(tmp_path: Path) -> ConfigFactory:
     return factory
 
 
+def _run_order(item: pytest.Item) -> int:
+    if item.get_closest_marker("restarts_stack") is not None:
+        return 2
+    return 1 if item.get_closest_marker("stops_components") is not None else 0
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that stop and restart the whole stack run last."""
-    items.sort(key=lambda item: item.get_closest_marker("restarts_stack") is not None)
+    """Tests that stop shared components run after the others, those restarting the whole stack last.
+
+    So a component that does not come back breaks only the tests after it, and
+    the tests relying on processes this run started (drain, exit codes) meet
+    them before `make down`/`make up` replaced them. The sort is stable: each
+    group keeps its file order.
+    """
+    items.sort(key=_run_order)

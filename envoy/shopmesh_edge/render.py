@@ -5,12 +5,13 @@ grpc_json_transcoder from the descriptor set of `make gen`) and gRPC (h2c,
 passed through) on the same port. The REST mapping comes from the protos'
 `google.api.http` rules, never from here.
 
-Filter order: transcoder (every later filter sees the gRPC path and route) ->
-CORS (answers preflights before anything asks for a token) -> jwt_authn
-(`user` methods need a valid token; its subject goes to dynamic metadata) ->
-local_ratelimit (per client: JWT subject on `user` methods, client address on
-anonymous ones; a minute and an hour bucket each) -> buffer (413 above the body
-limit) -> router.
+Filter order: buffer (413 above the body limit, counted on the body the client
+sent: after transcoding it would be the smaller protobuf) -> transcoder (every
+later filter sees the gRPC path and route) -> CORS (answers preflights before
+anything asks for a token) -> jwt_authn (`user` methods need a valid token; its
+subject goes to dynamic metadata) -> local_ratelimit (per client: JWT subject on
+`user` methods, client address on anonymous ones; a minute and an hour bucket
+each) -> router.
 
 Routes are per method (exact gRPC path) with the method's timeout and the
 `X-API-Version` / `X-Service-Name` response headers; `internal` methods get no
@@ -504,13 +505,6 @@ def render(mesh: MeshDeclaration, settings: EdgeSettings) -> dict[str, Any]:
             ],
         },
         "http_filters": [
-            transcoder(mesh, settings.descriptor, policy.max_request_bytes),
-            {
-                "name": "envoy.filters.http.cors",
-                "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors"},
-            },
-            jwt_authn(settings),
-            local_ratelimit(mesh, policy),
             {
                 "name": "envoy.filters.http.buffer",
                 "typed_config": {
@@ -518,6 +512,13 @@ def render(mesh: MeshDeclaration, settings: EdgeSettings) -> dict[str, Any]:
                     "max_request_bytes": policy.max_request_bytes,
                 },
             },
+            transcoder(mesh, settings.descriptor, policy.max_request_bytes),
+            {
+                "name": "envoy.filters.http.cors",
+                "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors"},
+            },
+            jwt_authn(settings),
+            local_ratelimit(mesh, policy),
             {
                 "name": "envoy.filters.http.router",
                 "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},

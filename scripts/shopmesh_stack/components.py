@@ -75,6 +75,7 @@ class Component:
                 pid_file=self.settings.run_dir / f"{self.name}.pid",
                 cwd=self.settings.data_dir,
                 user=self.user,
+                die_with_parent=self.settings.die_with_parent,
             )
         )
 

@@ -6,16 +6,21 @@ never signalled. We write this instead of using a supervisor (supervisord,
 honcho) because the stack must survive the tool's exit (`make up` returns) and
 be stopped later by a different invocation (`make down`): that is a pid file
 and a signal, smaller than configuring a daemon.
+
+A test run's processes must not survive the run, even when it is SIGKILLed and
+no finalizer runs: those are started with `die_with_parent`, so the kernel kills
+them when the thread that started them exits (Linux's parent-death signal).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +54,8 @@ class ProcessSpec:
     pid_file: Path
     cwd: Path | None = None
     user: str | None = None
+    # Killed by the kernel when the starting thread exits (tests); `make up`'s outlive the tool.
+    die_with_parent: bool = False
 
 
 class ManagedProcess:
@@ -94,6 +101,9 @@ class ManagedProcess:
                 user=user,
                 group=user,
                 extra_groups=[] if user is not None else None,
+                # Safe despite the test run's threads: the callable only makes system calls
+                # through a function looked up before the fork (no imports, no locks).
+                preexec_fn=_parent_death_signal(os.getpid()) if self.spec.die_with_parent else None,  # noqa: PLW1509
             )
         started: int = process.pid
         self.spec.pid_file.write_text(f"{started} {_start_time(started)}\n")
@@ -123,6 +133,28 @@ class ManagedProcess:
             return "\n".join(self.spec.log_file.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _parent_death_signal(parent: int) -> Callable[[], None]:
+    """A preexec_fn arming SIGKILL for when the thread that forked the child exits.
+
+    It runs in the child after the switch to the component's user (a change of
+    user clears the setting, so it must come after), and survives exec. If the
+    parent died before it was armed, the child exits instead of running
+    unsupervised.
+    """
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before fork
+
+    def arm() -> None:
+        if prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return arm
 
 
 def _reap(pid: int) -> None:

@@ -4,7 +4,8 @@
 clone (SHOPMESH_DATA_DIR), the install cache `~/.cache/shopmesh` (SHOPMESH_CACHE)
 and the default ports of DESIGN §2, each overridable (SHOPMESH_PORT_<NAME>).
 Tests use `StackSettings.isolated()`: a temporary data directory, free ports and
-their own service settings, so they never collide with a running dev stack.
+their own service settings, so they never collide with a running dev stack; its
+processes die with the test run (`die_with_parent`).
 """
 
 from __future__ import annotations
@@ -98,6 +99,8 @@ class StackSettings:
     # Mutual TLS between every component of the mesh (MESH_TLS=off turns it off, loudly).
     mesh_tls: bool = True
     cert_lifetime_hours: int = 24
+    # The processes die with the one that started them (a test run); `make up`'s outlive it.
+    die_with_parent: bool = False
 
     @property
     def pki_dir(self) -> Path:
@@ -157,4 +160,5 @@ class StackSettings:
             jwks_refresh_seconds=base.jwks_refresh_seconds if jwks_refresh_seconds is None else jwks_refresh_seconds,
             edge_rate_limits=edge_rate_limits,
             edge_cors_origins=edge_cors_origins,
+            die_with_parent=True,
         )

@@ -2,12 +2,17 @@
 five services and Envoy, in a temporary data directory on free ports.
 
 Started once, stopped at the end of the session, also on failure, Ctrl-C or
-SIGTERM, so nothing of ours outlives the run. A component that cannot start
-fails the session: nothing is skipped.
+SIGTERM, so nothing of ours outlives the run; if the run is SIGKILLed, the
+kernel kills the components (they die with their parent). A component that
+cannot start fails the session: nothing is skipped.
+
+Starting and stopping have deadlines of their own: pytest-timeout's per-test
+timeout covers only test functions (`timeout_func_only`), never this fixture.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import signal
@@ -24,7 +29,9 @@ from shopmesh_stack.stack import Stack
 # Per-instance service settings: tests vary these, never a developer's stack.
 TEST_SERVICE_ENV = {
     "SHOPMESH_HEALTH_PROBE_INTERVAL_SECONDS": "0.2",
-    "SHOPMESH_DRAIN_GRACE_SECONDS": "2",
+    # Long enough for the drain test's slow calls on a loaded machine; a stop with
+    # no call in flight does not wait for it.
+    "SHOPMESH_DRAIN_GRACE_SECONDS": "15",
     "SHOPMESH_LOG_LEVEL": "info",
 }
 
@@ -42,9 +49,32 @@ TEST_EXTRA_ORIGIN = "https://shop.example.test"
 # The edge and the services refetch the JWKS this often, so key rotation is testable in seconds.
 TEST_JWKS_REFRESH_SECONDS = 3.0
 
+# Bounds on the whole start (components already installed by `make install`) and stop.
+STACK_UP_DEADLINE_SECONDS = 600
+STACK_DOWN_DEADLINE_SECONDS = 180
+
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextlib.contextmanager
+def deadline(seconds: float, what: str) -> Iterator[None]:
+    """Raise TimeoutError in the main thread if the block runs longer than `seconds`.
+
+    SIGALRM is free here: pytest-timeout arms it only around test functions.
+    """
+
+    def expire(signum: int, frame: FrameType | None) -> None:
+        raise TimeoutError(f"{what}: not done within {seconds:.0f}s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.fixture(scope="session")
@@ -52,19 +82,22 @@ def stack() -> Iterator[Stack]:
     # SIGTERM (e.g. a CI timeout) unwinds like Ctrl-C, so the finalizer below runs.
     previous = signal.signal(signal.SIGTERM, _interrupt)
     data_dir = Path(tempfile.mkdtemp(prefix="shopmesh-test-"))
-    instance = Stack(
-        StackSettings.isolated(
-            data_dir,
-            TEST_SERVICE_ENV,
-            edge_rate_limits=TEST_EDGE_RATE_LIMITS,
-            edge_cors_origins=TEST_EXTRA_ORIGIN,
-            jwks_refresh_seconds=TEST_JWKS_REFRESH_SECONDS,
-        )
+    settings = StackSettings.isolated(
+        data_dir,
+        TEST_SERVICE_ENV,
+        edge_rate_limits=TEST_EDGE_RATE_LIMITS,
+        edge_cors_origins=TEST_EXTRA_ORIGIN,
+        jwks_refresh_seconds=TEST_JWKS_REFRESH_SECONDS,
     )
+    instance = Stack(settings)
     try:
-        instance.up()
+        with deadline(STACK_UP_DEADLINE_SECONDS, "starting the test stack"):
+            instance.up()
         yield instance
     finally:
-        instance.down()
-        shutil.rmtree(data_dir, ignore_errors=True)
-        signal.signal(signal.SIGTERM, previous)
+        try:
+            with deadline(STACK_DOWN_DEADLINE_SECONDS, "stopping the test stack"):
+                instance.down()
+        finally:
+            shutil.rmtree(data_dir, ignore_errors=True)
+            signal.signal(signal.SIGTERM, previous)

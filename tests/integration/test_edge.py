@@ -4,17 +4,22 @@ CORS, API headers and access logs that keep secrets out."""
 from __future__ import annotations
 
 import json
+import math
+import os
 import socket
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
+from shopmesh_edge.policy import load_edge_policy
 from shopmesh_stack.components import Edge
-from shopmesh_stack.settings import Ports
+from shopmesh_stack.settings import StackSettings
 from shopmesh_stack.stack import Stack
 from tests.integration.conftest import TEST_EXTRA_ORIGIN
+from tests.integration.extra_edge import edge_ports, port_env, running_edge
 from tests.integration.forged_tokens import FORGED_KINDS, forged
 from tests.integration.helpers import HttpReply, http
 from tests.integration.users_client import PASSWORD, call, register
@@ -59,6 +64,26 @@ def test_oversized_body_is_413(stack: Stack) -> None:
     reply = http(stack, "POST", "/api/v1/users/register", huge)
     assert reply.status == 413
     assert reply.json()["code"] == 8
+
+
+def login_body_of_size(size: int) -> str:
+    """A login body of exactly `size` bytes (the password pads it; validation refuses it later)."""
+    frame = json.dumps({"email": "big@example.com", "password": ""})
+    body = json.dumps({"email": "big@example.com", "password": "x" * (size - len(frame))})
+    assert len(body.encode()) == size
+    return body
+
+
+def test_body_limit_is_exactly_one_mebibyte_of_what_the_client_sends(stack: Stack) -> None:
+    limit = load_edge_policy().max_request_bytes
+    assert limit == 1024 * 1024
+    at_limit = http(stack, "POST", "/api/v1/users/login", login_body_of_size(limit))
+    # Past the edge: the service's validation answers (the password is far too long).
+    assert at_limit.status == 400, at_limit.body[:200]
+    assert "password" in at_limit.json()["message"]
+    over = http(stack, "POST", "/api/v1/users/login", login_body_of_size(limit + 1))
+    assert over.status == 413, over.body[:200]
+    assert over.json() == {"code": 8, "message": "request body too large"}
 
 
 def preflight(stack: Stack, origin: str) -> HttpReply:
@@ -111,42 +136,64 @@ def test_access_log_keeps_tokens_and_passwords_out(stack: Stack) -> None:
 def limited_edge(stack: Stack) -> Iterator[Edge]:
     """A second Envoy in front of the same services, with budgets of 3 per minute."""
     small = {"per_minute": 3, "per_hour": 1000}
-    ports = Ports.free()
-    edge = Edge(
-        stack.settings,
-        stack.installed,
-        name="envoy-limited",
-        listen_port=ports.edge,
-        admin_port=ports.envoy_admin,
-        rate_limit_overrides=json.dumps({"users": small, "users.Login": small, "users.RegisterUser": small}),
-    )
-    stack.start(edge)
-    try:
+    overrides = json.dumps({"users": small, "users.Login": small, "users.RegisterUser": small})
+    with running_edge(stack, "envoy-limited", rate_limits=overrides) as edge:
         yield edge
-    finally:
-        stack.stop(edge)
+
+
+@pytest.fixture(scope="module")
+def default_edge(stack: Stack) -> Iterator[Edge]:
+    """A second Envoy with the budgets declared in mesh/mesh.yaml (no overrides)."""
+    with running_edge(stack, "envoy-defaults", rate_limits="") as edge:
+        yield edge
+
+
+def post(edge: Edge, path: str, body: dict[str, str], source: str) -> HttpReply:
+    """POST from a chosen loopback source address; the reply's status only."""
+    data = json.dumps(body).encode()
+    with socket.create_connection(("127.0.0.1", edge.port), timeout=10, source_address=(source, 0)) as sock:
+        request = (
+            f"POST {path} HTTP/1.1\r\nHost: edge\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n"
+        ).encode() + data
+        sock.sendall(request)
+        status_line = sock.makefile("rb").readline().decode()
+    return HttpReply(int(status_line.split()[1]), {}, b"")
 
 
 def post_login(edge: Edge, email: str, source: str) -> int:
     """Login from a chosen loopback source address; returns the HTTP status."""
-    body = json.dumps({"email": email, "password": PASSWORD}).encode()
-    with socket.create_connection(("127.0.0.1", edge.port), timeout=10, source_address=(source, 0)) as sock:
-        request = (
-            f"POST /api/v1/users/login HTTP/1.1\r\nHost: edge\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-        ).encode() + body
-        sock.sendall(request)
-        status_line = sock.makefile("rb").readline().decode()
-    return int(status_line.split()[1])
+    return post(edge, "/api/v1/users/login", {"email": email, "password": PASSWORD}, source).status
 
 
-def get_me(edge: Edge, token: str) -> int:
+def me(edge: Edge, token: str) -> HttpReply:
     request = urllib.request.Request(f"{edge.url}/api/v1/users/me", headers={"Authorization": f"Bearer {token}"})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            return int(response.status)
+            return HttpReply(response.status, dict(response.headers), response.read())
     except urllib.error.HTTPError as error:
-        return error.code
+        return HttpReply(error.code, dict(error.headers), error.read())
+
+
+def get_me(edge: Edge, token: str) -> int:
+    return me(edge, token).status
+
+
+def first_refusal(call: Callable[[], HttpReply], per_minute: int, limit: int = 1000) -> HttpReply:
+    """Call until the first 429 and return it.
+
+    Fails unless exactly a minute's budget passed before it, give or take the
+    tokens the bucket may have regained while the calls ran.
+    """
+    started = time.monotonic()
+    for passed in range(limit):
+        reply = call()
+        if reply.status == 429:
+            regained = math.ceil((time.monotonic() - started) * per_minute / 60)
+            assert per_minute <= passed <= per_minute + regained, (passed, per_minute, regained)
+            return reply
+        assert reply.status < 500, reply
+    raise AssertionError(f"no 429 within {limit} calls")
 
 
 def test_rate_limit_per_token_subject(stack: Stack, limited_edge: Edge) -> None:
@@ -161,3 +208,52 @@ def test_rate_limit_per_client_address_on_anonymous_routes(stack: Stack, limited
     statuses = [post_login(limited_edge, account.email, "127.0.0.1") for _ in range(4)]
     assert statuses == [200, 200, 200, 429]
     assert post_login(limited_edge, account.email, "127.0.0.2") == 200  # another address still passes
+
+
+def test_default_budget_for_users_is_100_per_minute_per_subject(stack: Stack, default_edge: Edge) -> None:
+    per_minute = load_edge_policy().budget("users").per_minute
+    assert per_minute == 100
+    alice, bob = register(stack), register(stack)
+    refused = first_refusal(lambda: me(default_edge, alice.token), per_minute)
+    assert refused.json()["code"] == 8
+    # The refusing bucket is the minute one (the hour one allows 1000).
+    assert {k.lower(): v for k, v in refused.headers.items()}["x-ratelimit-limit"] == str(per_minute)
+    assert get_me(default_edge, bob.token) == 200  # another subject still passes
+
+
+# Refused cheaply and never with 429 while within budget: a wrong password (401), a taken email (409).
+ANONYMOUS_CALLS = {
+    "Login": ("/api/v1/users/login", {"password": "wrong password"}),
+    "RegisterUser": ("/api/v1/users/register", {"password": PASSWORD, "firstName": "A", "lastName": "B"}),
+}
+
+
+@pytest.mark.parametrize(("method", "source"), [("Login", "127.0.0.21"), ("RegisterUser", "127.0.0.22")])
+def test_default_budget_for_login_and_register_is_10_per_minute_per_address(
+    stack: Stack, default_edge: Edge, method: str, source: str
+) -> None:
+    per_minute = load_edge_policy().budget(f"users.{method}").per_minute
+    assert per_minute == 10
+    account = register(stack)
+    path, fields = ANONYMOUS_CALLS[method]
+    first_refusal(lambda: post(default_edge, path, {"email": account.email, **fields}, source), per_minute)
+    assert post_login(default_edge, account.email, "127.0.0.23") == 200  # another address still passes
+
+
+def test_rate_limits_from_the_environment_and_the_hour_window(stack: Stack) -> None:
+    """SHOPMESH_EDGE_RATE_LIMITS as `make up` reads it; a generous minute, an hour of 3."""
+    budgets = json.dumps({"users": {"per_minute": 1000, "per_hour": 3}})
+    env = {
+        **os.environ,
+        "SHOPMESH_DATA_DIR": str(stack.settings.data_dir),
+        "SHOPMESH_CACHE": str(stack.settings.cache_dir),
+        **port_env(edge_ports(stack)),
+        "SHOPMESH_EDGE_RATE_LIMITS": budgets,
+    }
+    settings = StackSettings.from_env(env)
+    account = register(stack)
+    with running_edge(stack, "envoy-hourly", settings=settings) as edge:
+        assert [get_me(edge, account.token) for _ in range(3)] == [200, 200, 200]
+        refused = me(edge, account.token)
+        assert refused.status == 429
+        assert {k.lower(): v for k, v in refused.headers.items()}["x-ratelimit-limit"] == "3"

@@ -4,7 +4,13 @@ authorization from the mesh declaration, on the real stack (MESH_TLS on)."""
 from __future__ import annotations
 
 import datetime as dt
+import json
+import socket
+import ssl
+import urllib.error
+import urllib.request
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +25,17 @@ from shopmesh.user.v1 import user_service_pb2 as user_pb
 from shopmesh.user.v1 import user_service_pb2_grpc as user_grpc
 from shopmesh_platform.mesh import load_mesh
 from shopmesh_stack.channels import channel
-from shopmesh_stack.pki import LocalCA
+from shopmesh_stack.components import Edge
+from shopmesh_stack.pki import IdentityFiles, LocalCA
 from shopmesh_stack.stack import Stack
-from tests.integration.helpers import grpcurl, grpcurl_tls_flags
+from tests.integration.extra_edge import edge_ports, running_edge
+from tests.integration.helpers import HttpReply, grpcurl, grpcurl_tls_flags, http
+from tests.polling import wait_for
 
 ORDER_ID = "0b8e8a52-1a5f-4d8e-9a49-5d0c8f3f7e21"
 USER_ID = "5d9f1c1e-7d4c-4c5e-9d0a-2b8f3e6a1c11"
+# The HTTP/2 client connection preface and an empty SETTINGS frame.
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
 
 
 def outcome(call: Callable[[], Any]) -> grpc.StatusCode:
@@ -153,35 +164,94 @@ def test_streaming_health_watch_and_reflection_are_for_the_developer_and_the_edg
     assert reflect("orders") == grpc.StatusCode.PERMISSION_DENIED
 
 
-def test_a_client_without_a_certificate_cannot_call(stack: Stack) -> None:
+def get_jwks_with(stack: Stack, credentials: grpc.ChannelCredentials) -> grpc.StatusCode:
+    address = f"127.0.0.1:{stack.settings.ports.grpc('users')}"
+    with grpc.secure_channel(address, credentials, options=[("grpc.ssl_target_name_override", "users")]) as chan:
+        return outcome(lambda: user_grpc.UserServiceStub(chan).GetJwks(user_pb.GetJwksRequest(), timeout=5))
+
+
+def credentials_for(ca: Path, identity: IdentityFiles | None) -> grpc.ChannelCredentials:
+    if identity is None:
+        return grpc.ssl_channel_credentials(root_certificates=ca.read_bytes())
+    return grpc.ssl_channel_credentials(
+        root_certificates=ca.read_bytes(),
+        private_key=identity.key.read_bytes(),
+        certificate_chain=identity.cert.read_bytes(),
+    )
+
+
+class HandshakeRefused(Exception):
+    """The TLS handshake failed (an alert, or the server closed the connection during it)."""
+
+
+def tls12_handshake_then_http2(stack: Stack, identity: IdentityFiles | None) -> bytes:
+    """Handshake with the users service presenting `identity` (or nothing), then the HTTP/2 preface.
+
+    TLS 1.2, where the server checks the client certificate inside the handshake
+    (TLS 1.3 would report a refusal only on the first read). Returns the server's
+    first bytes; a refused handshake raises HandshakeRefused.
+    """
     files = stack.settings.tls_files("developer")
     assert files is not None
-    credentials = grpc.ssl_channel_credentials(root_certificates=files.ca.read_bytes())
-    address = f"127.0.0.1:{stack.settings.ports.grpc('users')}"
-    with grpc.secure_channel(address, credentials, options=[("grpc.ssl_target_name_override", "users")]) as chan:
-        assert outcome(lambda: user_grpc.UserServiceStub(chan).GetJwks(user_pb.GetJwksRequest(), timeout=5)) == (
-            grpc.StatusCode.UNAVAILABLE
-        )
-    with grpc.insecure_channel(address) as chan:
-        assert outcome(lambda: user_grpc.UserServiceStub(chan).GetJwks(user_pb.GetJwksRequest(), timeout=5)) == (
-            grpc.StatusCode.UNAVAILABLE
-        )
+    context = ssl.create_default_context(cafile=str(files.ca))
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.set_alpn_protocols(["h2"])
+    if identity is not None:
+        context.load_cert_chain(str(identity.cert), str(identity.key))
+    with socket.create_connection(("127.0.0.1", stack.settings.ports.grpc("users")), timeout=10) as raw:
+        try:
+            tls = context.wrap_socket(raw, server_hostname="users")
+        except (ssl.SSLError, ConnectionResetError) as error:
+            raise HandshakeRefused(str(error)) from error
+        with tls:
+            tls.sendall(HTTP2_PREFACE)
+            return tls.recv(9)
 
 
-def test_a_certificate_from_another_ca_cannot_call(stack: Stack, tmp_path: Path) -> None:
+def is_http2_settings_frame(header: bytes) -> bool:
+    return len(header) == 9 and header[3] == 0x04  # frame type SETTINGS
+
+
+def rogue_developer(tmp_path: Path) -> IdentityFiles:
+    """The developer's SPIFFE id, issued by a CA the mesh does not trust."""
     mesh = load_mesh()
     rogue = LocalCA(tmp_path, mesh.trust_domain, mesh.namespace, dt.timedelta(hours=1))
-    rogue.ensure(["developer"])  # same SPIFFE id as the real developer, wrong issuer
-    forged = rogue.files("developer")
-    real_ca = stack.settings.tls_files("developer")
-    assert real_ca is not None
-    credentials = grpc.ssl_channel_credentials(
-        root_certificates=real_ca.ca.read_bytes(),
-        private_key=forged.key.read_bytes(),
-        certificate_chain=forged.cert.read_bytes(),
-    )
-    address = f"127.0.0.1:{stack.settings.ports.grpc('users')}"
-    with grpc.secure_channel(address, credentials, options=[("grpc.ssl_target_name_override", "users")]) as chan:
+    rogue.ensure(["developer"])
+    return rogue.files("developer")
+
+
+def test_the_developer_certificate_passes_the_handshake_and_the_call(stack: Stack) -> None:
+    """The control for the refusals below: the same client, with the right certificate."""
+    files = stack.settings.tls_files("developer")
+    assert files is not None
+    assert is_http2_settings_frame(tls12_handshake_then_http2(stack, files))
+    assert get_jwks_with(stack, credentials_for(files.ca, files)) == grpc.StatusCode.OK
+
+
+def test_a_client_without_a_certificate_fails_the_handshake(stack: Stack) -> None:
+    files = stack.settings.tls_files("developer")
+    assert files is not None
+    with pytest.raises(HandshakeRefused):
+        tls12_handshake_then_http2(stack, None)
+    assert get_jwks_with(stack, credentials_for(files.ca, None)) == grpc.StatusCode.UNAVAILABLE
+
+
+def test_a_certificate_from_another_ca_fails_the_handshake(stack: Stack, tmp_path: Path) -> None:
+    forged = rogue_developer(tmp_path)  # same SPIFFE id as the real developer, wrong issuer
+    files = stack.settings.tls_files("developer")
+    assert files is not None
+    with pytest.raises(HandshakeRefused):
+        tls12_handshake_then_http2(stack, forged)
+    assert get_jwks_with(stack, credentials_for(files.ca, forged)) == grpc.StatusCode.UNAVAILABLE
+
+
+def test_a_plaintext_client_gets_no_http2_from_a_service(stack: Stack) -> None:
+    # The same bytes a plaintext gRPC client opens with; a TLS server answers no HTTP/2 frame.
+    with socket.create_connection(("127.0.0.1", stack.settings.ports.grpc("users")), timeout=10) as raw:
+        raw.sendall(HTTP2_PREFACE)
+        answer = raw.recv(9)
+    assert not is_http2_settings_frame(answer), answer
+    with grpc.insecure_channel(f"127.0.0.1:{stack.settings.ports.grpc('users')}") as chan:
         assert outcome(lambda: user_grpc.UserServiceStub(chan).GetJwks(user_pb.GetJwksRequest(), timeout=5)) == (
             grpc.StatusCode.UNAVAILABLE
         )
@@ -199,6 +269,44 @@ def test_grpcurl_with_the_developer_certificate_lists_and_calls_and_plaintext_fa
     assert '"alg": "EdDSA"' in called.stdout
     plaintext = grpcurl(stack, "-plaintext", address, "list")
     assert plaintext.returncode != 0
+
+
+def test_the_edge_refuses_an_upstream_with_another_services_spiffe_id(stack: Stack) -> None:
+    """An edge whose inventory upstream is really orders: same CA, wrong SPIFFE id -> no call goes through."""
+    ports = edge_ports(stack, {"inventory": stack.settings.ports.grpc("orders")})
+    with running_edge(stack, "envoy-misrouted", settings=replace(stack.settings, ports=ports)) as edge:
+        # The control: the real inventory behind the session's edge answers (not built yet: 501).
+        assert http(stack, "GET", "/api/v1/products/prod-1").status == 501
+        refused = edge_get(edge, "/api/v1/products/prod-1")
+        assert refused.status == 503, refused.body
+        assert refused.json()["code"] == 14
+        # The same edge reaches a correctly addressed service.
+        assert edge_get(edge, "/.well-known/jwks.json").status == 200
+        log = stack.settings.log_dir / f"{edge.name}-access.log"
+        entry = wait_for_access_log_entry(log, "/api/v1/products/prod-1")
+    assert entry["flags"] == "UF"  # upstream connection failure
+    assert "CERTIFICATE_VERIFY_FAILED" in entry["details"], entry
+    assert "SAN_matcher" in entry["details"], entry
+    assert "sa/orders" in entry["details"], entry
+
+
+def edge_get(edge: Edge, path: str) -> HttpReply:
+    try:
+        with urllib.request.urlopen(f"{edge.url}{path}", timeout=15) as response:
+            return HttpReply(response.status, dict(response.headers), response.read())
+    except urllib.error.HTTPError as error:
+        return HttpReply(error.code, dict(error.headers), error.read())
+
+
+def wait_for_access_log_entry(log: Path, path: str) -> dict[str, Any]:
+    """The first access log entry for `path` (Envoy flushes its access log periodically)."""
+
+    def entries() -> list[dict[str, Any]]:
+        lines = log.read_text().splitlines() if log.exists() else []
+        return [entry for line in lines if (entry := json.loads(line))["path"] == path]
+
+    wait_for(lambda: bool(entries()), 20, f"{path} in {log.name}")
+    return entries()[0]
 
 
 def test_every_service_certificate_names_its_spiffe_identity(stack: Stack) -> None:

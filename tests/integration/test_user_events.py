@@ -8,6 +8,7 @@ import asyncio
 import signal
 
 import grpc
+import pytest
 from aiokafka import AIOKafkaConsumer
 
 from shopmesh.notification.v1 import notification_service_pb2 as notification_pb
@@ -54,6 +55,7 @@ def test_user_registered_is_published_with_key_and_payload(stack: Stack) -> None
     assert event.occurred_at.seconds > 0
 
 
+@pytest.mark.stops_components
 def test_registration_succeeds_with_kafka_down_and_the_event_follows(stack: Stack) -> None:
     stack.stop(stack.kafka)
     try:
@@ -64,6 +66,7 @@ def test_registration_succeeds_with_kafka_down_and_the_event_follows(stack: Stac
     assert user_events.UserRegistered.FromString(value).email == account.email
 
 
+@pytest.mark.stops_components
 def test_killing_the_service_between_commit_and_publish_loses_nothing(stack: Stack) -> None:
     users = stack.services["users"]
     stack.stop(stack.kafka)

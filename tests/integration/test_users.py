@@ -29,11 +29,11 @@ def test_register_login_get_over_rest(stack: Stack) -> None:
     me = call(stack, "GET", f"/api/v1/users/{registered.id}", registered)
     assert me.status == 200, me.body
     profile = me.json()
-    assert {profile["id"], profile["email"], profile["firstName"], profile["lastName"]} == {
-        registered.id,
-        email,
-        "Ada",
-        "Lovelace",
+    assert {key: profile[key] for key in ("id", "email", "firstName", "lastName")} == {
+        "id": registered.id,
+        "email": email,
+        "firstName": "Ada",
+        "lastName": "Lovelace",
     }
     assert "createdAt" in profile
     assert "password" not in me.body.decode().lower()

@@ -1,0 +1,45 @@
+"""Extra Envoy edges for tests: in front of the session's services, on ports of their own.
+
+Each one is stopped when the test (or fixture) using it ends, also when starting
+it failed half-way, so no extra Envoy outlives a failing test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from dataclasses import fields, replace
+
+from shopmesh_stack.components import Edge
+from shopmesh_stack.settings import SERVICES_ORDER, Ports, StackSettings
+from shopmesh_stack.stack import Stack
+
+
+def edge_ports(stack: Stack, upstreams: Mapping[str, int] | None = None) -> Ports:
+    """Fresh ports for an edge's own listeners; its upstreams are the session's services (or `upstreams`)."""
+    services = {name: stack.settings.ports.grpc(name) for name in SERVICES_ORDER}
+    return replace(Ports.free(), **{**services, **(upstreams or {})})
+
+
+def port_env(ports: Ports) -> dict[str, str]:
+    """The `SHOPMESH_PORT_<NAME>` variables that select `ports`, as `make up` reads them."""
+    return {f"SHOPMESH_PORT_{f.name.upper()}": str(getattr(ports, f.name)) for f in fields(ports)}
+
+
+@contextlib.contextmanager
+def running_edge(
+    stack: Stack, name: str, *, settings: StackSettings | None = None, rate_limits: str | None = None
+) -> Iterator[Edge]:
+    """Start an extra edge named `name` (settings default: the session's, on fresh ports); always stopped after.
+
+    `rate_limits` is the JSON of `SHOPMESH_EDGE_RATE_LIMITS` ("" for the declared
+    budgets); None takes the settings' own. Like the session's components, it
+    dies with the test run.
+    """
+    settings = replace(settings or replace(stack.settings, ports=edge_ports(stack)), die_with_parent=True)
+    edge = Edge(settings, stack.installed, name=name, rate_limit_overrides=rate_limits)
+    try:
+        stack.start(edge)
+        yield edge
+    finally:
+        stack.stop(edge)
