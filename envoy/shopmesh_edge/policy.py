@@ -1,4 +1,5 @@
-"""The edge section of the mesh declaration: CORS, body limit, rate-limit budgets.
+"""The edge section of the mesh declaration: CORS, body limit, rate-limit budgets,
+connection limits, and health/reflection at the edge per profile.
 
 Read from mesh/mesh.yaml (the same file as the services) plus per-instance
 overrides, into frozen dataclasses the renderer uses.
@@ -8,13 +9,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from shopmesh_platform.mesh import DEFAULT_MESH_FILE, MeshDeclarationError
+
+# `developer`: the local stack (make up, the tests); `production`: a cluster's edge.
+PROFILES = ("developer", "production")
+# The rate-limit class of health checks and reflection at the edge (an override key too).
+PLATFORM_API = "platform_api"
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,65 @@ class Cors:
     max_age_seconds: int
 
 
+def _positive(raw: Mapping[str, Any], key: str, default: int, where: str) -> int:
+    value = raw.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise MeshDeclarationError(f"{where}.{key}: must be a positive integer")
+    return value
+
+
+@dataclass(frozen=True)
+class PlatformApi:
+    """Health checks and server reflection through the edge (grpcurl without a certificate).
+
+    Routed only in the listed profiles; each client address has a budget of calls,
+    and each service at most `max_concurrent_streams` open calls through one edge,
+    all clients together (health `Watch` streams stay open).
+    """
+
+    profiles: tuple[str, ...] = ("developer",)
+    budget: Budget = Budget(per_minute=120, per_hour=2000)
+    max_concurrent_streams: int = 50
+
+    def enabled(self, profile: str) -> bool:
+        return profile in self.profiles
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> PlatformApi:
+        where = "edge.platform_api"
+        unknown = set(raw) - {"profiles", "budget", "max_concurrent_streams"}
+        if unknown:
+            raise MeshDeclarationError(f"{where}: unknown keys {sorted(unknown)}")
+        profiles = tuple(raw.get("profiles", cls.profiles))
+        if not set(profiles) <= set(PROFILES):
+            raise MeshDeclarationError(f"{where}.profiles: each one of {list(PROFILES)}")
+        return cls(
+            profiles=profiles,
+            budget=Budget.parse(raw["budget"], f"{where}.budget") if "budget" in raw else cls.budget,
+            max_concurrent_streams=_positive(raw, "max_concurrent_streams", cls.max_concurrent_streams, where),
+        )
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """What one edge holds open for clients, and how long a slow client may take."""
+
+    max_downstream_connections: int = 10000
+    max_streams_per_connection: int = 100
+    request_headers_timeout_seconds: int = 10
+    idle_timeout_seconds: int = 300
+    max_heap_bytes: int = 1024 * 1024 * 1024
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> ConnectionLimits:
+        where = "edge.connections"
+        names = {f.name for f in fields(cls)}
+        unknown = set(raw) - names
+        if unknown:
+            raise MeshDeclarationError(f"{where}: unknown keys {sorted(unknown)}")
+        return cls(**{name: _positive(raw, name, getattr(cls, name), where) for name in names})
+
+
 @dataclass(frozen=True)
 class EdgePolicy:
     api_version: str
@@ -56,12 +121,16 @@ class EdgePolicy:
     default_budget: Budget
     service_budgets: Mapping[str, Budget] = field(default_factory=dict)
     method_budgets: Mapping[str, Budget] = field(default_factory=dict)
+    platform_api: PlatformApi = field(default_factory=PlatformApi)
+    connections: ConnectionLimits = field(default_factory=ConnectionLimits)
 
     def budget_class(self, service: str, method: str) -> str:
         """The rate-limit class of a method: its own budget, or its service's."""
         return f"{service}.{method}" if f"{service}.{method}" in self.method_budgets else service
 
     def budget(self, budget_class: str) -> Budget:
+        if budget_class == PLATFORM_API:
+            return self.platform_api.budget
         if budget_class in self.method_budgets:
             return self.method_budgets[budget_class]
         return self.service_budgets.get(budget_class, self.default_budget)
@@ -69,11 +138,15 @@ class EdgePolicy:
     def with_overrides(self, rate_limits: Mapping[str, Any], extra_origins: tuple[str, ...]) -> EdgePolicy:
         services = dict(self.service_budgets)
         methods = dict(self.method_budgets)
+        platform_api = self.platform_api
         for name, raw in rate_limits.items():
-            target = methods if "." in name else services
-            target[name] = Budget.parse(raw, f"rate limit override {name}")
+            budget = Budget.parse(raw, f"rate limit override {name}")
+            if name == PLATFORM_API:
+                platform_api = replace(platform_api, budget=budget)
+            else:
+                (methods if "." in name else services)[name] = budget
         cors = replace(self.cors, allowed_origins=self.cors.allowed_origins + extra_origins)
-        return replace(self, service_budgets=services, method_budgets=methods, cors=cors)
+        return replace(self, service_budgets=services, method_budgets=methods, cors=cors, platform_api=platform_api)
 
 
 def parse_edge(document: Mapping[str, Any]) -> EdgePolicy:
@@ -98,6 +171,8 @@ def parse_edge(document: Mapping[str, Any]) -> EdgePolicy:
         method_budgets={
             name: Budget.parse(b, f"edge.rate_limits.methods.{name}") for name, b in limits.get("methods", {}).items()
         },
+        platform_api=PlatformApi.parse(raw.get("platform_api") or {}),
+        connections=ConnectionLimits.parse(raw.get("connections") or {}),
     )
 
 

@@ -5,20 +5,29 @@ grpc_json_transcoder from the descriptor set of `make gen`) and gRPC (h2c,
 passed through) on the same port. The REST mapping comes from the protos'
 `google.api.http` rules, never from here.
 
-Filter order: buffer (413 above the body limit, counted on the body the client
-sent: after transcoding it would be the smaller protobuf) -> transcoder (every
-later filter sees the gRPC path and route) -> CORS (answers preflights before
-anything asks for a token) -> jwt_authn (`user` methods need a valid token; its
-subject goes to dynamic metadata) -> local_ratelimit (per client: JWT subject on
-`user` methods, client address on anonymous ones; a minute and an hour bucket
-each) -> router.
+Filter order: header_mutation (security headers on every answer, Envoy's own
+replies included; no `server` header) -> buffer (413 above the body limit,
+counted on the body the client sent: after transcoding it would be the smaller
+protobuf) -> transcoder (every later filter sees the gRPC path and route) -> CORS
+(answers preflights before anything asks for a token) -> jwt_authn (`user`
+methods need a valid token; its subject goes to dynamic metadata) ->
+local_ratelimit (per client: JWT subject on `user` methods, client address on
+anonymous ones; a minute and an hour bucket each) -> router.
 
 Routes are per method (exact gRPC path) with the method's timeout and the
 `X-API-Version` / `X-Service-Name` response headers; `internal` methods get no
-route. `/healthz` answers at the edge. Health checks and reflection go to the
-service named by `x-shopmesh-service` (default users): each service reflects
-only its own API. Envoy's own error replies to REST clients are
-`google.rpc.Status`-shaped JSON, like the services' errors.
+route. `/healthz` answers at the edge. In the profiles where mesh.yaml's
+`edge.platform_api` allows it, health checks and reflection go to the service
+named by `x-shopmesh-service` (default users; each service reflects only its own
+API), behind a per-address budget and a circuit breaker capping the open calls
+per service; elsewhere they have no route. Envoy's own error replies to REST
+clients are `google.rpc.Status`-shaped JSON, like the services' errors.
+
+Connections: HTTP/2 streams per connection, request-header and idle timeouts,
+and the overload manager (global connection cap, heap) come from
+`edge.connections`. Envoy's admin interface listens only on a Unix socket (mode
+0600: it can change runtime settings); a second listener on 127.0.0.1 exposes
+just `GET /ready` and `GET /stats/prometheus` from it.
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ from typing import Any
 
 import yaml
 
-from shopmesh_edge.policy import EdgePolicy
+from shopmesh_edge.policy import PLATFORM_API, EdgePolicy
 from shopmesh_platform.mesh import AccessClass, MeshDeclaration, MethodDecl
 
 HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
@@ -41,6 +50,13 @@ JWT_PROVIDER = "shopmesh_users"
 JWT_FILTER = "envoy.filters.http.jwt_authn"
 JWKS_CLUSTER = "edge_self_jwks"
 EDGE_METADATA = "shopmesh.edge"
+ADMIN_CLUSTER = "envoy_admin"
+# The admin paths the metrics listener forwards (GET only); nothing else of admin is reachable.
+EXPOSED_ADMIN_PATHS = ("/ready", "/stats/prometheus")
+# Unix socket paths are limited to 108 bytes (sun_path), the terminating NUL included.
+MAX_SOCKET_PATH = 107
+# Sent with every answer: no MIME sniffing; nothing cached unless the service says otherwise.
+SECURITY_HEADERS = {"x-content-type-options": "nosniff", "cache-control": "no-store"}
 WINDOWS = {"minute": 60, "hour": 3600}
 
 
@@ -49,11 +65,16 @@ class EdgeSettings:
     """What differs between instances: ports, files, token issuer, policy overrides."""
 
     listen_port: int
-    admin_port: int
+    # GET /ready and GET /stats/prometheus, nothing else (127.0.0.1).
+    metrics_port: int
+    # Envoy's admin interface: this Unix socket only, mode 0600.
+    admin_socket: Path
     upstream_ports: Mapping[str, int]
     descriptor: Path
     access_log: Path
     policy: EdgePolicy
+    # A profile of mesh.yaml's edge section (developer, production).
+    profile: str = "developer"
     jwt_issuer: str = "shopmesh-users"
     jwt_audience: str = "shopmesh"
     # How long the JWKS is cached: a new key, or a retired one, reaches the edge within it.
@@ -141,6 +162,21 @@ _REST_REQUEST = {
         ]
     }
 }
+_GRPC_REQUEST = {
+    "and_filter": {
+        "filters": [
+            {"header_filter": {"header": {"name": "content-type", "string_match": {"prefix": "application/grpc"}}}},
+            {
+                "header_filter": {
+                    "header": {"name": "x-envoy-original-path", "present_match": True, "invert_match": True}
+                }
+            },
+        ]
+    }
+}
+# A circuit breaker refused the call (the platform clusters' stream cap).
+_OVERFLOW = {"response_flag_filter": {"flags": ["UO"]}}
+OVERFLOW_MESSAGE = "too many open calls to this service's health/reflection through the edge; retry later"
 _JWT_FAILED = {
     "metadata_filter": {
         "matcher": {"filter": JWT_FILTER, "path": [{"key": "jwt_failure"}], "value": {"present_match": True}}
@@ -157,6 +193,11 @@ def local_reply_config(api_version: str) -> dict[str, Any]:
     version = [_header("x-api-version", api_version)]
     unauthenticated = {"json_format": {"code": 16, "message": "%LOCAL_REPLY_BODY%"}, "content_type": "application/json"}
     mappers: list[dict[str, Any]] = [
+        # UNAVAILABLE with a message saying why, instead of "reset reason: overflow".
+        {
+            "filter": {"and_filter": {"filters": [_status_is(503), _OVERFLOW, _GRPC_REQUEST]}},
+            "body_format_override": {"text_format": OVERFLOW_MESSAGE},
+        },
         # jwt_authn answers some failures (e.g. audience) with 403: every token failure is 401.
         {
             "filter": {"and_filter": {"filters": [_status_is(403), _REST_REQUEST, _JWT_FAILED]}},
@@ -210,7 +251,78 @@ def method_route(method: MethodDecl, policy: EdgePolicy) -> dict[str, Any]:
     return route
 
 
-def routes(mesh: MeshDeclaration, policy: EdgePolicy) -> list[dict[str, Any]]:
+# Streaming: the buffer filter would hold a bidi stream until it ends.
+NO_BUFFER: dict[str, Any] = {
+    "envoy.filters.http.buffer": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.BufferPerRoute",
+        "disabled": True,
+    }
+}
+
+
+def unknown_grpc_route() -> dict[str, Any]:
+    """gRPC calls no other route takes: UNIMPLEMENTED at once.
+
+    Without it the buffer filter would wait for the end of a streaming call before
+    Envoy could answer 404, and a reflection client (grpcurl) would hang until
+    the idle timeout.
+    """
+    return {
+        "name": "unknown-grpc",
+        "match": {
+            "prefix": "/",
+            "headers": [{"name": "content-type", "string_match": {"prefix": "application/grpc"}}],
+        },
+        "direct_response": {"status": 200},
+        "response_headers_to_add": [
+            _header("content-type", "application/grpc"),
+            _header("grpc-status", "12"),
+            _header("grpc-message", "no such method at this edge"),
+        ],
+        "typed_per_filter_config": NO_BUFFER,
+    }
+
+
+def platform_cluster_name(service: str) -> str:
+    return f"{service}_platform"
+
+
+def platform_routes(mesh: MeshDeclaration) -> list[dict[str, Any]]:
+    """Health and reflection, to the service named by `x-shopmesh-service` (default users).
+
+    They go to each service's platform cluster, whose circuit breaker caps the open
+    calls; they are anonymous and count against the `platform_api` budget per address.
+    """
+    per_route = NO_BUFFER
+    metadata = {"filter_metadata": {EDGE_METADATA: {"rl_class": f"anon:{PLATFORM_API}"}}}
+    table: list[dict[str, Any]] = []
+    for prefix in PLATFORM_PREFIXES:
+        for service in mesh.services.values():
+            table.append(
+                {
+                    "name": f"{service.name}.platform{prefix}",
+                    "match": {
+                        "prefix": prefix,
+                        "headers": [{"name": SERVICE_SELECTOR_HEADER, "string_match": {"exact": service.name}}],
+                    },
+                    "route": {"cluster": platform_cluster_name(service.name), "timeout": "0s"},
+                    "metadata": metadata,
+                    "typed_per_filter_config": per_route,
+                }
+            )
+        table.append(
+            {
+                "name": f"default.platform{prefix}",
+                "match": {"prefix": prefix},
+                "route": {"cluster": platform_cluster_name(DEFAULT_PLATFORM_TARGET), "timeout": "0s"},
+                "metadata": metadata,
+                "typed_per_filter_config": per_route,
+            }
+        )
+    return table
+
+
+def routes(mesh: MeshDeclaration, policy: EdgePolicy, *, platform_api: bool) -> list[dict[str, Any]]:
     table: list[dict[str, Any]] = [
         {
             "name": "healthz",
@@ -225,34 +337,8 @@ def routes(mesh: MeshDeclaration, policy: EdgePolicy) -> list[dict[str, Any]]:
         for method in service.methods.values()
         if method.access is not AccessClass.INTERNAL
     ]
-    # Streaming platform routes: the buffer filter would hold a bidi stream until it ends.
-    no_buffer = {
-        "envoy.filters.http.buffer": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.BufferPerRoute",
-            "disabled": True,
-        }
-    }
-    for prefix in PLATFORM_PREFIXES:
-        for service in mesh.services.values():
-            table.append(
-                {
-                    "name": f"{service.name}.platform{prefix}",
-                    "match": {
-                        "prefix": prefix,
-                        "headers": [{"name": SERVICE_SELECTOR_HEADER, "string_match": {"exact": service.name}}],
-                    },
-                    "route": {"cluster": service.name, "timeout": "0s"},
-                    "typed_per_filter_config": no_buffer,
-                }
-            )
-        table.append(
-            {
-                "name": f"default.platform{prefix}",
-                "match": {"prefix": prefix},
-                "route": {"cluster": DEFAULT_PLATFORM_TARGET, "timeout": "0s"},
-                "typed_per_filter_config": no_buffer,
-            }
-        )
+    if platform_api:
+        table += platform_routes(mesh)
     # CORS preflights keep their REST path (the transcoder leaves OPTIONS alone); the CORS
     # filter needs a route entry to act on and answers them itself, so nothing goes upstream.
     table.append(
@@ -269,6 +355,7 @@ def routes(mesh: MeshDeclaration, policy: EdgePolicy) -> list[dict[str, Any]]:
             "route": {"cluster": DEFAULT_PLATFORM_TARGET, "timeout": "5s"},
         }
     )
+    table.append(unknown_grpc_route())
     return table
 
 
@@ -349,7 +436,7 @@ def jwt_authn(settings: EdgeSettings) -> dict[str, Any]:
     }
 
 
-def local_ratelimit(mesh: MeshDeclaration, policy: EdgePolicy) -> dict[str, Any]:
+def local_ratelimit(mesh: MeshDeclaration, policy: EdgePolicy, *, platform_api: bool) -> dict[str, Any]:
     classes = sorted(
         {
             _rate_limit_class(policy, method)
@@ -357,6 +444,7 @@ def local_ratelimit(mesh: MeshDeclaration, policy: EdgePolicy) -> dict[str, Any]
             for method in service.methods.values()
             if method.access is not AccessClass.INTERNAL
         }
+        | ({f"anon:{PLATFORM_API}"} if platform_api else set())
     )
     descriptors = []
     for rl_class in classes:
@@ -475,9 +563,162 @@ def service_cluster(mesh: MeshDeclaration, name: str, settings: EdgeSettings) ->
     return definition
 
 
+def platform_cluster(mesh: MeshDeclaration, service: str, settings: EdgeSettings) -> dict[str, Any]:
+    """The service again, for health and reflection only: its circuit breaker caps the open calls.
+
+    A call beyond the cap is answered at once (503, UNAVAILABLE for gRPC) and never
+    queued; the service's own API traffic has its own cluster and is not affected.
+    """
+    definition = service_cluster(mesh, service, settings)
+    cap = settings.policy.platform_api.max_concurrent_streams
+    definition["name"] = definition["load_assignment"]["cluster_name"] = platform_cluster_name(service)
+    definition["circuit_breakers"] = {
+        "thresholds": [{"priority": "DEFAULT", "max_requests": cap, "max_pending_requests": cap, "max_retries": 0}]
+    }
+    return definition
+
+
+def admin_cluster(socket_path: Path) -> dict[str, Any]:
+    """Envoy's own admin interface, over its Unix socket (for the metrics listener)."""
+    return {
+        "name": ADMIN_CLUSTER,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": ADMIN_CLUSTER,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"pipe": {"path": str(socket_path)}}}}]}],
+        },
+    }
+
+
+def security_headers() -> dict[str, Any]:
+    """First in the chain, so Envoy's own replies (401, 429, 413...) pass it too."""
+    # nosniff always; a service may set its own caching for a public, cacheable answer.
+    actions = {"x-content-type-options": "OVERWRITE_IF_EXISTS_OR_ADD", "cache-control": "ADD_IF_ABSENT"}
+    add = [
+        {"append": {"header": {"key": name, "value": value}, "append_action": actions[name]}}
+        for name, value in SECURITY_HEADERS.items()
+    ]
+    return {
+        "name": "envoy.filters.http.header_mutation",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+            "mutations": {"response_mutations": [*add, {"remove": "server"}]},
+        },
+    }
+
+
+def connection_options(policy: EdgePolicy) -> dict[str, Any]:
+    """HCM settings against slow and greedy clients."""
+    limits = policy.connections
+    return {
+        # The whole request head within this time (slowloris); streams themselves may live long.
+        "request_headers_timeout": _seconds(limits.request_headers_timeout_seconds),
+        "stream_idle_timeout": _seconds(limits.idle_timeout_seconds),
+        "common_http_protocol_options": {
+            "idle_timeout": _seconds(limits.idle_timeout_seconds),
+            "headers_with_underscores_action": "REJECT_REQUEST",
+        },
+        "http2_protocol_options": {
+            "max_concurrent_streams": limits.max_streams_per_connection,
+            # Envoy's edge recommendations: small windows bound what one client makes us buffer.
+            "initial_stream_window_size": 65536,
+            "initial_connection_window_size": 1048576,
+        },
+        # No `server` header of ours (the header_mutation filter drops an upstream one).
+        "server_header_transformation": "PASS_THROUGH",
+    }
+
+
+def overload_manager(policy: EdgePolicy) -> dict[str, Any]:
+    limits = policy.connections
+    heap = "envoy.resource_monitors.fixed_heap"
+    return {
+        "refresh_interval": "0.25s",
+        "resource_monitors": [
+            {
+                "name": "envoy.resource_monitors.global_downstream_max_connections",
+                "typed_config": {
+                    "@type": "type.googleapis.com/"
+                    "envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
+                    "max_active_downstream_connections": limits.max_downstream_connections,
+                },
+            },
+            {
+                "name": heap,
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.resource_monitors.fixed_heap.v3.FixedHeapConfig",
+                    "max_heap_size_bytes": limits.max_heap_bytes,
+                },
+            },
+        ],
+        "actions": [
+            {"name": "envoy.overload_actions.shrink_heap", "triggers": [{"name": heap, "threshold": {"value": 0.95}}]},
+            {
+                "name": "envoy.overload_actions.stop_accepting_requests",
+                "triggers": [{"name": heap, "threshold": {"value": 0.98}}],
+            },
+        ],
+    }
+
+
+def router() -> dict[str, Any]:
+    return {
+        "name": "envoy.filters.http.router",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
+            # No x-envoy-upstream-service-time and friends: they tell clients about our internals.
+            "suppress_envoy_headers": True,
+        },
+    }
+
+
+def metrics_listener(settings: EdgeSettings) -> dict[str, Any]:
+    """127.0.0.1:<metrics_port>: GET /ready and GET /stats/prometheus from admin, 404 otherwise."""
+    exposed = [
+        {
+            "name": f"admin{path}",
+            "match": {"path": path, "headers": [{"name": ":method", "string_match": {"exact": "GET"}}]},
+            "route": {"cluster": ADMIN_CLUSTER, "timeout": "5s"},
+        }
+        for path in EXPOSED_ADMIN_PATHS
+    ]
+    refuse = {"name": "refuse", "match": {"prefix": "/"}, "direct_response": {"status": 404}}
+    connection_manager = {
+        "@type": HCM,
+        "stat_prefix": "edge_metrics",
+        "request_headers_timeout": _seconds(settings.policy.connections.request_headers_timeout_seconds),
+        "server_header_transformation": "PASS_THROUGH",
+        "route_config": {
+            "name": "edge_metrics",
+            "virtual_hosts": [
+                {
+                    "name": "metrics",
+                    "domains": ["*"],
+                    "routes": [*exposed, refuse],
+                    "response_headers_to_remove": ["server"],
+                }
+            ],
+        },
+        "http_filters": [router()],
+    }
+    return {
+        "name": "edge_metrics",
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": settings.metrics_port}},
+        # Scrapes and readiness still answer when client connections hit the global cap.
+        "ignore_global_conn_limit": True,
+        "filter_chains": [
+            {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": connection_manager}]}
+        ],
+    }
+
+
 def render(mesh: MeshDeclaration, settings: EdgeSettings) -> dict[str, Any]:
     """The whole bootstrap config as a dict."""
     policy = settings.policy
+    if len(str(settings.admin_socket).encode()) > MAX_SOCKET_PATH:
+        raise ValueError(f"admin socket path longer than {MAX_SOCKET_PATH} bytes: {settings.admin_socket}")
+    platform_api = policy.platform_api.enabled(settings.profile)
     connection_manager = {
         "@type": HCM,
         "stat_prefix": "edge",
@@ -491,6 +732,7 @@ def render(mesh: MeshDeclaration, settings: EdgeSettings) -> dict[str, Any]:
         "normalize_path": True,
         "merge_slashes": True,
         "path_with_escaped_slashes_action": "REJECT_REQUEST",
+        **connection_options(policy),
         "access_log": access_log(settings.access_log),
         "local_reply_config": local_reply_config(policy.api_version),
         "route_config": {
@@ -500,11 +742,12 @@ def render(mesh: MeshDeclaration, settings: EdgeSettings) -> dict[str, Any]:
                     "name": "shopmesh",
                     "domains": ["*"],
                     "typed_per_filter_config": cors_policy(policy),
-                    "routes": routes(mesh, policy),
+                    "routes": routes(mesh, policy, platform_api=platform_api),
                 }
             ],
         },
         "http_filters": [
+            security_headers(),
             {
                 "name": "envoy.filters.http.buffer",
                 "typed_config": {
@@ -518,16 +761,15 @@ def render(mesh: MeshDeclaration, settings: EdgeSettings) -> dict[str, Any]:
                 "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors"},
             },
             jwt_authn(settings),
-            local_ratelimit(mesh, policy),
-            {
-                "name": "envoy.filters.http.router",
-                "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
-            },
+            local_ratelimit(mesh, policy, platform_api=platform_api),
+            router(),
         ],
     }
     return {
         "node": {"id": "shopmesh-edge", "cluster": "shopmesh-edge"},
-        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": settings.admin_port}}},
+        # Admin can change runtime settings and has no read-only mode: a Unix socket for its owner only.
+        "admin": {"address": {"pipe": {"path": str(settings.admin_socket), "mode": 0o600}}},
+        "overload_manager": overload_manager(policy),
         "static_resources": {
             "listeners": [
                 {
@@ -543,12 +785,15 @@ def render(mesh: MeshDeclaration, settings: EdgeSettings) -> dict[str, Any]:
                             ]
                         }
                     ],
-                }
+                },
+                metrics_listener(settings),
             ],
             "clusters": [
                 *(service_cluster(mesh, name, settings) for name in mesh.services),
+                *((platform_cluster(mesh, name, settings) for name in mesh.services) if platform_api else ()),
                 # The edge itself over HTTP/1.1, for fetching the JWKS.
                 cluster(JWKS_CLUSTER, settings.listen_port, http2=False),
+                admin_cluster(settings.admin_socket),
             ],
         },
     }

@@ -24,13 +24,16 @@ def command_up(stack: Stack) -> None:
     direct = " ".join(
         os.path.relpath(arg) if arg.startswith("/") else arg for arg in grpcurl_tls_flags(stack.settings, "users")
     )
+    ports = stack.settings.ports
+    # Reflection through the edge exists only in the developer profile (mesh/mesh.yaml edge.platform_api).
+    through_edge = f"{grpcurl} -plaintext 127.0.0.1:{ports.edge} list\n  " if stack.edge.platform_api else ""
     print(
         f"""
-shopmesh is up. Edge (REST and gRPC): {edge}
+shopmesh is up. Edge (REST and gRPC): {edge}   profile: {stack.edge.profile}
   curl -s {edge}/healthz
   curl -s {edge}/api/v1/products
-  {grpcurl} -plaintext 127.0.0.1:{stack.settings.ports.edge} list
-  {grpcurl} {direct} -d '{{"service": ""}}' 127.0.0.1:{stack.settings.ports.users} grpc.health.v1.Health/Check
+  {through_edge}{grpcurl} {direct} -d '{{"service": ""}}' 127.0.0.1:{ports.users} grpc.health.v1.Health/Check
+Edge metrics: http://127.0.0.1:{ports.edge_metrics}/stats/prometheus   (Envoy admin: {stack.edge.admin_socket})
 Logs: {stack.settings.log_dir}   Status: make status   Stop: make down"""
     )
 

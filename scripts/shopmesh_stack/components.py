@@ -15,16 +15,22 @@ import socket
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from grpc_health.v1 import health_pb2
 
 from shopmesh_platform.migrations import migrate
+from shopmesh_stack.admin_socket import admin_get
 from shopmesh_stack.channels import health_status
 from shopmesh_stack.install import Installed
 from shopmesh_stack.procs import ManagedProcess, ProcessSpec
 from shopmesh_stack.settings import REPO, SERVICES_ORDER, StackSettings
+
+if TYPE_CHECKING:
+    from shopmesh_edge.policy import EdgePolicy
 
 POSTGRES_SERVICES = ("users", "payments", "inventory", "notifications")
 FERRETDB_DATABASE = "ferretdb"
@@ -424,7 +430,9 @@ class FerretDB(Component):
 class Edge(Component):
     """Envoy at the edge, its config rendered from the mesh declaration and validated.
 
-    A stack has one; tests may start another with different ports and budgets.
+    A stack has one; tests may start another with different ports, budgets and profile.
+    Its admin interface is a Unix socket in its directory (mode 0600), which the
+    readiness probe reads; only /ready and /stats/prometheus reach TCP (metrics port).
     """
 
     def __init__(
@@ -434,14 +442,19 @@ class Edge(Component):
         *,
         name: str = "envoy",
         listen_port: int | None = None,
-        admin_port: int | None = None,
+        metrics_port: int | None = None,
         rate_limit_overrides: str | None = None,
+        profile: str | None = None,
+        policy_overrides: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(settings, installed)
         self.name = name
         self._listen_port = listen_port or settings.ports.edge
-        self.admin_port = admin_port or settings.ports.envoy_admin
+        self.metrics_port = metrics_port or settings.ports.edge_metrics
         self._rate_limits = settings.edge_rate_limits if rate_limit_overrides is None else rate_limit_overrides
+        self.profile = profile or settings.edge_profile
+        # Fields of EdgePolicy replaced for this instance (tests: a small stream cap).
+        self._policy_overrides = dict(policy_overrides or {})
 
     @property
     def port(self) -> int:
@@ -458,6 +471,21 @@ class Edge(Component):
     @property
     def config_file(self) -> Path:
         return self.settings.data_dir / self.name / "envoy.yaml"
+
+    @property
+    def admin_socket(self) -> Path:
+        return self.settings.data_dir / self.name / "admin.sock"
+
+    @property
+    def platform_api(self) -> bool:
+        """Whether health checks and reflection have routes at this edge (its profile)."""
+        return self.policy().platform_api.enabled(self.profile)
+
+    def policy(self) -> EdgePolicy:
+        from shopmesh_edge.policy import load_edge_policy
+
+        policy = load_edge_policy(rate_limit_overrides=self._rate_limits, extra_origins=self.settings.edge_cors_origins)
+        return replace(policy, **self._policy_overrides)
 
     def argv(self) -> list[str]:
         return [
@@ -476,7 +504,6 @@ class Edge(Component):
         ]
 
     def prepare(self) -> None:
-        from shopmesh_edge.policy import load_edge_policy
         from shopmesh_edge.render import EdgeSettings, UpstreamTls, render_yaml
         from shopmesh_platform.mesh import load_mesh
 
@@ -484,13 +511,13 @@ class Edge(Component):
         self.config_file.parent.mkdir(parents=True, exist_ok=True)
         edge = EdgeSettings(
             listen_port=self.port,
-            admin_port=self.admin_port,
+            metrics_port=self.metrics_port,
+            admin_socket=self.admin_socket,
             upstream_ports={name: ports.grpc(name) for name in SERVICES_ORDER},
             descriptor=REPO / "gen" / "descriptors" / "shopmesh.binpb",
             access_log=self.settings.log_dir / f"{self.name}-access.log",
-            policy=load_edge_policy(
-                rate_limit_overrides=self._rate_limits, extra_origins=self.settings.edge_cors_origins
-            ),
+            policy=self.policy(),
+            profile=self.profile,
             jwt_issuer=self.settings.jwt_issuer,
             jwt_audience=self.settings.jwt_audience,
             jwks_cache_seconds=self.settings.jwks_refresh_seconds,
@@ -508,9 +535,11 @@ class Edge(Component):
         if result.returncode != 0:
             raise RuntimeError(f"envoy: rendered config {self.config_file} is invalid:\n{result.stdout}{result.stderr}")
 
-    def _admin(self, path: str) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}{path}", timeout=2) as response:
-            return str(response.read().decode())
+    def _admin(self, target: str) -> str:
+        status, body = admin_get(self.admin_socket, target)
+        if status != 200:
+            raise OSError(f"envoy admin {target}: HTTP {status}")
+        return body
 
     def ready(self) -> bool:
         # Serving, and the users service's JWKS fetched (else every token would be refused).

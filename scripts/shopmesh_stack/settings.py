@@ -29,7 +29,8 @@ class Ports:
     """Every port an instance binds, all on 127.0.0.1."""
 
     edge: int = 8080
-    envoy_admin: int = 9901
+    # The edge's GET /ready and GET /stats/prometheus (Envoy's admin itself is a Unix socket).
+    edge_metrics: int = 9901
     users: int = 50051
     orders: int = 50052
     payments: int = 50053
@@ -96,6 +97,8 @@ class StackSettings:
     # Edge overrides (see mesh/mesh.yaml `edge:`): JSON budgets and extra CORS origins.
     edge_rate_limits: str = ""
     edge_cors_origins: str = ""
+    # The edge profile of mesh/mesh.yaml (developer: health and reflection at the edge).
+    edge_profile: str = "developer"
     # Mutual TLS between every component of the mesh (MESH_TLS=off turns it off, loudly).
     mesh_tls: bool = True
     cert_lifetime_hours: int = 24
@@ -137,6 +140,7 @@ class StackSettings:
             jwks_refresh_seconds=read.number("SHOPMESH_JWKS_REFRESH_SECONDS", 300.0, minimum=1.0, maximum=24 * 3600),
             edge_rate_limits=env.get("SHOPMESH_EDGE_RATE_LIMITS", ""),
             edge_cors_origins=env.get("SHOPMESH_EDGE_CORS_ORIGINS", ""),
+            edge_profile=read.choice("SHOPMESH_EDGE_PROFILE", "developer", ("developer", "production")),
             mesh_tls=read.choice("MESH_TLS", "on", ("on", "off")) == "on",
             cert_lifetime_hours=read.integer("SHOPMESH_CERT_LIFETIME_HOURS", 24, minimum=2, maximum=24 * 365),
         )

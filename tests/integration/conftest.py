@@ -42,7 +42,16 @@ GENEROUS = {"per_minute": 100_000, "per_hour": 1_000_000}
 TEST_EDGE_RATE_LIMITS = json.dumps(
     {
         name: GENEROUS
-        for name in ("users", "orders", "payments", "inventory", "notifications", "users.Login", "users.RegisterUser")
+        for name in (
+            "users",
+            "orders",
+            "payments",
+            "inventory",
+            "notifications",
+            "users.Login",
+            "users.RegisterUser",
+            "platform_api",
+        )
     }
 )
 TEST_EXTRA_ORIGIN = "https://shop.example.test"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Mapping
 from dataclasses import fields, replace
+from typing import Any
 
 from shopmesh_stack.components import Edge
 from shopmesh_stack.settings import SERVICES_ORDER, Ports, StackSettings
@@ -28,16 +29,30 @@ def port_env(ports: Ports) -> dict[str, str]:
 
 @contextlib.contextmanager
 def running_edge(
-    stack: Stack, name: str, *, settings: StackSettings | None = None, rate_limits: str | None = None
+    stack: Stack,
+    name: str,
+    *,
+    settings: StackSettings | None = None,
+    rate_limits: str | None = None,
+    profile: str | None = None,
+    policy_overrides: Mapping[str, Any] | None = None,
 ) -> Iterator[Edge]:
     """Start an extra edge named `name` (settings default: the session's, on fresh ports); always stopped after.
 
     `rate_limits` is the JSON of `SHOPMESH_EDGE_RATE_LIMITS` ("" for the declared
-    budgets); None takes the settings' own. Like the session's components, it
+    budgets); None takes the settings' own. `profile` and `policy_overrides` are
+    Edge's (e.g. "production", or a shorter request-header timeout). Like the session's components, it
     dies with the test run.
     """
     settings = replace(settings or replace(stack.settings, ports=edge_ports(stack)), die_with_parent=True)
-    edge = Edge(settings, stack.installed, name=name, rate_limit_overrides=rate_limits)
+    edge = Edge(
+        settings,
+        stack.installed,
+        name=name,
+        rate_limit_overrides=rate_limits,
+        profile=profile,
+        policy_overrides=policy_overrides,
+    )
     try:
         stack.start(edge)
         yield edge

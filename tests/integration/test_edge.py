@@ -1,29 +1,38 @@
 """The secured edge: JWT verification at Envoy, per-client rate limits, body limit,
-CORS, API headers and access logs that keep secrets out."""
+CORS, API and security headers, access logs that keep secrets out, connection
+limits, health/reflection behind a budget and a stream cap (developer profile)
+or absent (production), and admin only on a Unix socket."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
 import socket
+import stat
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
 
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from shopmesh_edge.policy import load_edge_policy
+from shopmesh_stack.admin_socket import admin_get
 from shopmesh_stack.components import Edge
 from shopmesh_stack.settings import StackSettings
 from shopmesh_stack.stack import Stack
 from tests.integration.conftest import TEST_EXTRA_ORIGIN
 from tests.integration.extra_edge import edge_ports, port_env, running_edge
 from tests.integration.forged_tokens import FORGED_KINDS, forged
-from tests.integration.helpers import HttpReply, http
+from tests.integration.helpers import HttpReply, grpcurl, http
 from tests.integration.users_client import PASSWORD, call, register
-from tests.polling import wait_for
+from tests.polling import eventually, wait_for
 
 
 @pytest.mark.parametrize("kind", FORGED_KINDS)
@@ -132,12 +141,19 @@ def test_access_log_keeps_tokens_and_passwords_out(stack: Stack) -> None:
     assert {"status", "path", "request_id", "duration_ms"} <= set(entry)
 
 
+HEADER_TIMEOUT_SECONDS = 1
+
+
 @pytest.fixture(scope="module")
 def limited_edge(stack: Stack) -> Iterator[Edge]:
-    """A second Envoy in front of the same services, with budgets of 3 per minute."""
+    """A second Envoy in front of the same services, with budgets of 3 per minute and a
+    request-header timeout of 1 second."""
     small = {"per_minute": 3, "per_hour": 1000}
-    overrides = json.dumps({"users": small, "users.Login": small, "users.RegisterUser": small})
-    with running_edge(stack, "envoy-limited", rate_limits=overrides) as edge:
+    connections = replace(load_edge_policy().connections, request_headers_timeout_seconds=HEADER_TIMEOUT_SECONDS)
+    overrides = json.dumps({"users": small, "users.Login": small, "users.RegisterUser": small, "platform_api": small})
+    with running_edge(
+        stack, "envoy-limited", rate_limits=overrides, policy_overrides={"connections": connections}
+    ) as edge:
         yield edge
 
 
@@ -257,3 +273,184 @@ def test_rate_limits_from_the_environment_and_the_hour_window(stack: Stack) -> N
         refused = me(edge, account.token)
         assert refused.status == 429
         assert {k.lower(): v for k, v in refused.headers.items()}["x-ratelimit-limit"] == "3"
+
+
+def lower(headers: dict[str, str]) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}
+
+
+def test_answers_carry_security_headers_and_no_server_detail(stack: Stack) -> None:
+    account = register(stack)
+    login = json.dumps({"email": account.email, "password": PASSWORD})
+    answers = {
+        "authenticated": call(stack, "GET", "/api/v1/users/me", account),
+        "token": http(stack, "POST", "/api/v1/users/login", login),
+        "refused by envoy": http(stack, "GET", "/api/v1/users/me"),
+        "unknown path": http(stack, "GET", "/no/such/path"),
+        "edge health": http(stack, "GET", "/healthz"),
+    }
+    assert answers["authenticated"].status == 200 and answers["token"].status == 200
+    for name, reply in answers.items():
+        headers = lower(reply.headers)
+        assert headers.get("x-content-type-options") == "nosniff", (name, headers)
+        assert headers.get("cache-control") == "no-store", (name, headers)
+        assert "server" not in headers, (name, headers)
+        assert not [k for k in headers if k.startswith("x-envoy")], (name, headers)
+
+
+def test_grpc_answers_carry_nosniff_too(stack: Stack) -> None:
+    with grpc.insecure_channel(f"127.0.0.1:{stack.settings.ports.edge}") as channel:
+        _, rpc = health_pb2_grpc.HealthStub(channel).Check.with_call(health_pb2.HealthCheckRequest(), timeout=10)
+        metadata = dict(rpc.initial_metadata())
+    assert metadata.get("x-content-type-options") == "nosniff"
+    assert "server" not in metadata
+
+
+async def first_answer(call: grpc.aio.UnaryStreamCall, timeout: float) -> grpc.StatusCode | str:
+    """ "open" if the stream delivered its first message, else its refusal status."""
+    try:
+        await asyncio.wait_for(call.read(), timeout)
+    except grpc.aio.AioRpcError as error:
+        return error.code()
+    return "open"
+
+
+async def test_watch_streams_beyond_the_cap_are_refused(stack: Stack) -> None:
+    cap = stack.edge.policy().platform_api.max_concurrent_streams
+    total = 500
+    request = health_pb2.HealthCheckRequest(service="")
+    held: list[grpc.aio.UnaryStreamCall] = []
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{stack.settings.ports.edge}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            for _ in range(cap):
+                held.append(stub.Watch(request))
+                assert await first_answer(held[-1], 30) == "open"
+            extra = [stub.Watch(request) for _ in range(total - cap)]
+            outcomes = await asyncio.gather(*(first_answer(c, 30) for c in extra))
+            assert set(outcomes) == {grpc.StatusCode.UNAVAILABLE}, outcomes
+            assert "too many open calls" in (await extra[0].details() or "")
+            # The refusals did not disturb the streams already open.
+            assert not [c for c in held if c.done()]
+        finally:
+            for c in held:
+                c.cancel()
+
+        # The cap counts open streams: once they are closed, a new one is admitted again.
+        async def new_watch() -> grpc.StatusCode | str:
+            probe = stub.Watch(request)
+            try:
+                return await first_answer(probe, 10)
+            finally:
+                probe.cancel()
+
+        await eventually(new_watch, lambda outcome: outcome == "open", timeout=30, interval=0.2)
+
+
+def health_check(port: int) -> grpc.StatusCode:
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        try:
+            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+        except grpc.RpcError as error:
+            return error.code()
+    return grpc.StatusCode.OK
+
+
+def test_health_and_reflection_at_the_edge_have_a_budget_per_address(stack: Stack, limited_edge: Edge) -> None:
+    statuses = [health_check(limited_edge.port) for _ in range(4)]
+    assert statuses == [grpc.StatusCode.OK] * 3 + [grpc.StatusCode.RESOURCE_EXHAUSTED]
+
+
+def test_a_client_must_send_its_request_headers_in_time(stack: Stack, limited_edge: Edge) -> None:
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", limited_edge.port), timeout=30) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: edge\r\n")  # never finished: slowloris
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert time.monotonic() - started < HEADER_TIMEOUT_SECONDS + 10
+
+
+@pytest.fixture(scope="module")
+def production_edge(stack: Stack) -> Iterator[Edge]:
+    """An Envoy with the production profile: no health or reflection at the edge."""
+    with running_edge(stack, "envoy-production", profile="production") as edge:
+        yield edge
+
+
+def test_production_profile_has_no_health_or_reflection_at_the_edge(stack: Stack, production_edge: Edge) -> None:
+    listed = grpcurl(stack, "-plaintext", f"127.0.0.1:{production_edge.port}", "list")
+    assert listed.returncode != 0
+    assert "does not support the reflection API" in listed.stderr
+    assert health_check(production_edge.port) == grpc.StatusCode.UNIMPLEMENTED
+    # The API itself is served as in every profile.
+    with urllib.request.urlopen(f"{production_edge.url}/.well-known/jwks.json", timeout=10) as response:
+        assert json.load(response)["keys"]
+
+
+def envoy_process(edge: Edge) -> int:
+    """The Envoy process under the edge's keeper."""
+    keeper = edge.process.pid()
+    assert keeper is not None
+    children = Path(f"/proc/{keeper}/task/{keeper}/children").read_text().split()
+    assert len(children) == 1, children
+    return int(children[0])
+
+
+def listening_tcp_ports(pid: int) -> set[int]:
+    """TCP ports a process listens on, from its open sockets and /proc/<pid>/net/tcp{,6}."""
+    fd_dir = Path(f"/proc/{pid}/fd")
+    inodes = set()
+    for fd in fd_dir.iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def test_admin_is_only_a_unix_socket_for_its_owner(stack: Stack) -> None:
+    edge = stack.edge
+    ports = stack.settings.ports
+    assert listening_tcp_ports(envoy_process(edge)) == {ports.edge, ports.edge_metrics}
+    mode = edge.admin_socket.stat().st_mode
+    assert stat.S_ISSOCK(mode)
+    assert stat.S_IMODE(mode) == 0o600
+    assert admin_get(edge.admin_socket, "/ready") == (200, "LIVE\n")
+
+
+def metrics_port_answer(port: int, method: str, path: str) -> tuple[int, str]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status), response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, ""
+
+
+def test_metrics_port_exposes_only_ready_and_prometheus_stats(stack: Stack) -> None:
+    port = stack.settings.ports.edge_metrics
+    assert metrics_port_answer(port, "GET", "/ready") == (200, "LIVE\n")
+    status, stats = metrics_port_answer(port, "GET", "/stats/prometheus")
+    assert status == 200
+    assert "envoy_cluster_upstream_rq_total" in stats
+    for method, path in [
+        ("POST", "/runtime_modify?edge_rate_limit.enforced=0"),
+        ("POST", "/quitquitquit"),
+        ("POST", "/logging?level=trace"),
+        ("GET", "/config_dump"),
+        ("GET", "/runtime"),
+        ("GET", "/stats"),
+        ("POST", "/stats/prometheus"),
+    ]:
+        assert metrics_port_answer(port, method, path)[0] == 404, (method, path)
+    assert admin_get(stack.edge.admin_socket, "/runtime")[1].count("edge_rate_limit.enforced") == 0

@@ -27,7 +27,8 @@ def jwt_providers(config: dict[str, Any]) -> dict[str, Any]:
 def test_the_jwks_cache_duration_is_the_refresh_period(tmp_path: Path) -> None:
     settings = EdgeSettings(
         listen_port=18080,
-        admin_port=19901,
+        metrics_port=19901,
+        admin_socket=tmp_path / "admin.sock",
         upstream_ports={name: 50051 for name in load_mesh().services},
         descriptor=tmp_path / "shopmesh.binpb",
         access_log=tmp_path / "access.log",
