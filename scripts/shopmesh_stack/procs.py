@@ -10,17 +10,21 @@ and a signal, smaller than configuring a daemon.
 A test run's processes must not survive the run, even when it is SIGKILLed and
 no finalizer runs: those are started with `die_with_parent`, so the kernel kills
 them when the thread that started them exits (Linux's parent-death signal).
+Those are all forked by one long-lived spawner thread, so a component started
+from a short-lived thread (a test's `asyncio.to_thread`) does not die with it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,6 +90,14 @@ class ManagedProcess:
         self.spec.log_file.parent.mkdir(parents=True, exist_ok=True)
         self.spec.pid_file.parent.mkdir(parents=True, exist_ok=True)
         argv = list(self.spec.argv)
+        if self.spec.die_with_parent:
+            started: int = _spawner().submit(self._spawn, argv).result()
+        else:
+            started = self._spawn(argv)
+        self.spec.pid_file.write_text(f"{started} {_start_time(started)}\n")
+        return started
+
+    def _spawn(self, argv: list[str]) -> int:
         # As root, components that refuse root (PostgreSQL) run as their own user,
         # exec'd directly so the recorded pid is the component's.
         user = self.spec.user
@@ -105,9 +117,8 @@ class ManagedProcess:
                 # through a function looked up before the fork (no imports, no locks).
                 preexec_fn=_parent_death_signal(os.getpid()) if self.spec.die_with_parent else None,  # noqa: PLW1509
             )
-        started: int = process.pid
-        self.spec.pid_file.write_text(f"{started} {_start_time(started)}\n")
-        return started
+        pid: int = process.pid
+        return pid
 
     def stop(self, timeout: float = 20.0, sig: signal.Signals = signal.SIGTERM) -> bool:
         """Signal the process, wait for it to exit, SIGKILL after `timeout`. True if it was running."""
@@ -136,6 +147,12 @@ class ManagedProcess:
 
 
 PR_SET_PDEATHSIG = 1
+
+
+@functools.cache
+def _spawner() -> ThreadPoolExecutor:
+    """The one thread that forks die-with-parent processes; it lives until the interpreter exits."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="shopmesh-spawner")
 
 
 def _parent_death_signal(parent: int) -> Callable[[], None]:
