@@ -3,9 +3,14 @@
 Tokens are EdDSA (Ed25519) JWTs issued by the users service, verified against
 its published JWKS: the algorithm is pinned (so `none` and HS256 signed with
 the public key fail), `kid` must name a published key, and `iss`, `aud`,
-`exp`, `iat`, `sub`, `jti` and `role` are required. A token whose `jti` is on
-the revocation list is refused. Unknown key ids trigger one JWKS refresh
-(rate-limited), so a newly added key is picked up without a restart.
+`exp`, `iat`, `sub`, `jti` and `role` are required. A token whose `jti` is
+revoked is refused; while the revocation check cannot tell (the deny-list has
+not been replayed yet) a valid token is refused too, with UNAVAILABLE: the
+check fails closed. Unknown key ids trigger one JWKS refresh (rate-limited),
+so a newly added key is picked up without a restart.
+
+Besides its keys, the JWKS carries the issuer's token lifetime
+(`token_lifetime_seconds`): how far back a service replays revocations.
 """
 
 from __future__ import annotations
@@ -14,25 +19,45 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import jwt
 
 from shopmesh_platform.config import EnvReader
 from shopmesh_platform.context import Caller
 from shopmesh_platform.errors import Unauthenticated
-from shopmesh_platform.revocations import RevocationList
 
 ALGORITHM = "EdDSA"
 ROLES = frozenset({"customer", "admin"})
 REQUIRED_CLAIMS = ["iss", "aud", "sub", "exp", "iat", "jti"]
 
 JwksSource = Callable[[], Awaitable[Mapping[str, Any]]]
+# The JWKS member (proto field name of GetJwksResponse) with the issuer's token lifetime.
+TOKEN_LIFETIME_MEMBER = "token_lifetime_seconds"
+
+
+class RevocationCheck(Protocol):
+    """Whether a token id was revoked; raises Unavailable when it cannot tell (fail closed)."""
+
+    async def is_revoked(self, token_id: str) -> bool: ...
+
+
+def published_token_lifetime(jwks: Mapping[str, Any]) -> float | None:
+    """The token lifetime (seconds) an issuer publishes in its JWKS, or None if it publishes none."""
+    value = jwks.get(TOKEN_LIFETIME_MEMBER)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        return None
+    return float(value)
 
 
 @dataclass(frozen=True)
 class TokenConfig:
-    """What a valid token says about who issued it and for whom."""
+    """What a valid token says about who issued it and for whom.
+
+    `ttl_seconds` is the issuer's setting (the users service signs tokens for
+    that long and publishes it in its JWKS); other services replay revocations
+    for the lifetime the issuer publishes, never their own copy of this value.
+    """
 
     issuer: str
     audience: str
@@ -59,7 +84,7 @@ class JwtVerifier:
         self,
         config: TokenConfig,
         jwks_source: JwksSource,
-        revocations: RevocationList,
+        revocations: RevocationCheck,
         *,
         min_refresh_gap_seconds: float = 5.0,
         leeway_seconds: float = 5.0,
@@ -128,7 +153,7 @@ class JwtVerifier:
         role = claims.get("role")
         if role not in ROLES:
             raise invalid("token carries no valid role", "TOKEN_INVALID")
-        if self._revocations.is_revoked(str(claims["jti"])):
+        if await self._revocations.is_revoked(str(claims["jti"])):
             raise invalid("token revoked", "TOKEN_REVOKED")
         return Caller(
             user_id=str(claims["sub"]),
