@@ -282,6 +282,19 @@ class Service(Component):
     def ready(self) -> bool:
         return bool(health_status(self.settings, self.name) == health_pb2.HealthCheckResponse.SERVING)
 
+    def revocations_loaded(self) -> bool:
+        """Whether its deny-list has been replayed (user calls answered); services without one: True.
+
+        Health is SERVING before that (Kafka is no reason to stop serving), so `up`
+        waits for this too before it says the stack is up.
+        """
+        url = f"http://127.0.0.1:{self.settings.ports.metrics(self.name)}/metrics"
+        with urllib.request.urlopen(url, timeout=2) as response:
+            for line in response.read().decode().splitlines():
+                if line.startswith("revocations_loaded "):
+                    return float(line.split()[1]) == 1.0
+        return True
+
 
 class Kafka(Component):
     """Apache Kafka in KRaft combined mode (broker and controller), single node."""

@@ -2,8 +2,10 @@
 
 Start order: PostgreSQL (then databases and migrations), Kafka (then topics),
 FerretDB, localstripe, the five services, and Envoy last. Each is awaited with a
-deadline; a failure names the component and its log file. `down` stops in
-reverse order, by pid, and leaves the data; `clean` also deletes the data.
+deadline (services: health SERVING, and `up` also waits until their revocation
+deny-lists are replayed, so user calls are answered when it returns); a failure
+names the component and its log file. `down` stops in reverse order, by pid, and
+leaves the data; `clean` also deletes the data.
 """
 
 from __future__ import annotations
@@ -97,6 +99,10 @@ class Stack:
             if component.identity in reissued and self.stop(component):
                 print(f"  {component.name:<14} restarting with its new certificate", flush=True)
             self.start(component)
+        for service in self.services.values():
+            wait_ready(
+                f"{service.name} revocations", service.revocations_loaded, service.process, service.start_timeout
+            )
 
     def issue_certificates(self) -> list[str]:
         """(Re)issue what is missing or expiring; returns the identities issued.

@@ -6,8 +6,10 @@ naming the variable (exit 2) instead of a traceback.
 
 `ServiceRuntime` holds what every service gets from the platform: its config,
 the user-token verifier (JWKS from the users service, deny-list fed from
-Kafka), and background tasks (the revocation feed, the outbox relay), started
-with the server and cancelled when it has drained.
+Kafka, or a service's own revocation check: the users service asks its
+sessions table), and background tasks (the revocation feed when the deny-list
+is used, the outbox relay), started with the server and cancelled when it has
+drained.
 """
 
 from __future__ import annotations
@@ -34,9 +36,10 @@ from shopmesh_platform.events.topics import TopicCatalog
 from shopmesh_platform.kafka import KafkaConfig
 from shopmesh_platform.logs import configure_logging
 from shopmesh_platform.postgres import PostgresConfig, PostgresReadiness, create_pool
-from shopmesh_platform.revocations import RevocationFeed, RevocationList
+from shopmesh_platform.revocation_feed import RevocationFeed, issuer_replay_window
+from shopmesh_platform.revocations import RevocationList
 from shopmesh_platform.server import ReadinessProbe, ServiceBinding, create_server
-from shopmesh_platform.tokens import JwksSource, JwtVerifier, TokenConfig
+from shopmesh_platform.tokens import JwksSource, JwtVerifier, RevocationCheck, TokenConfig
 
 EXIT_CONFIG_ERROR = 2
 BackgroundTask = Callable[[CollectorRegistry], Coroutine[Any, Any, None]]
@@ -74,6 +77,8 @@ class ServiceRuntime:
     tokens: TokenConfig = field(init=False)
     revocations: RevocationList = field(default_factory=RevocationList)
     _channels: list[aio.Channel] = field(default_factory=list)
+    # Set when the verifier uses the deny-list: the JWKS that also says how far back to replay.
+    _feed_jwks: JwksSource | None = None
 
     def __post_init__(self) -> None:
         self.config = PlatformConfig.from_env(self.service, self.env)
@@ -86,9 +91,15 @@ class ServiceRuntime:
         self._channels.append(channel)
         return channel
 
-    def verifier(self, jwks_source: JwksSource | None = None) -> JwtVerifier:
+    def verifier(
+        self, jwks_source: JwksSource | None = None, revocations: RevocationCheck | None = None
+    ) -> JwtVerifier:
+        """The user-token verifier; revocations come from the Kafka-fed deny-list unless `revocations` is given."""
         source = jwks_source or users_jwks_source(self.channel("users"))
-        return JwtVerifier(self.tokens, source, self.revocations)
+        if revocations is None:
+            self._feed_jwks = source
+            revocations = self.revocations
+        return JwtVerifier(self.tokens, source, revocations)
 
     async def serve(
         self,
@@ -102,8 +113,10 @@ class ServiceRuntime:
         Each background task is built with the server's metrics registry.
         """
         server = create_server(self.config, bindings, readiness=readiness, user_tokens=verifier)
-        feed = RevocationFeed(self.kafka, self.revocations, lookback_seconds=self.tokens.ttl_seconds + 60)
-        coroutines = [feed.run(), *(make(server.registry) for make in background)]
+        coroutines = [make(server.registry) for make in background]
+        if self._feed_jwks is not None:
+            window = issuer_replay_window(self._feed_jwks)
+            coroutines.append(RevocationFeed(self.kafka, self.revocations, window, server.registry).run())
         running = [asyncio.create_task(coroutine) for coroutine in coroutines]
         try:
             await server.serve()
@@ -123,13 +136,19 @@ async def serve_with_postgres(
     bindings: Callable[[ServiceRuntime, asyncpg.Pool], Sequence[ServiceBinding]],
     *,
     jwks_source: Callable[[ServiceRuntime], JwksSource] | None = None,
+    revocations: Callable[[asyncpg.Pool], RevocationCheck] | None = None,
 ) -> None:
-    """Serve a PostgreSQL-backed service: health follows its database; its outbox is relayed."""
+    """Serve a PostgreSQL-backed service: health follows its database; its outbox is relayed.
+
+    `revocations` replaces the Kafka-fed deny-list (the users service checks its own sessions).
+    """
     runtime = ServiceRuntime(service, env)
     database = PostgresConfig.from_env(env)
     pool = await create_pool(database)
     try:
-        verifier = runtime.verifier(jwks_source(runtime) if jwks_source else None)
+        verifier = runtime.verifier(
+            jwks_source(runtime) if jwks_source else None, revocations(pool) if revocations else None
+        )
 
         def relay(registry: CollectorRegistry) -> Coroutine[Any, Any, None]:
             store = PostgresOutboxStore(database.dsn, service)

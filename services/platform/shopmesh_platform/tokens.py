@@ -14,6 +14,12 @@ within one refresh period. An unknown key id triggers a refetch too
 service cannot be reached, the last set keeps verifying for at most
 SHOPMESH_JWKS_MAX_STALE_SECONDS more; after that every token is refused
 (fail closed) until a fetch succeeds.
+A token whose `jti` is revoked is refused; while the revocation check cannot
+tell (the deny-list has not been replayed yet) a valid token is refused too,
+with UNAVAILABLE: the check fails closed.
+
+Besides its keys, the JWKS carries the issuer's token lifetime
+(`token_lifetime_seconds`): how far back a service replays revocations.
 """
 
 from __future__ import annotations
@@ -23,14 +29,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import jwt
 
 from shopmesh_platform.config import EnvReader
 from shopmesh_platform.context import Caller
 from shopmesh_platform.errors import Unauthenticated
-from shopmesh_platform.revocations import RevocationList
 
 ALGORITHM = "EdDSA"
 ROLES = frozenset({"customer", "admin"})
@@ -40,10 +45,32 @@ JwksSource = Callable[[], Awaitable[Mapping[str, Any]]]
 Clock = Callable[[], float]
 logger = logging.getLogger("shopmesh.tokens")
 
+# The JWKS member (proto field name of GetJwksResponse) with the issuer's token lifetime.
+TOKEN_LIFETIME_MEMBER = "token_lifetime_seconds"
+
+
+class RevocationCheck(Protocol):
+    """Whether a token id was revoked; raises Unavailable when it cannot tell (fail closed)."""
+
+    async def is_revoked(self, token_id: str) -> bool: ...
+
+
+def published_token_lifetime(jwks: Mapping[str, Any]) -> float | None:
+    """The token lifetime (seconds) an issuer publishes in its JWKS, or None if it publishes none."""
+    value = jwks.get(TOKEN_LIFETIME_MEMBER)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        return None
+    return float(value)
+
 
 @dataclass(frozen=True)
 class TokenConfig:
-    """What a valid token says about who issued it and for whom."""
+    """What a valid token says about who issued it and for whom.
+
+    `ttl_seconds` is the issuer's setting (the users service signs tokens for
+    that long and publishes it in its JWKS); other services replay revocations
+    for the lifetime the issuer publishes, never their own copy of this value.
+    """
 
     issuer: str
     audience: str
@@ -78,7 +105,7 @@ class JwtVerifier:
         self,
         config: TokenConfig,
         jwks_source: JwksSource,
-        revocations: RevocationList,
+        revocations: RevocationCheck,
         *,
         min_refresh_gap_seconds: float = 5.0,
         leeway_seconds: float = 5.0,
@@ -168,7 +195,7 @@ class JwtVerifier:
         role = claims.get("role")
         if role not in ROLES:
             raise invalid("token carries no valid role", "TOKEN_INVALID")
-        if self._revocations.is_revoked(str(claims["jti"])):
+        if await self._revocations.is_revoked(str(claims["jti"])):
             raise invalid("token revoked", "TOKEN_REVOKED")
         return Caller(
             user_id=str(claims["sub"]),

@@ -18,6 +18,7 @@ from shopmesh_users.issuer import TokenIssuer
 from shopmesh_users.keys import KeyStore
 from shopmesh_users.passwords import Passwords
 from shopmesh_users.servicer import UserServicer, binding
+from shopmesh_users.sessions import SessionTable
 
 
 async def serve(env: Mapping[str, str]) -> None:
@@ -32,10 +33,16 @@ async def serve(env: Mapping[str, str]) -> None:
         env,
         lambda runtime, pool: [
             binding(
-                UserServicer(Users(pool, Passwords(), TokenIssuer(runtime.tokens, keys), runtime.revocations), keys)
+                UserServicer(
+                    Users(pool, Passwords(), TokenIssuer(runtime.tokens, keys)),
+                    keys,
+                    token_lifetime_seconds=runtime.tokens.ttl_seconds,
+                )
             )
         ],
         jwks_source=lambda runtime: keys.jwks_async,
+        # The sessions table is the truth here; the Kafka-fed deny-list is for the other services.
+        revocations=SessionTable,
     )
 
 

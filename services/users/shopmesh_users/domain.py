@@ -16,7 +16,7 @@ from shopmesh_platform.context import Caller
 from shopmesh_platform.errors import AlreadyExists, NotFound, PermissionDenied, Unauthenticated
 from shopmesh_platform.events.outbox import append_event
 from shopmesh_platform.events.topics import USER_EVENTS
-from shopmesh_platform.revocations import RevocationList, token_id_hash
+from shopmesh_platform.revocations import token_id_hash
 from shopmesh_users import store
 from shopmesh_users.issuer import TokenIssuer
 from shopmesh_users.passwords import Passwords
@@ -40,6 +40,10 @@ def _not_found(user_id: str) -> NotFound:
     return NotFound(f"user {user_id} not found", reason="USER_NOT_FOUND", domain=DOMAIN)
 
 
+def _account_disabled(status: str) -> PermissionDenied:
+    return PermissionDenied(f"account is {status}", reason="ACCOUNT_DISABLED", domain=DOMAIN)
+
+
 def _bad_credentials() -> Unauthenticated:
     # One answer for an unknown email and a wrong password.
     return Unauthenticated("invalid email or password", reason="INVALID_CREDENTIALS", domain=DOMAIN)
@@ -48,13 +52,10 @@ def _bad_credentials() -> Unauthenticated:
 class Users:
     """The operations of the users service."""
 
-    def __init__(
-        self, pool: asyncpg.Pool, passwords: Passwords, issuer: TokenIssuer, revocations: RevocationList
-    ) -> None:
+    def __init__(self, pool: asyncpg.Pool, passwords: Passwords, issuer: TokenIssuer) -> None:
         self._pool = pool
         self._passwords = passwords
         self._issuer = issuer
-        self._revocations = revocations
 
     async def _start_session(self, connection: asyncpg.Connection, user: UserRecord, client: ClientInfo) -> IssuedToken:
         issued = self._issuer.issue(user.id, user.role)
@@ -109,12 +110,13 @@ class Users:
         if not await self._passwords.verify(password_hash, password) or user is None or password_hash is None:
             raise _bad_credentials()
         if user.account_status != "active":
-            raise PermissionDenied(f"account is {user.account_status}", reason="ACCOUNT_DISABLED", domain=DOMAIN)
+            raise _account_disabled(user.account_status)
         rehash = await self._passwords.hash(password) if self._passwords.needs_rehash(password_hash) else None
         async with self._pool.acquire() as connection, connection.transaction():
             if rehash:
                 await store.set_password_hash(connection, user.id, rehash)
-            await store.record_login(connection, user.id)
+            if not await store.record_login(connection, user.id):
+                raise _account_disabled("no longer active")  # suspended since the password check
             issued = await self._start_session(connection, user, client)
             await append_event(
                 connection,
@@ -148,7 +150,8 @@ class Users:
         return user
 
     async def logout(self, caller: Caller) -> None:
-        """Revoke the caller's token: refused here at once, elsewhere once the event arrives."""
+        """Revoke the caller's token: refused here at once (shopmesh_users.sessions),
+        elsewhere once the event reaches their deny-lists."""
         if caller.user_id is None or caller.token_id is None:
             raise Unauthenticated("no session to end", reason="TOKEN_MISSING", domain=DOMAIN)
         hashed = token_id_hash(caller.token_id)
@@ -163,8 +166,6 @@ class Users:
                         user_id=caller.user_id, token_id_hash=hashed, expires_at=to_timestamp(expires_at)
                     ),
                 )
-        if caller.token_expires_at is not None:
-            self._revocations.revoke(caller.token_id, caller.token_expires_at)
 
     async def suspend(self, caller: Caller, user_id: str, reason: str) -> UserRecord:
         if not caller.is_admin:
@@ -181,7 +182,6 @@ class Users:
                     user_id,
                     events.SessionRevoked(user_id=user_id, token_id_hash=hashed, expires_at=to_timestamp(expires_at)),
                 )
-                self._revocations.revoke_hash(hashed, expires_at.timestamp())
             user = await store.find_by_id(connection, user_id)
         assert user is not None
         return user

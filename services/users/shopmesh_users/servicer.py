@@ -80,9 +80,10 @@ def _changes(request: pb.UpdateUserRequest) -> ProfileChanges:
 class UserServicer(user_service_pb2_grpc.UserServiceServicer):
     """The users service's API."""
 
-    def __init__(self, users: Users, keys: KeyStore) -> None:
+    def __init__(self, users: Users, keys: KeyStore, *, token_lifetime_seconds: int) -> None:
         self._users = users
         self._keys = keys
+        self._token_lifetime_seconds = token_lifetime_seconds
 
     async def RegisterUser(self, request: pb.RegisterUserRequest, context: Any) -> pb.RegisterUserResponse:
         user, token = await self._users.register(
@@ -116,7 +117,10 @@ class UserServicer(user_service_pb2_grpc.UserServiceServicer):
         return to_proto(await self._users.suspend(current_caller(), request.id, request.reason))
 
     async def GetJwks(self, request: pb.GetJwksRequest, context: Any) -> pb.GetJwksResponse:
-        return json_format.ParseDict(self._keys.jwks(), pb.GetJwksResponse())
+        reply = json_format.ParseDict(self._keys.jwks(), pb.GetJwksResponse())
+        # Published so every service replays revocations for as long as tokens live.
+        reply.token_lifetime_seconds = self._token_lifetime_seconds
+        return reply
 
 
 def binding(servicer: UserServicer) -> ServiceBinding:

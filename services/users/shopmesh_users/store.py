@@ -77,8 +77,16 @@ async def set_password_hash(connection: asyncpg.Connection, user_id: str, passwo
     await connection.execute("UPDATE users SET password_hash = $2 WHERE id = $1", uuid.UUID(user_id), password_hash)
 
 
-async def record_login(connection: asyncpg.Connection, user_id: str) -> None:
-    await connection.execute("UPDATE users SET last_login = now() WHERE id = $1", uuid.UUID(user_id))
+async def record_login(connection: asyncpg.Connection, user_id: str) -> bool:
+    """Stamp the login of an active account; False if it is no longer active.
+
+    The row lock orders it against a suspension: either this login's session
+    exists when the suspension revokes them all, or the login sees the new status.
+    """
+    updated: str = await connection.execute(
+        "UPDATE users SET last_login = now() WHERE id = $1 AND account_status = 'active'", uuid.UUID(user_id)
+    )
+    return updated == "UPDATE 1"
 
 
 async def insert_session(
@@ -109,6 +117,17 @@ async def revoke_session(connection: asyncpg.Connection, token_id_hash: str) -> 
         token_id_hash,
     )
     return expires_at
+
+
+async def session_is_active(connection: asyncpg.Connection, token_id_hash: str) -> bool:
+    """Whether the session of a token exists, is not revoked, and its account is active."""
+    active: bool = await connection.fetchval(
+        """SELECT EXISTS (
+               SELECT 1 FROM user_sessions s JOIN users u ON u.id = s.user_id
+               WHERE s.token_id_hash = $1 AND s.revoked_at IS NULL AND u.account_status = 'active')""",
+        token_id_hash,
+    )
+    return active
 
 
 async def revoke_all_sessions(connection: asyncpg.Connection, user_id: str) -> list[tuple[str, dt.datetime]]:

@@ -168,10 +168,12 @@ class GetJwksRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetJwksResponse(_message.Message):
-    __slots__ = ("keys",)
+    __slots__ = ("keys", "token_lifetime_seconds")
     KEYS_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_LIFETIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
     keys: _containers.RepeatedCompositeFieldContainer[JsonWebKey]
-    def __init__(self, keys: _Optional[_Iterable[_Union[JsonWebKey, _Mapping]]] = ...) -> None: ...
+    token_lifetime_seconds: int
+    def __init__(self, keys: _Optional[_Iterable[_Union[JsonWebKey, _Mapping]]] = ..., token_lifetime_seconds: _Optional[int] = ...) -> None: ...
 
 class JsonWebKey(_message.Message):
     __slots__ = ("kty", "crv", "x", "kid", "alg", "use")
