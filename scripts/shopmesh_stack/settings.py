@@ -9,6 +9,7 @@ their own service settings, so they never collide with a running dev stack.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import socket
 from collections.abc import Mapping
@@ -21,6 +22,8 @@ from shopmesh_stack.pki import IdentityFiles
 REPO = Path(__file__).resolve().parents[2]
 # The services in start order (their ports are fields of Ports).
 SERVICES_ORDER = ("users", "orders", "payments", "inventory", "notifications")
+# Renewal at two thirds of the lifetime leaves a third to renew and reload in.
+MIN_CERT_LIFETIME_SECONDS = 15
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,15 @@ class StackSettings:
     # Mutual TLS between every component of the mesh (MESH_TLS=off turns it off, loudly).
     mesh_tls: bool = True
     cert_lifetime_hours: int = 24
+    # When set, overrides the hours: short lifetimes to watch renewal happen (tests).
+    cert_lifetime_seconds: int | None = None
+
+    @property
+    def cert_lifetime(self) -> dt.timedelta:
+        """How long the certificates the stack issues are valid."""
+        if self.cert_lifetime_seconds is not None:
+            return dt.timedelta(seconds=self.cert_lifetime_seconds)
+        return dt.timedelta(hours=self.cert_lifetime_hours)
 
     @property
     def pki_dir(self) -> Path:
@@ -133,6 +145,11 @@ class StackSettings:
             edge_cors_origins=env.get("SHOPMESH_EDGE_CORS_ORIGINS", ""),
             mesh_tls=read.choice("MESH_TLS", "on", ("on", "off")) == "on",
             cert_lifetime_hours=read.integer("SHOPMESH_CERT_LIFETIME_HOURS", 24, minimum=2, maximum=24 * 365),
+            cert_lifetime_seconds=read.integer(
+                "SHOPMESH_CERT_LIFETIME_SECONDS", 0, minimum=MIN_CERT_LIFETIME_SECONDS, maximum=365 * 24 * 3600
+            )
+            if read.optional("SHOPMESH_CERT_LIFETIME_SECONDS")
+            else None,
         )
 
     @classmethod
