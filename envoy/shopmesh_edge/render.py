@@ -59,6 +59,8 @@ class EdgeSettings:
     policy: EdgePolicy
     jwt_issuer: str = "shopmesh-users"
     jwt_audience: str = "shopmesh"
+    # How long the JWKS is cached: a new key, or a retired one, reaches the edge within it.
+    jwks_cache_seconds: float = 300.0
     # Mutual TLS towards the services (None: plaintext, e.g. behind Istio sidecars).
     upstream_tls: UpstreamTls | None = None
 
@@ -341,10 +343,10 @@ def jwt_authn(settings: EdgeSettings) -> dict[str, Any]:
                     "issuer": settings.jwt_issuer,
                     "audiences": [settings.jwt_audience],
                     # The JWKS is the users service's, fetched through this edge (a public route).
-                    # Cached for 5 minutes: a new signing key reaches the edge within that time.
+                    # Cached for jwks_cache_seconds: a key added or retired reaches the edge within it.
                     "remote_jwks": {
                         "http_uri": {"uri": jwks_uri, "cluster": JWKS_CLUSTER, "timeout": "2s"},
-                        "cache_duration": "300s",
+                        "cache_duration": _seconds(settings.jwks_cache_seconds),
                         "async_fetch": {"fast_listener": True, "failed_refetch_duration": "1s"},
                         "retry_policy": {
                             "num_retries": 3,
@@ -528,7 +530,11 @@ def render(mesh: MeshDeclaration, settings: EdgeSettings) -> dict[str, Any]:
         "stat_prefix": "edge",
         "codec_type": "AUTO",
         # The client address is the TCP peer, never X-Forwarded-For: per-address limits cannot be spoofed.
+        # No hop in front is trusted, and no peer counts as internal (internal_address_config stays
+        # unset), so Envoy overwrites x-envoy-external-address with that peer on every request: the
+        # users service records it as the login address (services/users/shopmesh_users/client.py).
         "use_remote_address": True,
+        "xff_num_trusted_hops": 0,
         "normalize_path": True,
         "merge_slashes": True,
         "path_with_escaped_slashes_action": "REJECT_REQUEST",

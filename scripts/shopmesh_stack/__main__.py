@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 from shopmesh_platform.config import ConfigError
+from shopmesh_stack import dlq
 from shopmesh_stack.channels import grpcurl_tls_flags
 from shopmesh_stack.install import InstallError, install_all
 from shopmesh_stack.settings import StackSettings
@@ -62,9 +63,12 @@ def main() -> int:
     logs.add_argument("component", nargs="?")
     logs.add_argument("-f", "--follow", action="store_true")
     sub.add_parser("clean", help="stop and delete the data directory")
+    dlq.add_parser(sub)
     args = parser.parse_args()
     try:
         settings = StackSettings.from_env()
+        if args.command == "dlq":
+            return dlq.run(args, settings)
         if args.command == "install":
             install_all(settings.cache_dir)
             print("all components installed")

@@ -531,6 +531,7 @@ class Edge(Component):
             ),
             jwt_issuer=self.settings.jwt_issuer,
             jwt_audience=self.settings.jwt_audience,
+            jwks_cache_seconds=self.settings.jwks_refresh_seconds,
             upstream_tls=UpstreamTls(
                 files.cert, files.key, files.ca, self.config_file.parent / "sds", self.settings.pki_dir / ISSUED_MARKERS
             )

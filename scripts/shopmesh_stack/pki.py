@@ -6,16 +6,19 @@ certificate per identity with a SPIFFE URI SAN
 principals), plus a DNS SAN of the identity's name (what clients verify as the
 server name) and 127.0.0.1. Identities: the five services, `edge` (Envoy) and
 `developer` (grpcurl, tests, the stack's own probes). Certificates live 24 hours
-by default; one that is missing, expired, expiring within an hour, or not
-issued by the current CA for the current trust domain is reissued on `up`.
+by default; one that is missing, expired, expiring within an hour, not
+signed by the current CA's key, not matching its own key file, or not for the
+current trust domain is reissued on `up`. Keys and certificates are written
+atomically (see `_write_atomically`): a key file is never readable by others,
+not even for a moment, and never half-written.
 
 While the stack runs, its renewer (shopmesh_stack.renewer) calls `renew`, which
-reissues a certificate once two thirds of its lifetime have passed. Files are
-replaced by rename, the key before the certificate, so a reader sees whole
-files; one that reads between the two renames sees a key that does not match
-the certificate, and keeps what it had (see shopmesh_platform.certificates).
-Once both are in place a marker is renamed into `issued/`: Envoy reloads on
-that (its SDS `watched_directory`), never on half a renewal.
+reissues a certificate once two thirds of its lifetime have passed. The key is
+replaced before the certificate; a reader between the two renames sees a key
+that does not match the certificate, and keeps what it had (see
+shopmesh_platform.certificates). Once both are in place a marker is renamed into
+`issued/`: Envoy reloads on that (its SDS `watched_directory`), never on half a
+renewal.
 """
 
 from __future__ import annotations
@@ -25,13 +28,16 @@ import datetime as dt
 import fcntl
 import ipaddress
 import os
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 CA_LIFETIME = dt.timedelta(days=365)
@@ -55,12 +61,52 @@ class IdentityFiles:
     ca: Path
 
 
-def _write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(data)
-    temporary.replace(path)
+PRIVATE_MODE = 0o600
+PUBLIC_MODE = 0o644
+# What loading or checking a file another run (or someone else) left behind may raise.
+UNUSABLE = (OSError, ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm)
+
+
+def _write_atomically(path: Path, data: bytes, mode: int) -> None:
+    """Replace `path` with `data`: readers see the old file or the whole new one.
+
+    The temporary file gets a fresh random name in the same directory and is
+    created exclusively (O_EXCL, so a planted file or symlink is never followed
+    or reused) with mode 0600 from the first byte; it is fsynced, given its final
+    mode, renamed over `path` (which replaces a symlink there rather than writing
+    through it), and the directory is fsynced so the rename survives a crash.
+    """
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+            os.fchmod(handle.fileno(), mode)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    _write_atomically(path, data, PRIVATE_MODE)
+
+
+def _write_public(path: Path, data: bytes) -> None:
+    _write_atomically(path, data, PUBLIC_MODE)
+
+
+def _public_der(holder: x509.Certificate | PrivateKeyTypes) -> bytes:
+    """The public key of a certificate or of a private key, comparable across both."""
+    public = holder.public_key()
+    return public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -92,9 +138,13 @@ class LocalCA:
         try:
             cert = x509.load_pem_x509_certificate(self.ca_file.read_bytes())
             key = serialization.load_pem_private_key((self.directory / "ca.key").read_bytes(), password=None)
-        except (OSError, ValueError):
+            cert.verify_directly_issued_by(cert)  # self-signed by the key in its certificate
+        except UNUSABLE:
             return None
         if not isinstance(key, ec.EllipticCurvePrivateKey) or cert.not_valid_after_utc - RENEW_BEFORE < self._now():
+            return None
+        if _public_der(key) != _public_der(cert):
+            # A CA key that did not make this certificate would issue certificates nobody trusts.
             return None
         return cert, key
 
@@ -130,16 +180,19 @@ class LocalCA:
         )
         self.directory.mkdir(parents=True, exist_ok=True)
         _write_private(self.directory / "ca.key", _pem_key(key))
-        _write_private(self.ca_file, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+        _write_public(self.ca_file, cert.public_bytes(serialization.Encoding.PEM))
         return cert, key
 
     def _current(self, identity: str, ca_cert: x509.Certificate, renew_before: dt.timedelta = RENEW_BEFORE) -> bool:
         files = self.files(identity)
         try:
             cert = x509.load_pem_x509_certificate(files.cert.read_bytes())
-        except (OSError, ValueError):
+            key = serialization.load_pem_private_key(files.key.read_bytes(), password=None)
+            # The issuer's name is not enough: another CA may carry the same one.
+            cert.verify_directly_issued_by(ca_cert)
+        except UNUSABLE:
             return False
-        if not files.key.exists() or cert.issuer != ca_cert.subject:
+        if _public_der(key) != _public_der(cert):
             return False
         if cert.not_valid_after_utc - renew_before < self._now():
             return False
@@ -181,9 +234,10 @@ class LocalCA:
             .sign(ca_key, hashes.SHA256())
         )
         files = self.files(identity)
+        # A crash between the two writes leaves a key that does not match the
+        # certificate, which `_current` detects: the next run reissues both.
         _write_private(files.key, _pem_key(key))
-        # Renamed into place after the key: readers key their reload on the certificate.
-        _write_private(files.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+        _write_public(files.cert, cert.public_bytes(serialization.Encoding.PEM))
         self._mark_issued(identity)
 
     @property
@@ -193,7 +247,7 @@ class LocalCA:
 
     def _mark_issued(self, identity: str) -> None:
         self.issued_markers.mkdir(exist_ok=True)
-        _write_private(self.issued_markers / identity, b"", 0o644)
+        _write_public(self.issued_markers / identity, b"")
 
     def ensure(self, identities: Iterable[str], *, renew_before: dt.timedelta = RENEW_BEFORE) -> list[str]:
         """Create the CA if needed and (re)issue what is not current; returns identities issued."""

@@ -93,6 +93,8 @@ class StackSettings:
     service_env: Mapping[str, str] = field(default_factory=dict)
     jwt_issuer: str = "shopmesh-users"
     jwt_audience: str = "shopmesh"
+    # How long the edge and the services trust a fetched JWKS (SHOPMESH_JWKS_REFRESH_SECONDS).
+    jwks_refresh_seconds: float = 300.0
     # Edge overrides (see mesh/mesh.yaml `edge:`): JSON budgets and extra CORS origins.
     edge_rate_limits: str = ""
     edge_cors_origins: str = ""
@@ -141,6 +143,7 @@ class StackSettings:
             data_dir=Path(read.string("SHOPMESH_DATA_DIR", str(REPO / ".stack"))).resolve(),
             cache_dir=Path(read.string("SHOPMESH_CACHE", str(Path.home() / ".cache" / "shopmesh"))).resolve(),
             ports=Ports.from_env(env),
+            jwks_refresh_seconds=read.number("SHOPMESH_JWKS_REFRESH_SECONDS", 300.0, minimum=1.0, maximum=24 * 3600),
             edge_rate_limits=env.get("SHOPMESH_EDGE_RATE_LIMITS", ""),
             edge_cors_origins=env.get("SHOPMESH_EDGE_CORS_ORIGINS", ""),
             mesh_tls=read.choice("MESH_TLS", "on", ("on", "off")) == "on",
@@ -160,6 +163,7 @@ class StackSettings:
         *,
         edge_rate_limits: str = "",
         edge_cors_origins: str = "",
+        jwks_refresh_seconds: float | None = None,
     ) -> StackSettings:
         base = cls.from_env()
         return replace(
@@ -167,6 +171,7 @@ class StackSettings:
             data_dir=data_dir.resolve(),
             ports=Ports.free(),
             service_env=dict(service_env or {}),
+            jwks_refresh_seconds=base.jwks_refresh_seconds if jwks_refresh_seconds is None else jwks_refresh_seconds,
             edge_rate_limits=edge_rate_limits,
             edge_cors_origins=edge_cors_origins,
         )

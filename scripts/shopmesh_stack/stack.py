@@ -54,6 +54,7 @@ class Stack:
             "SHOPMESH_STRIPE_API_KEY": self.localstripe.api_key,
             "SHOPMESH_JWT_ISSUER": settings.jwt_issuer,
             "SHOPMESH_JWT_AUDIENCE": settings.jwt_audience,
+            "SHOPMESH_JWKS_REFRESH_SECONDS": f"{settings.jwks_refresh_seconds:g}",
         }
         self.services = {
             name: Service(settings, self.installed, name, {**shared_env, **self._database_env(name)})

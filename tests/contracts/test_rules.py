@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 
 import protovalidate
 import pytest
@@ -11,6 +13,8 @@ from google.protobuf.message import Message
 from shopmesh.order.v1 import order_service_pb2 as order_pb2
 from shopmesh.payment.v1 import payment_service_pb2 as payment_pb2
 from shopmesh.user.v1 import user_service_pb2 as user_pb2
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def rule_ids(message: Message) -> set[tuple[str, str]]:
@@ -59,3 +63,39 @@ def test_order_rules_reach_nested_fields() -> None:
         ("items[0].quantity", "int32.gte_lte"),
         ("shipping_address", "required"),
     }
+
+
+def users_table_email_check() -> re.Pattern[str]:
+    """The regular expression of the users table's email check, read from its migration."""
+    migration = (REPO / "migrations" / "users" / "0001_users.sql").read_text()
+    match = re.search(r"CONSTRAINT users_email_format CHECK \(.*email ~ '([^']+)'\)", migration)
+    assert match is not None, "the users_email_format check moved"
+    return re.compile(match.group(1))
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "ada@example.com",
+        "ADA@Example.COM",
+        "a.b+c@sub.example.co.uk",
+        "ada@127.0.0.1",
+        "x@y.z",
+        "ada@localhost",
+        "ada@example",
+        "ada@example.com.",
+        "ada@.example.com",
+        "not-an-email",
+        "ada@@example.com",
+    ],
+)
+def test_every_email_the_contract_accepts_the_users_table_stores(email: str) -> None:
+    request = user_pb2.RegisterUserRequest(email=email, password="long enough", first_name="A", last_name="L")
+    contract_accepts = not {rule for field, rule in rule_ids(request) if field == "email"}
+    stored = email.strip().lower()  # what the service writes
+    assert not contract_accepts or users_table_email_check().fullmatch(stored) is not None
+
+
+def test_a_domain_without_a_dot_is_refused_by_the_contract() -> None:
+    request = user_pb2.RegisterUserRequest(email="ada@localhost", password="long enough", first_name="A", last_name="L")
+    assert rule_ids(request) == {("email", "string.account_email")}

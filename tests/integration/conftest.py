@@ -39,6 +39,8 @@ TEST_EDGE_RATE_LIMITS = json.dumps(
     }
 )
 TEST_EXTRA_ORIGIN = "https://shop.example.test"
+# The edge and the services refetch the JWKS this often, so key rotation is testable in seconds.
+TEST_JWKS_REFRESH_SECONDS = 3.0
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -52,7 +54,11 @@ def stack() -> Iterator[Stack]:
     data_dir = Path(tempfile.mkdtemp(prefix="shopmesh-test-"))
     instance = Stack(
         StackSettings.isolated(
-            data_dir, TEST_SERVICE_ENV, edge_rate_limits=TEST_EDGE_RATE_LIMITS, edge_cors_origins=TEST_EXTRA_ORIGIN
+            data_dir,
+            TEST_SERVICE_ENV,
+            edge_rate_limits=TEST_EDGE_RATE_LIMITS,
+            edge_cors_origins=TEST_EXTRA_ORIGIN,
+            jwks_refresh_seconds=TEST_JWKS_REFRESH_SECONDS,
         )
     )
     try:

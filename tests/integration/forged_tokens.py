@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from shopmesh_stack.stack import Stack
+from shopmesh_users.keys import KeyStore
 
 # Every kind `forged()` returns: all must be refused, at the edge and by the services.
 FORGED_KINDS = (
@@ -35,11 +36,8 @@ def _b64(data: bytes) -> str:
 
 
 def signing_key(stack: Stack) -> tuple[str, Ed25519PrivateKey]:
-    key_dir = stack.settings.data_dir / "users" / "jwt-keys"
-    newest = max(key_dir.glob("*.pem"), key=lambda p: p.stat().st_mtime)
-    key = serialization.load_pem_private_key(newest.read_bytes(), password=None)
-    assert isinstance(key, Ed25519PrivateKey)
-    return newest.stem, key
+    signing = KeyStore(stack.settings.data_dir / "users" / "jwt-keys", generate_if_missing=False).signing_key
+    return signing.kid, signing.private_key
 
 
 def claims(user_id: str, **overrides: Any) -> dict[str, Any]:

@@ -19,7 +19,9 @@ from grpc_health.v1 import health_pb2
 from pymongo import AsyncMongoClient
 
 from shopmesh.user.v1 import events_pb2 as user_events
-from shopmesh_platform.kafka import EventProducer, KafkaConfig, envelope, header
+from shopmesh_platform.events.envelope import envelope, header
+from shopmesh_platform.events.producer import EventProducer
+from shopmesh_platform.kafka import KafkaConfig
 from shopmesh_stack.stack import Stack
 from shopmesh_stack.topics import load_topics
 from tests.integration.helpers import health_status

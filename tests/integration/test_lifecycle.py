@@ -27,6 +27,7 @@ def cli(stack: Stack, command: str) -> subprocess.CompletedProcess[str]:
         "SHOPMESH_CACHE": str(settings.cache_dir),
         "SHOPMESH_EDGE_RATE_LIMITS": settings.edge_rate_limits,
         "SHOPMESH_EDGE_CORS_ORIGINS": settings.edge_cors_origins,
+        "SHOPMESH_JWKS_REFRESH_SECONDS": f"{settings.jwks_refresh_seconds:g}",
         **{f"SHOPMESH_PORT_{f.name.upper()}": str(getattr(settings.ports, f.name)) for f in fields(settings.ports)},
     }
     return subprocess.run(

@@ -120,6 +120,39 @@ def test_health_and_reflection_are_for_the_developer_and_the_edge(stack: Stack) 
     assert check("orders") == grpc.StatusCode.PERMISSION_DENIED
 
 
+def test_streaming_health_watch_and_reflection_are_for_the_developer_and_the_edge(stack: Stack) -> None:
+    """Streaming platform methods go through the same checks as unary ones."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    def watch(identity: str) -> grpc.StatusCode:
+        with channel(stack.settings, "users", identity=identity) as chan:
+            replies = health_pb2_grpc.HealthStub(chan).Watch(health_pb2.HealthCheckRequest(), timeout=10)
+            try:
+                first = next(replies)
+            except grpc.RpcError as error:
+                return error.code()
+            replies.cancel()
+            assert first.status == health_pb2.HealthCheckResponse.SERVING
+            return grpc.StatusCode.OK
+
+    def reflect(identity: str) -> grpc.StatusCode:
+        with channel(stack.settings, "users", identity=identity) as chan:
+            request = reflection_pb2.ServerReflectionRequest(list_services="")
+            replies = reflection_pb2_grpc.ServerReflectionStub(chan).ServerReflectionInfo(iter([request]), timeout=10)
+            try:
+                names = [s.name for reply in replies for s in reply.list_services_response.service]
+            except grpc.RpcError as error:
+                return error.code()
+            assert "shopmesh.user.v1.UserService" in names
+            return grpc.StatusCode.OK
+
+    assert watch("developer") == grpc.StatusCode.OK
+    assert reflect("developer") == grpc.StatusCode.OK
+    assert watch("orders") == grpc.StatusCode.PERMISSION_DENIED
+    assert reflect("orders") == grpc.StatusCode.PERMISSION_DENIED
+
+
 def test_a_client_without_a_certificate_cannot_call(stack: Stack) -> None:
     files = stack.settings.tls_files("developer")
     assert files is not None

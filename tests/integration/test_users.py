@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import subprocess
 import sys
 import uuid
 
+import asyncpg
 import grpc
 import pytest
 
 from shopmesh.user.v1 import user_service_pb2 as pb
+from shopmesh.user.v1 import user_service_pb2_grpc
+from shopmesh_stack.channels import channel
 from shopmesh_stack.stack import Stack
 from tests.integration.forged_tokens import FORGED_KINDS, forged
 from tests.integration.helpers import http
@@ -167,3 +172,64 @@ def test_admin_reads_anyone_and_suspends(stack: Stack) -> None:
     assert grpc_get_me(stack, victim.token) == grpc.StatusCode.UNAUTHENTICATED
     relogin = call(stack, "POST", "/api/v1/users/login", body={"email": victim.email, "password": PASSWORD})
     assert relogin.status == 403
+
+
+def last_session_address(stack: Stack, user_id: str) -> str | None:
+    """The client address recorded with the user's newest session."""
+
+    async def read() -> str | None:
+        connection = await asyncpg.connect(stack.postgres.dsn("users"))
+        try:
+            address: str | None = await connection.fetchval(
+                "SELECT ip_address FROM user_sessions WHERE user_id = $1 ORDER BY id DESC LIMIT 1", uuid.UUID(user_id)
+            )
+            return address
+        finally:
+            await connection.close()
+
+    return asyncio.run(read())
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Forwarded-For": "203.0.113.9"},
+        # Without a forwarded chain the request would count as internal if loopback
+        # were an internal address, and Envoy would then pass this header through.
+        {"X-Envoy-External-Address": "203.0.113.7"},
+        {"X-Forwarded-For": "203.0.113.9", "X-Envoy-External-Address": "203.0.113.7"},
+    ],
+)
+def test_login_through_the_edge_records_the_address_envoy_saw(stack: Stack, headers: dict[str, str]) -> None:
+    account = register(stack)
+    body = json.dumps({"email": account.email, "password": PASSWORD})
+    login = http(stack, "POST", "/api/v1/users/login", body, headers=headers)
+    assert login.status == 200, login.body
+    # Envoy overwrites x-envoy-external-address with the TCP peer it saw; what the
+    # client wrote in either header is never recorded.
+    assert last_session_address(stack, account.id) == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    ("identity", "metadata", "recorded"),
+    [
+        # Only the edge's word is taken, and only a well-formed address.
+        ("edge", {"x-envoy-external-address": "198.51.100.4"}, "198.51.100.4"),
+        ("edge", {"x-envoy-external-address": "2001:DB8::1"}, "2001:db8::1"),
+        ("edge", {"x-envoy-external-address": "198.51.100.4, 203.0.113.9"}, "127.0.0.1"),
+        ("edge", {"x-envoy-external-address": "1" * 5000}, "127.0.0.1"),
+        ("edge", {"x-forwarded-for": "203.0.113.9"}, "127.0.0.1"),
+        # Anyone else is recorded at its own (gRPC peer) address, whatever it claims.
+        ("developer", {"x-forwarded-for": "203.0.113.9", "x-envoy-external-address": "203.0.113.7"}, "127.0.0.1"),
+    ],
+)
+def test_direct_login_records_the_peer_unless_the_edge_vouches(
+    stack: Stack, identity: str, metadata: dict[str, str], recorded: str
+) -> None:
+    account = register(stack)
+    with channel(stack.settings, "users", identity=identity) as chan:
+        stub = user_service_pb2_grpc.UserServiceStub(chan)
+        stub.Login(
+            pb.LoginRequest(email=account.email, password=PASSWORD), metadata=tuple(metadata.items()), timeout=10
+        )
+    assert last_session_address(stack, account.id) == recorded

@@ -2,7 +2,9 @@
 
 Product ids select behaviour: `prod-slow` sleeps, `prod-missing` raises a domain
 NotFound, `prod-crash` raises an unexpected exception, `prod-flaky-*` is
-UNAVAILABLE for its first two attempts. CreateProduct is always UNAVAILABLE and
+UNAVAILABLE for its first two attempts, `prod-check` lets a database check
+violation (with the row in its detail) escape, and `prod-db-crash` wraps one in
+an unexpected exception. CreateProduct is always UNAVAILABLE and
 counts its attempts, to show that non-idempotent methods are not retried.
 """
 
@@ -13,6 +15,8 @@ import collections
 import sys
 from typing import Any
 
+import asyncpg
+
 from shopmesh.inventory.v1 import inventory_service_pb2 as inventory_pb2
 from shopmesh.inventory.v1 import inventory_service_pb2_grpc as inventory_grpc
 from shopmesh_platform.config import PlatformConfig
@@ -20,6 +24,15 @@ from shopmesh_platform.errors import NotFound, Unavailable
 from shopmesh_platform.server import ServiceBinding, ShopmeshServer, create_server
 
 SLOW_SECONDS = 1.5
+# What PostgreSQL sends for a row that breaks a check (parsed by asyncpg as it parses the wire).
+SECRET_ROW = "Failing row contains (ada@localhost, $argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA)"
+CHECK_VIOLATION_FIELDS = {
+    "C": "23514",
+    "M": 'new row for relation "users" violates check constraint "users_email_format"',
+    "D": SECRET_ROW,
+    "n": "users_email_format",
+    "t": "users",
+}
 
 
 class SampleInventory(inventory_grpc.InventoryServiceServicer):
@@ -39,6 +52,13 @@ class SampleInventory(inventory_grpc.InventoryServiceServicer):
             )
         elif request.id == "prod-crash":
             raise RuntimeError("secret internals: db password is hunter2")
+        elif request.id == "prod-check":
+            raise asyncpg.PostgresError.new(CHECK_VIOLATION_FIELDS)
+        elif request.id == "prod-db-crash":
+            try:
+                raise asyncpg.PostgresError.new(CHECK_VIOLATION_FIELDS)
+            except asyncpg.PostgresError as exc:
+                raise RuntimeError("could not store the product") from exc
         elif request.id.startswith("prod-flaky") and self.attempts[request.id] <= 2:
             raise Unavailable("warming up", reason="WARMING_UP", domain="inventory")
         return inventory_pb2.Product(id=request.id, name="Sample", price=9.99, currency="USD")

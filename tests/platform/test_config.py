@@ -89,3 +89,9 @@ def test_service_addresses_default_to_declared_ports_and_can_be_overridden() -> 
     config = PlatformConfig.from_env("orders", {"MESH_TLS": "off", "SHOPMESH_ADDRESS_INVENTORY": "127.0.0.1:61234"})
     assert config.address_of("inventory") == "127.0.0.1:61234"
     assert config.address_of("users") == "127.0.0.1:50051"
+
+
+def test_plaintext_modes_are_explicit_and_need_no_certificates() -> None:
+    assert PlatformConfig.from_env("orders", {"MESH_TLS": "sidecar"}).transport is TransportSecurity.SIDECAR
+    off = PlatformConfig.from_env("orders", {"MESH_TLS": "OFF"})
+    assert off.transport is TransportSecurity.OFF and off.tls is None

@@ -61,6 +61,102 @@ def test_timeouts_default_and_override() -> None:
             r"services.users.methods.Login: unknown keys \['retries'\]",
         ),
         (lambda d: d["services"]["users"].pop("package"), "services.users: missing 'package'"),
+        # Roles narrow `user` methods only: anywhere else they would be silently ignored.
+        (
+            lambda d: d["services"]["users"]["methods"]["Login"].update(roles=["admin"]),
+            "services.users.methods.Login.roles: only 'user' methods take roles, this one is public",
+        ),
+        (
+            lambda d: d["services"]["inventory"]["methods"]["ReserveStock"].update(roles=["admin"]),
+            "services.inventory.methods.ReserveStock.roles: only 'user' methods take roles, this one is internal",
+        ),
+        # A service caller acts without a user, so it has no role: the two cannot be combined.
+        (
+            lambda d: d["services"]["orders"]["methods"]["UpdateOrderStatus"].update(callers=["payments"]),
+            "services.orders.methods.UpdateOrderStatus: a role-restricted method cannot name service callers",
+        ),
+        (
+            lambda d: d["services"]["users"]["methods"]["SuspendUser"].update(roles="admin"),
+            "services.users.methods.SuspendUser.roles: must be a non-empty list of names",
+        ),
+        (
+            lambda d: d["services"]["users"]["methods"]["SuspendUser"].update(roles=[]),
+            "services.users.methods.SuspendUser.roles: must be a non-empty list of names",
+        ),
+        (
+            lambda d: d["services"]["users"]["methods"]["SuspendUser"].update(roles=["admn"]),
+            r"services.users.methods.SuspendUser.roles: unknown roles \['admn'\] \(known: admin, customer\)",
+        ),
+        (
+            lambda d: d["services"]["inventory"]["methods"]["ReserveStock"].update(callers="orders"),
+            "services.inventory.methods.ReserveStock.callers: must be a non-empty list of names",
+        ),
+        (
+            lambda d: d["services"]["inventory"]["methods"]["ReserveStock"].update(callers=[{"name": "orders"}]),
+            "services.inventory.methods.ReserveStock.callers: must be a non-empty list of names",
+        ),
+        (
+            lambda d: d["services"]["inventory"]["methods"]["ReserveStock"].update(callers=["orders", "orders"]),
+            r"services.inventory.methods.ReserveStock.callers: duplicates \['orders'\]",
+        ),
+        (
+            lambda d: d["services"]["inventory"]["methods"]["ReserveStock"].update(callers=[]),
+            "services.inventory.methods.ReserveStock.callers: must be a non-empty list of names",
+        ),
+        (
+            lambda d: d["services"]["users"]["methods"]["GetMe"].update(idempotent="no"),
+            "services.users.methods.GetMe.idempotent: must be true or false",
+        ),
+        (
+            lambda d: d["services"]["users"]["methods"]["GetMe"].update(timeout=True),
+            "services.users.methods.GetMe.timeout: must be a positive number of seconds",
+        ),
+        (
+            lambda d: d["services"]["users"]["methods"]["GetMe"].update(access=["user"]),
+            r"services.users.methods.GetMe.access: \['user'\] is not one of public, user, internal",
+        ),
+        (
+            lambda d: d["services"]["orders"].update(grpc_port=50051),
+            "services.orders.grpc_port: port 50051 is already used by services.users.grpc_port",
+        ),
+        (
+            lambda d: d["services"]["orders"].update(metrics_port=50051),
+            "services.orders.metrics_port: port 50051 is already used by services.users.grpc_port",
+        ),
+        (
+            lambda d: d["services"]["users"].update(tls=False),
+            r"services.users: unknown keys \['tls'\]",
+        ),
+        (
+            lambda d: d["services"]["users"].update(methods={}),
+            "services.users.methods: must be a non-empty mapping of method names",
+        ),
+        (
+            lambda d: d["services"]["users"].update(package=7),
+            "services.users.package: must be a non-empty string",
+        ),
+        (
+            lambda d: d["services"].update(
+                billing=copy.deepcopy(d["services"]["users"]) | {"grpc_port": 1, "metrics_port": 2}
+            ),
+            "services.billing: shopmesh.user.v1.UserService is already declared by services.users",
+        ),
+        (
+            lambda d: d["services"].update({"Bad Name": {}}),
+            "services.'Bad Name': a service name must be lower-case letters, digits and '-'",
+        ),
+        (
+            lambda d: d["services"]["users"]["methods"].update({"get-me": {"access": "user"}}),
+            "services.users.methods.'get-me': a method name must be a protobuf identifier",
+        ),
+        (lambda d: d.update(retries=3), r"mesh: unknown keys \['retries'\]"),
+        (lambda d: d.update(version=2), "mesh.version: only version 1 is understood, got 2"),
+        (lambda d: d.update(front_door="edge"), "mesh.front_door: must be a non-empty list of names"),
+        (lambda d: d.update(front_door=["edge", "users"]), r"mesh.front_door: \['users'\] is also a service"),
+        (lambda d: d.update(defaults={"timeout": -1}), "mesh.defaults.timeout: must be a positive number of seconds"),
+        (lambda d: d.update(defaults={"retries": 1}), r"mesh.defaults: unknown keys \['retries'\]"),
+        (lambda d: d.update(trust_domain=""), "mesh.trust_domain: must be a non-empty string"),
+        (lambda d: d.update(services=[]), "mesh.services: must be a non-empty mapping of service names"),
     ],
 )
 def test_mistakes_are_named(mesh_document: dict[str, Any], mutate: Any, message: str) -> None:

@@ -25,9 +25,12 @@ class TransportSecurity(enum.Enum):
 
     # Mutual TLS with the mesh identities' certificates (the default).
     ON = "on"
-    # Plaintext, for running behind Istio sidecars that do mTLS and enforce the same
-    # policy; never chosen silently (it is logged as a warning at start).
+    # Plaintext behind an Envoy/Istio sidecar that does mTLS: the caller's identity is
+    # the one the local sidecar appended to x-forwarded-client-cert (see transport.py).
+    SIDECAR = "sidecar"
+    # Plaintext with no caller identity at all: internal methods refuse every call.
     OFF = "off"
+    # Both plaintext modes are never chosen silently: they are logged as warnings at start.
 
 
 @dataclass(frozen=True)

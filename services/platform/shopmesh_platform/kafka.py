@@ -1,23 +1,18 @@
-"""Kafka events: protobuf payloads with the headers every consumer relies on.
+"""Where the Kafka brokers are (KafkaConfig), read once from the environment.
 
-Headers: `event-id` (UUID, the consumers' deduplication key), `event-type`
-(the protobuf full name), `content-type` (application/x-protobuf) and, when a
-trace is active, W3C `traceparent`. Key = aggregate id, so one aggregate's
-events stay in order. The producer is idempotent with acks=all.
+The event envelope, producer, relay and consumers live in
+`shopmesh_platform.events`; `header` is re-exported here for existing callers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaProducer
-from google.protobuf.message import Message
-from opentelemetry import propagate
-
 from shopmesh_platform.config import ConfigError, EnvReader
+from shopmesh_platform.events.envelope import header
 
-CONTENT_TYPE = "application/x-protobuf"
+__all__ = ["KafkaConfig", "header"]
 
 
 @dataclass(frozen=True)
@@ -37,58 +32,3 @@ class KafkaConfig:
             bootstrap_servers=servers,
             request_timeout_ms=read.integer("SHOPMESH_KAFKA_TIMEOUT_MS", 10_000, minimum=500, maximum=300_000),
         )
-
-
-@dataclass(frozen=True)
-class EventEnvelope:
-    """What goes on the wire for one event."""
-
-    topic: str
-    key: bytes
-    value: bytes
-    headers: Sequence[tuple[str, bytes]]
-
-
-def envelope(topic: str, aggregate_id: str, event_id: str, event: Message) -> EventEnvelope:
-    """Serialize `event` with the standard headers (and the current trace context)."""
-    carrier: dict[str, str] = {}
-    propagate.inject(carrier)
-    headers = [
-        ("event-id", event_id.encode()),
-        ("event-type", event.DESCRIPTOR.full_name.encode()),
-        ("content-type", CONTENT_TYPE.encode()),
-    ]
-    if "traceparent" in carrier:
-        headers.append(("traceparent", carrier["traceparent"].encode()))
-    return EventEnvelope(topic, aggregate_id.encode(), event.SerializeToString(), headers)
-
-
-def header(headers: Sequence[tuple[str, bytes]], name: str) -> str | None:
-    """The value of header `name` in a consumed record, decoded."""
-    for key, value in headers:
-        if key == name:
-            return value.decode()
-    return None
-
-
-class EventProducer:
-    """An idempotent, acks=all producer of EventEnvelopes."""
-
-    def __init__(self, config: KafkaConfig, client_id: str) -> None:
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=config.bootstrap_servers,
-            client_id=client_id,
-            enable_idempotence=True,
-            acks="all",
-            request_timeout_ms=config.request_timeout_ms,
-        )
-
-    async def start(self) -> None:
-        await self._producer.start()
-
-    async def stop(self) -> None:
-        await self._producer.stop()
-
-    async def send(self, event: EventEnvelope) -> None:
-        """Return once the broker has acknowledged the record."""
-        await self._producer.send_and_wait(event.topic, value=event.value, key=event.key, headers=list(event.headers))

@@ -1,7 +1,8 @@
 """JSON structured logs carrying the request id and the trace id of the current call.
 
 `configure_logging` is called once at process start; every record then goes to
-stderr as one JSON object per line.
+stderr as one JSON object per line. Tracebacks tell database errors without the
+rows and values they carry (shopmesh_platform.database_errors).
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any
 
 from opentelemetry import trace
 
 from shopmesh_platform.context import method_var, request_id_var
+from shopmesh_platform.database_errors import format_exception
 
 _RESERVED = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
@@ -58,6 +61,12 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
+
+    def formatException(
+        self, ei: tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
+    ) -> str:
+        exc = ei[1]
+        return format_exception(exc) if exc is not None else ""
 
 
 def configure_logging(service: str, level: str) -> None:

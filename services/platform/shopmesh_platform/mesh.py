@@ -9,6 +9,7 @@ A method that is not declared has no access class and cannot be called.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,10 +97,55 @@ class MeshDeclaration:
         return [*self.services, *sorted(self.front_door)]
 
 
+ROLES = frozenset({"customer", "admin"})
+"""The user roles a token may carry (DESIGN §6); `roles` may name only these."""
+
+DOCUMENT_KEYS = frozenset({"version", "trust_domain", "namespace", "front_door", "defaults", "services", "edge"})
+SERVICE_KEYS = frozenset({"package", "service", "grpc_port", "metrics_port", "methods"})
+METHOD_KEYS = frozenset({"access", "idempotent", "timeout", "roles", "callers"})
+# Service names become DNS SANs and SPIFFE service accounts; method names are protobuf identifiers.
+SERVICE_NAME = re.compile(r"[a-z][a-z0-9-]{0,62}")
+METHOD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 def _require(mapping: Mapping[str, Any], key: str, where: str) -> Any:
     if key not in mapping:
         raise MeshDeclarationError(f"{where}: missing '{key}'")
     return mapping[key]
+
+
+def _mapping(value: Any, where: str, what: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping) or not value:
+        raise MeshDeclarationError(f"{where}: must be a non-empty mapping of {what}")
+    return value
+
+
+def _known_keys(mapping: Mapping[str, Any], allowed: frozenset[str], where: str) -> None:
+    unknown = set(mapping) - allowed
+    if unknown:
+        raise MeshDeclarationError(f"{where}: unknown keys {sorted(map(str, unknown))}")
+
+
+def _text(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise MeshDeclarationError(f"{where}: must be a non-empty string")
+    return value
+
+
+def _names(value: Any, where: str) -> frozenset[str]:
+    """A non-empty YAML list of distinct non-empty strings."""
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise MeshDeclarationError(f"{where}: must be a non-empty list of names, got {value!r}")
+    duplicates = sorted({v for v in value if value.count(v) > 1})
+    if duplicates:
+        raise MeshDeclarationError(f"{where}: duplicates {duplicates}")
+    return frozenset(value)
+
+
+def _seconds(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        raise MeshDeclarationError(f"{where}: must be a positive number of seconds, got {value!r}")
+    return float(value)
 
 
 def _port(value: Any, where: str) -> int:
@@ -108,23 +154,37 @@ def _port(value: Any, where: str) -> int:
     return value
 
 
-def _method(service: str, full_name: str, name: str, raw: Any, default_timeout: float) -> MethodDecl:
+def _method(service: str, full_name: str, name: Any, raw: Any, default_timeout: float) -> MethodDecl:
     where = f"services.{service}.methods.{name}"
+    if not isinstance(name, str) or not METHOD_NAME.fullmatch(name):
+        raise MeshDeclarationError(f"services.{service}.methods.{name!r}: a method name must be a protobuf identifier")
     if not isinstance(raw, Mapping):
         raise MeshDeclarationError(f"{where}: must be a mapping with at least 'access'")
-    unknown = set(raw) - {"access", "idempotent", "timeout", "roles", "callers"}
-    if unknown:
-        raise MeshDeclarationError(f"{where}: unknown keys {sorted(unknown)}")
+    _known_keys(raw, METHOD_KEYS, where)
     access_raw = _require(raw, "access", where)
     try:
         access = AccessClass(access_raw)
-    except ValueError:
+    except (ValueError, TypeError):
         allowed = ", ".join(a.value for a in AccessClass)
         raise MeshDeclarationError(f"{where}.access: {access_raw!r} is not one of {allowed}") from None
-    timeout = raw.get("timeout", default_timeout)
-    if not isinstance(timeout, (int, float)) or timeout <= 0:
-        raise MeshDeclarationError(f"{where}.timeout: must be a positive number of seconds")
-    callers = frozenset(raw.get("callers", ()))
+    idempotent = raw.get("idempotent", False)
+    if not isinstance(idempotent, bool):
+        raise MeshDeclarationError(f"{where}.idempotent: must be true or false, got {idempotent!r}")
+    timeout = _seconds(raw["timeout"], f"{where}.timeout") if "timeout" in raw else default_timeout
+    callers = _names(raw["callers"], f"{where}.callers") if "callers" in raw else frozenset()
+    roles = _names(raw["roles"], f"{where}.roles") if "roles" in raw else frozenset()
+    if roles and access is not AccessClass.USER:
+        # Roles come from a user token; on any other class they would be silently ignored.
+        raise MeshDeclarationError(f"{where}.roles: only 'user' methods take roles, this one is {access.value}")
+    if roles - ROLES:
+        raise MeshDeclarationError(
+            f"{where}.roles: unknown roles {sorted(roles - ROLES)} (known: {', '.join(sorted(ROLES))})"
+        )
+    if roles and callers:
+        # A service caller acts without a user, so it has no role to check.
+        raise MeshDeclarationError(
+            f"{where}: a role-restricted method cannot name service callers (a service has no role)"
+        )
     if access is AccessClass.INTERNAL and not callers:
         raise MeshDeclarationError(f"{where}: an internal method must name its callers")
     return MethodDecl(
@@ -132,49 +192,91 @@ def _method(service: str, full_name: str, name: str, raw: Any, default_timeout: 
         name=name,
         full_name=full_name,
         access=access,
-        idempotent=bool(raw.get("idempotent", False)),
-        timeout_seconds=float(timeout),
-        roles=frozenset(raw.get("roles", ())),
+        idempotent=idempotent,
+        timeout_seconds=timeout,
+        roles=roles,
         callers=callers,
     )
 
 
+def _service(name: Any, raw: Any, default_timeout: float) -> ServiceDecl:
+    if not isinstance(name, str) or not SERVICE_NAME.fullmatch(name):
+        raise MeshDeclarationError(
+            f"services.{name!r}: a service name must be lower-case letters, digits and '-' (it is a DNS name)"
+        )
+    where = f"services.{name}"
+    if not isinstance(raw, Mapping):
+        raise MeshDeclarationError(f"{where}: must be a mapping")
+    _known_keys(raw, SERVICE_KEYS, where)
+    package = _text(_require(raw, "package", where), f"{where}.package")
+    service = _text(_require(raw, "service", where), f"{where}.service")
+    full_name = f"{package}.{service}"
+    methods_raw = _mapping(_require(raw, "methods", where), f"{where}.methods", "method names")
+    return ServiceDecl(
+        name=name,
+        package=package,
+        service=service,
+        grpc_port=_port(_require(raw, "grpc_port", where), f"{where}.grpc_port"),
+        metrics_port=_port(_require(raw, "metrics_port", where), f"{where}.metrics_port"),
+        methods={
+            method_name: _method(name, full_name, method_name, method_raw, default_timeout)
+            for method_name, method_raw in methods_raw.items()
+        },
+    )
+
+
+def _check_unique(services: Mapping[str, ServiceDecl]) -> None:
+    """No two services share a port or a gRPC service name."""
+    ports: dict[int, str] = {}
+    full_names: dict[str, str] = {}
+    for decl in services.values():
+        for kind, port in (("grpc_port", decl.grpc_port), ("metrics_port", decl.metrics_port)):
+            where = f"services.{decl.name}.{kind}"
+            if port in ports:
+                raise MeshDeclarationError(f"{where}: port {port} is already used by {ports[port]}")
+            ports[port] = where
+        if decl.full_name in full_names:
+            raise MeshDeclarationError(
+                f"services.{decl.name}: {decl.full_name} is already declared by {full_names[decl.full_name]}"
+            )
+        full_names[decl.full_name] = f"services.{decl.name}"
+
+
 def parse_mesh(document: Mapping[str, Any]) -> MeshDeclaration:
-    """Build a MeshDeclaration from the parsed YAML, checking every entry."""
+    """Build a MeshDeclaration from the parsed YAML, checking every entry strictly.
+
+    Anything unexpected (an unknown key, a wrong type, a role where no role is
+    checked, a caller nobody declared, a port used twice) is an error naming the
+    entry: a declaration that says more than is enforced must not load.
+    """
     if not isinstance(document, Mapping):
         raise MeshDeclarationError("the mesh declaration must be a YAML mapping")
-    default_timeout = float(document.get("defaults", {}).get("timeout", 5))
-    services: dict[str, ServiceDecl] = {}
+    _known_keys(document, DOCUMENT_KEYS, "mesh")
+    if document.get("version", 1) != 1:
+        raise MeshDeclarationError(f"mesh.version: only version 1 is understood, got {document['version']!r}")
+    defaults = document.get("defaults", {})
+    if not isinstance(defaults, Mapping):
+        raise MeshDeclarationError("mesh.defaults: must be a mapping")
+    _known_keys(defaults, frozenset({"timeout"}), "mesh.defaults")
+    default_timeout = _seconds(defaults.get("timeout", 5), "mesh.defaults.timeout")
+    services_raw = _mapping(_require(document, "services", "mesh"), "mesh.services", "service names")
+    services = {name: _service(name, raw, default_timeout) for name, raw in services_raw.items()}
+    _check_unique(services)
+    front_door = _names(document.get("front_door", ["edge", "developer"]), "mesh.front_door")
+    if front_door & set(services):
+        raise MeshDeclarationError(f"mesh.front_door: {sorted(front_door & set(services))} is also a service")
     by_path: dict[str, MethodDecl] = {}
-    for name, raw in _require(document, "services", "mesh").items():
-        where = f"services.{name}"
-        package = _require(raw, "package", where)
-        service = _require(raw, "service", where)
-        full_name = f"{package}.{service}"
-        methods = {
-            method_name: _method(name, full_name, method_name, method_raw, default_timeout)
-            for method_name, method_raw in _require(raw, "methods", where).items()
-        }
-        decl = ServiceDecl(
-            name=name,
-            package=package,
-            service=service,
-            grpc_port=_port(_require(raw, "grpc_port", where), f"{where}.grpc_port"),
-            metrics_port=_port(_require(raw, "metrics_port", where), f"{where}.metrics_port"),
-            methods=methods,
-        )
-        services[name] = decl
-        by_path.update((m.path, m) for m in methods.values())
-    front_door = frozenset(document.get("front_door", ("edge", "developer")))
-    for method in by_path.values():
-        strangers = method.callers - set(services) - front_door
-        if strangers:
-            raise MeshDeclarationError(
-                f"services.{method.service}.methods.{method.name}.callers: unknown identities {sorted(strangers)}"
-            )
+    for decl in services.values():
+        for method in decl.methods.values():
+            strangers = method.callers - set(services) - front_door
+            if strangers:
+                raise MeshDeclarationError(
+                    f"services.{method.service}.methods.{method.name}.callers: unknown identities {sorted(strangers)}"
+                )
+            by_path[method.path] = method
     return MeshDeclaration(
-        trust_domain=str(document.get("trust_domain", "cluster.local")),
-        namespace=str(document.get("namespace", "shopmesh")),
+        trust_domain=_text(document.get("trust_domain", "cluster.local"), "mesh.trust_domain"),
+        namespace=_text(document.get("namespace", "shopmesh"), "mesh.namespace"),
         front_door=front_door,
         default_timeout_seconds=default_timeout,
         services=services,

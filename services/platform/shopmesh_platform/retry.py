@@ -11,6 +11,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from shopmesh_platform.database_errors import describe
+
 
 async def keep_running(
     name: str,
@@ -32,6 +34,8 @@ async def keep_running(
         except Exception as exc:
             if on_failure is not None:
                 on_failure()
-            logger.warning(f"{name} interrupted; retrying", extra={"error": str(exc), "retry_in_s": backoff})
+            # A database error's text may quote rows: only its description is logged.
+            error = describe(exc) or str(exc)
+            logger.warning(f"{name} interrupted; retrying", extra={"error": error, "retry_in_s": backoff})
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, max_backoff)

@@ -28,9 +28,11 @@ from prometheus_client import CollectorRegistry
 from shopmesh.user.v1 import user_service_pb2, user_service_pb2_grpc
 from shopmesh_platform.channel import create_channel
 from shopmesh_platform.config import ConfigError, PlatformConfig
+from shopmesh_platform.events.outbox import PostgresOutboxStore
+from shopmesh_platform.events.relay import OutboxRelay
+from shopmesh_platform.events.topics import TopicCatalog
 from shopmesh_platform.kafka import KafkaConfig
 from shopmesh_platform.logs import configure_logging
-from shopmesh_platform.outbox import OutboxRelay
 from shopmesh_platform.postgres import PostgresConfig, PostgresReadiness, create_pool
 from shopmesh_platform.revocations import RevocationFeed, RevocationList
 from shopmesh_platform.server import ReadinessProbe, ServiceBinding, create_server
@@ -130,7 +132,10 @@ async def serve_with_postgres(
         verifier = runtime.verifier(jwks_source(runtime) if jwks_source else None)
 
         def relay(registry: CollectorRegistry) -> Coroutine[Any, Any, None]:
-            return OutboxRelay(service, database.dsn, runtime.kafka, registry).run()
+            store = PostgresOutboxStore(database.dsn, service)
+            return OutboxRelay(
+                service, store, kafka=runtime.kafka, catalog=TopicCatalog.load(), registry=registry
+            ).run()
 
         await runtime.serve(bindings(runtime, pool), PostgresReadiness(pool), verifier, background=[relay])
     finally:

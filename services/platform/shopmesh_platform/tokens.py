@@ -4,13 +4,22 @@ Tokens are EdDSA (Ed25519) JWTs issued by the users service, verified against
 its published JWKS: the algorithm is pinned (so `none` and HS256 signed with
 the public key fail), `kid` must name a published key, and `iss`, `aud`,
 `exp`, `iat`, `sub`, `jti` and `role` are required. A token whose `jti` is on
-the revocation list is refused. Unknown key ids trigger one JWKS refresh
-(rate-limited), so a newly added key is picked up without a restart.
+the revocation list is refused.
+
+The key set is a cache of the JWKS with a lifetime (SHOPMESH_JWKS_REFRESH_SECONDS):
+once it is older, the next verification refetches it and the fetched set
+replaces the old one whole, so a key the users service retired stops verifying
+within one refresh period. An unknown key id triggers a refetch too
+(rate-limited), so a newly published key is picked up at once. If the users
+service cannot be reached, the last set keeps verifying for at most
+SHOPMESH_JWKS_MAX_STALE_SECONDS more; after that every token is refused
+(fail closed) until a fetch succeeds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -28,6 +37,8 @@ ROLES = frozenset({"customer", "admin"})
 REQUIRED_CLAIMS = ["iss", "aud", "sub", "exp", "iat", "jti"]
 
 JwksSource = Callable[[], Awaitable[Mapping[str, Any]]]
+Clock = Callable[[], float]
+logger = logging.getLogger("shopmesh.tokens")
 
 
 @dataclass(frozen=True)
@@ -37,6 +48,10 @@ class TokenConfig:
     issuer: str
     audience: str
     ttl_seconds: int
+    # How long a fetched key set is trusted before it is refetched (Envoy's JWKS cache too).
+    jwks_refresh_seconds: float = 300.0
+    # How much longer the last key set is used while the users service cannot be reached.
+    jwks_max_stale_seconds: float = 300.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> TokenConfig:
@@ -45,6 +60,10 @@ class TokenConfig:
             issuer=read.string("SHOPMESH_JWT_ISSUER", "shopmesh-users"),
             audience=read.string("SHOPMESH_JWT_AUDIENCE", "shopmesh"),
             ttl_seconds=read.integer("SHOPMESH_JWT_TTL_SECONDS", 3600, minimum=1, maximum=7 * 24 * 3600),
+            jwks_refresh_seconds=read.number("SHOPMESH_JWKS_REFRESH_SECONDS", 300.0, minimum=0.5, maximum=24 * 3600),
+            jwks_max_stale_seconds=read.number(
+                "SHOPMESH_JWKS_MAX_STALE_SECONDS", 300.0, minimum=0.0, maximum=24 * 3600
+            ),
         )
 
 
@@ -63,34 +82,55 @@ class JwtVerifier:
         *,
         min_refresh_gap_seconds: float = 5.0,
         leeway_seconds: float = 5.0,
+        clock: Clock = time.monotonic,
     ) -> None:
         self._config = config
         self._jwks_source = jwks_source
         self._revocations = revocations
         self._keys: dict[str, Any] = {}
-        self._last_refresh = float("-inf")
-        self._min_gap = min_refresh_gap_seconds
+        self._fetched_at = float("-inf")
+        self._attempted_at = float("-inf")
+        # Never wait longer between attempts than the set may live.
+        self._min_gap = min(min_refresh_gap_seconds, config.jwks_refresh_seconds)
         self._leeway = leeway_seconds
+        self._clock = clock
         self._refresh_lock = asyncio.Lock()
 
-    async def _refresh(self) -> None:
+    def _age(self) -> float:
+        return self._clock() - self._fetched_at
+
+    def _expired(self) -> bool:
+        return self._age() >= self._config.jwks_refresh_seconds
+
+    async def _refresh(self, *, unknown_kid: str | None = None) -> None:
+        """Refetch the key set unless another caller just did, or a recent attempt failed."""
         async with self._refresh_lock:
-            if time.monotonic() - self._last_refresh < self._min_gap:
+            if unknown_kid is None and not self._expired():
+                return  # a concurrent caller refreshed it
+            if unknown_kid is not None and unknown_kid in self._keys:
                 return
-            self._last_refresh = time.monotonic()
-            jwks = await self._jwks_source()
-            keys = {}
-            for jwk in jwks.get("keys", []):
-                if jwk.get("alg") == ALGORITHM and jwk.get("kid"):
-                    keys[jwk["kid"]] = jwt.PyJWK(dict(jwk), algorithm=ALGORITHM).key
+            if self._clock() - self._attempted_at < self._min_gap:
+                return  # rate limit: an unknown kid or a failing source must not cause a fetch per call
+            self._attempted_at = self._clock()
+            try:
+                keys = _parse_jwks(await self._jwks_source())
+            except Exception:
+                logger.warning("could not refresh the token keys", extra={"key_set_age_seconds": round(self._age(), 1)})
+                return
+            retired = sorted(set(self._keys) - set(keys))
+            if retired:
+                logger.info("token keys retired", extra={"kids": retired})
             self._keys = keys
+            self._fetched_at = self._clock()
 
     async def _key(self, kid: str) -> Any:
-        if kid not in self._keys:
-            try:
-                await self._refresh()
-            except Exception as exc:
-                raise invalid("token keys are unavailable", "KEYS_UNAVAILABLE") from exc
+        if self._expired():
+            await self._refresh()
+        elif kid not in self._keys:
+            await self._refresh(unknown_kid=kid)
+        if self._age() >= self._config.jwks_refresh_seconds + self._config.jwks_max_stale_seconds:
+            # Fail closed: a set this old may still hold keys the users service retired.
+            raise invalid("token keys are unavailable", "KEYS_UNAVAILABLE")
         key = self._keys.get(kid)
         if key is None:
             raise invalid("token signed with an unknown key", "UNKNOWN_KEY")
@@ -136,3 +176,12 @@ class JwtVerifier:
             token_id=str(claims["jti"]),
             token_expires_at=float(claims["exp"]),
         )
+
+
+def _parse_jwks(jwks: Mapping[str, Any]) -> dict[str, Any]:
+    """The EdDSA keys of a JWKS by key id; a malformed key fails the whole fetch."""
+    keys = {}
+    for jwk in jwks.get("keys", []):
+        if jwk.get("alg") == ALGORITHM and jwk.get("kid"):
+            keys[str(jwk["kid"])] = jwt.PyJWK(dict(jwk), algorithm=ALGORITHM).key
+    return keys

@@ -11,15 +11,26 @@ new connections (gRPC's dynamic server credentials ask before every
 handshake), channels are rebuilt on the new files (ReloadingChannel); both
 check the files at most once a second (shopmesh_platform.certificates).
 
-With MESH_TLS=off (behind Istio sidecars, which do mTLS and enforce the same
-policy) the identity is read from the `x-forwarded-client-cert` header the
-sidecar sets; without a sidecar there is none, and internal methods refuse.
+With MESH_TLS=sidecar (behind Envoy/Istio sidecars, which do mTLS and enforce the
+same policy) the server is plaintext and the caller's identity is the `URI` of
+the element of `x-forwarded-client-cert` that the local sidecar appended: the
+last one, whose `By` names this workload. Earlier elements may have been written
+by the caller itself and are never trusted. This is only safe if every call
+reaches the port through that sidecar (Istio's inbound capture, STRICT mTLS) and
+the sidecar appends or sets the header (`forward_client_cert_details`
+APPEND_FORWARD, Istio's default for sidecar inbound traffic, or SANITIZE_SET).
+Envoy then removes a client's header on non-mTLS connections; FORWARD_ONLY or
+ALWAYS_FORWARD_ONLY would pass a forged one through as the last element.
+
+With MESH_TLS=off there is no caller identity at all: no header is trusted, and
+internal methods refuse every call.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -33,12 +44,19 @@ from shopmesh_platform.reloading_channel import ReloadingChannel
 
 logger = logging.getLogger("shopmesh.transport")
 CLIENT_CERT_HEADER = "x-forwarded-client-cert"
+PLAINTEXT_WARNINGS = {
+    TransportSecurity.OFF: "MESH_TLS=off: serving plaintext and trusting no caller identity; "
+    "internal methods refuse every call",
+    TransportSecurity.SIDECAR: "MESH_TLS=sidecar: serving plaintext; caller identities come from the local "
+    "sidecar's x-forwarded-client-cert element, which is only safe if every call arrives through that sidecar "
+    "and it appends or sets the header (APPEND_FORWARD or SANITIZE_SET)",
+}
 
 
 def bind(server: aio.Server, config: PlatformConfig, address: str) -> int:
     """Bind `server` to `address` with the configured security; returns the port."""
-    if config.transport is TransportSecurity.OFF:
-        logger.warning("MESH_TLS=off: serving plaintext; only safe behind a sidecar that does mTLS")
+    if config.transport is not TransportSecurity.ON:
+        logger.warning(PLAINTEXT_WARNINGS[config.transport])
         port: int = server.add_insecure_port(address)
         return port
     assert config.tls is not None
@@ -81,7 +99,7 @@ def dial(
     config: PlatformConfig, target: str, address: str, options: list[tuple[str, Any]], interceptors: list[Any]
 ) -> aio.Channel:
     """Open a channel to the mesh service `target` at `address` with the configured security."""
-    if config.transport is TransportSecurity.OFF:
+    if config.transport is not TransportSecurity.ON:
         return aio.insecure_channel(address, options=options, interceptors=interceptors)
     assert config.tls is not None
 
@@ -121,14 +139,98 @@ def _spiffe_uris(pem: bytes) -> tuple[str, ...]:
     )
 
 
-def _xfcc_uri(header: str) -> str | None:
-    """The URI= element of the first (nearest) entry of an x-forwarded-client-cert header."""
-    first = header.split(",", maxsplit=1)[0]
-    for part in first.split(";"):
-        key, _, value = part.partition("=")
-        if key.strip().lower() == "uri":
-            return value.strip().strip('"')
-    return None
+@dataclass(frozen=True)
+class XfccElement:
+    """One proxy's element of an x-forwarded-client-cert header: its pairs, keys lower-cased."""
+
+    pairs: tuple[tuple[str, str], ...]
+
+    def values(self, key: str) -> list[str]:
+        """Every value of `key` (case-insensitive), in order; keys such as URI may repeat."""
+        wanted = key.lower()
+        return [value for name, value in self.pairs if name == wanted]
+
+
+def parse_xfcc(header: str) -> list[XfccElement]:
+    """Split an x-forwarded-client-cert header into its elements, nearest proxy last.
+
+    Envoy's format: elements separated by `,`, `key=value` pairs by `;`, values
+    optionally double-quoted (then they may contain `,` `;` `=` and `\\"`).
+    Raises ValueError on anything else, so a malformed header names no one.
+    """
+    elements: list[XfccElement] = []
+    pairs: list[tuple[str, str]] = []
+    position, end = 0, len(header)
+    while True:
+        key_end = position
+        while key_end < end and header[key_end] not in '=;,"':
+            key_end += 1
+        key = header[position:key_end].strip().lower()
+        if key_end == end or header[key_end] != "=" or not key:
+            raise ValueError(f"x-forwarded-client-cert: expected key=value at offset {position}")
+        value, position = _xfcc_value(header, key_end + 1)
+        pairs.append((key, value))
+        while position < end and header[position] in " \t":
+            position += 1
+        if position == end:
+            elements.append(XfccElement(tuple(pairs)))
+            return elements
+        if header[position] == ",":
+            elements.append(XfccElement(tuple(pairs)))
+            pairs = []
+        elif header[position] != ";":
+            raise ValueError(f"x-forwarded-client-cert: unexpected {header[position]!r} at offset {position}")
+        position += 1
+
+
+def _xfcc_value(header: str, position: int) -> tuple[str, int]:
+    """The value starting at `position` and the offset just after it."""
+    end = len(header)
+    if position < end and header[position] == '"':
+        chars: list[str] = []
+        position += 1
+        while position < end:
+            char = header[position]
+            if char == "\\" and position + 1 < end:
+                chars.append(header[position + 1])
+                position += 2
+            elif char == '"':
+                return "".join(chars), position + 1
+            else:
+                chars.append(char)
+                position += 1
+        raise ValueError("x-forwarded-client-cert: unterminated quoted value")
+    value_end = position
+    while value_end < end and header[value_end] not in ";,":
+        value_end += 1
+    value = header[position:value_end].strip()
+    if '"' in value:
+        raise ValueError("x-forwarded-client-cert: stray quote in an unquoted value")
+    return value, value_end
+
+
+def sidecar_identity(mesh: MeshDeclaration, own_identity: str, header: str) -> str | None:
+    """The caller named by the element the local sidecar appended, or None.
+
+    Only the last element counts (Envoy appends the nearest hop's element), and
+    only if its `By` is this workload's own SPIFFE id and it names exactly one
+    identity of this mesh; everything before it may have been written by the caller.
+    """
+    try:
+        nearest = parse_xfcc(header)[-1]
+    except ValueError:
+        logger.warning("x-forwarded-client-cert is malformed; the caller has no identity")
+        return None
+    own_uri = f"spiffe://{mesh.trust_domain}/ns/{mesh.namespace}/sa/{own_identity}"
+    # `By` is no secret (anyone can write it): this catches a header appended by some
+    # other proxy or none, while the guarantee itself is that every call passes the sidecar.
+    if own_uri not in nearest.values("by"):
+        logger.warning("x-forwarded-client-cert was not appended by this workload's sidecar; ignored")
+        return None
+    identities = {identity_from_spiffe(mesh, uri) for uri in nearest.values("uri")}
+    if len(identities) != 1 or None in identities:
+        return None
+    return identities.pop()
 
 
 def peer_identity_resolver(config: PlatformConfig) -> Any:
@@ -145,10 +247,21 @@ def peer_identity_resolver(config: PlatformConfig) -> Any:
         return None
 
     def from_sidecar_header(context: aio.ServicerContext[Any, Any]) -> str | None:
-        for item in context.invocation_metadata() or ():
-            if item.key == CLIENT_CERT_HEADER:
-                uri = _xfcc_uri(str(item.value))
-                return identity_from_spiffe(mesh, uri) if uri else None
-        return None
+        headers = [item.value for item in context.invocation_metadata() or () if item.key == CLIENT_CERT_HEADER]
+        if len(headers) != 1:
+            # None, or several (which no sidecar sends): nothing to vouch for the caller.
+            return None
+        value = headers[0]
+        return sidecar_identity(mesh, config.service_name, value.decode() if isinstance(value, bytes) else value)
 
-    return from_sidecar_header if config.transport is TransportSecurity.OFF else from_certificate
+    resolvers: dict[TransportSecurity, Any] = {
+        TransportSecurity.ON: from_certificate,
+        TransportSecurity.SIDECAR: from_sidecar_header,
+        TransportSecurity.OFF: no_identity,
+    }
+    return resolvers[config.transport]
+
+
+def no_identity(context: aio.ServicerContext[Any, Any]) -> str | None:
+    """MESH_TLS=off: no caller carries an identity, whatever headers it sends."""
+    return None

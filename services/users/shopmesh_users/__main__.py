@@ -1,8 +1,9 @@
 """Entry point: `python -m shopmesh_users` (settings from the environment).
 
-Beyond the platform's settings: SHOPMESH_JWT_KEY_DIR (signing keys; required),
-SHOPMESH_JWT_GENERATE_KEY (create the first key if the directory is empty;
-default true, set false in production where keys are mounted secrets).
+Beyond the platform's settings: SHOPMESH_JWT_KEY_DIR (signing keys, and the
+`signing-key` file naming the one that signs; required), SHOPMESH_JWT_GENERATE_KEY
+(create the first key if the directory is empty; default true, set false in
+production where keys are mounted secrets).
 """
 
 from __future__ import annotations

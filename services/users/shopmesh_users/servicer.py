@@ -12,6 +12,7 @@ from shopmesh.user.v1 import user_service_pb2_grpc
 from shopmesh_platform.context import current_caller
 from shopmesh_platform.errors import FieldViolation, InvalidArgument
 from shopmesh_platform.server import ServiceBinding
+from shopmesh_users.client import client_address
 from shopmesh_users.domain import Users, to_timestamp
 from shopmesh_users.keys import KeyStore
 from shopmesh_users.records import ClientInfo, ProfileChanges, UserRecord
@@ -48,9 +49,9 @@ def to_proto(user: UserRecord) -> pb.User:
 
 
 def _client(context: Any) -> ClientInfo:
-    metadata = {item.key: item.value for item in context.invocation_metadata() or ()}
-    forwarded = str(metadata.get("x-forwarded-for", "")).split(",")[0].strip()
-    return ClientInfo(device=str(metadata.get("user-agent", ""))[:500] or None, ip_address=forwarded or context.peer())
+    pairs = [(item.key, item.value) for item in context.invocation_metadata() or ()]
+    address = client_address(pairs, context.peer(), current_caller().service_identity)
+    return ClientInfo(device=str(dict(pairs).get("user-agent", ""))[:500] or None, ip_address=address)
 
 
 def _changes(request: pb.UpdateUserRequest) -> ProfileChanges:

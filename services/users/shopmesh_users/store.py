@@ -28,6 +28,9 @@ def _record(row: asyncpg.Record) -> UserRecord:
     return UserRecord(**values)
 
 
+EMAIL_UNIQUE_INDEX = "users_email_unique"
+
+
 class EmailTaken(Exception):
     """The unique email index refused the insert."""
 
@@ -46,7 +49,10 @@ async def insert_user(
             last_name,
         )
     except asyncpg.UniqueViolationError as exc:
-        raise EmailTaken(email) from exc
+        # Any other violation is mapped by the platform (shopmesh_platform.database_errors).
+        if exc.constraint_name != EMAIL_UNIQUE_INDEX:
+            raise
+        raise EmailTaken() from None
     await connection.execute("INSERT INTO user_profiles (user_id) VALUES ($1)", user_id)
     found = await find_by_id(connection, str(user_id))
     assert found is not None

@@ -5,7 +5,9 @@ identity (the SPIFFE id of its certificate, see shopmesh_platform.transport):
 `internal` methods only for their declared callers; `public` and `user`
 methods for the edge and the developer identity, plus their declared service
 callers (who then act as services and need no user token); `user` methods also
-need a verified user token (and a declared role, if any). A method missing
+need a verified user token (and a declared role, if any). A role-restricted
+method is only for the front door with a user holding the role: declared
+callers never bypass the role. A method missing
 from the declaration cannot be called (default deny). Health checks and
 reflection are allowed for the edge and the developer identity (the stack's
 probes use it). Everything else is PERMISSION_DENIED, logged with the caller
@@ -74,7 +76,7 @@ class AuthInterceptor(AroundInterceptor):
         self._user_tokens = user_tokens
         self._peer_identity = peer_identity
         # With mutual TLS every caller has an identity and only declared ones pass;
-        # behind a sidecar (MESH_TLS=off) the sidecar enforces who may connect.
+        # in plaintext (MESH_TLS=sidecar/off) the sidecar enforces who may connect.
         self._identities_enforced = identities_enforced
 
     async def around(self, call: CallInfo, proceed: NextCall) -> Any:
@@ -115,8 +117,10 @@ class AuthInterceptor(AroundInterceptor):
                     reason="CALLER_NOT_PERMITTED",
                 )
             return Caller(service_identity=identity)
-        if identity is not None and identity in method.callers:
+        if identity is not None and identity in method.callers and not method.roles:
             # A declared service caller acts as a service, not as a user: no token.
+            # It has no role, so it never passes a role-restricted method (the
+            # declaration refuses that combination; this holds even if it got through).
             return Caller(service_identity=identity)
         self._check_caller(identity, self._mesh.front_door, call.method)
         if method.access is AccessClass.PUBLIC:

@@ -1,23 +1,53 @@
 """The shape shared by the platform's server interceptors.
 
 grpc.aio interceptors get a handler, not the call; `AroundInterceptor` wraps the
-handler's behaviour so a subclass writes one `around(call, next)` coroutine that
-runs around every unary-response call. Streaming-response methods (health Watch,
-reflection) pass through untouched: the mesh's own APIs are all unary.
+handler's behaviour so a subclass writes one `around(call, proceed)` coroutine
+that runs around every call, of all four kinds: `proceed()` runs the rest of the
+chain and the handler to the end of the call. For a response stream that means
+the whole stream: the innermost wrapper writes each response with
+`context.write`, so an interceptor sees the stream's final outcome (an error
+raised mid-stream included) when `proceed()` returns or raises. For a request
+stream `call.request` is the async iterator of request messages; an interceptor
+may pass a changed `CallInfo` to `proceed` (e.g. wrapping that iterator).
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from grpc import aio
 
-NextCall = Callable[[], Awaitable[Any]]
+
+class CallKind(enum.Enum):
+    """The four gRPC call kinds, by whether requests / responses are streamed."""
+
+    UNARY_UNARY = (False, False)
+    UNARY_STREAM = (False, True)
+    STREAM_UNARY = (True, False)
+    STREAM_STREAM = (True, True)
+
+    @property
+    def request_streaming(self) -> bool:
+        return self.value[0]
+
+    @property
+    def response_streaming(self) -> bool:
+        return self.value[1]
+
+
+# The handler's behaviour and the factory that rebuilds a handler of the same kind.
+_BEHAVIOUR = {
+    CallKind.UNARY_UNARY: ("unary_unary", grpc.unary_unary_rpc_method_handler),
+    CallKind.UNARY_STREAM: ("unary_stream", grpc.unary_stream_rpc_method_handler),
+    CallKind.STREAM_UNARY: ("stream_unary", grpc.stream_unary_rpc_method_handler),
+    CallKind.STREAM_STREAM: ("stream_stream", grpc.stream_stream_rpc_method_handler),
+}
 
 
 @dataclass(frozen=True)
@@ -25,8 +55,10 @@ class CallInfo:
     """What an interceptor knows about the call it wraps."""
 
     method: str
+    # The request message, or for request streams an async iterator of them.
     request: Any
     context: aio.ServicerContext[Any, Any]
+    kind: CallKind = CallKind.UNARY_UNARY
 
     def metadata(self, key: str) -> str | None:
         for item in self.context.invocation_metadata() or ():
@@ -34,6 +66,12 @@ class CallInfo:
                 value = item.value
                 return value.decode() if isinstance(value, bytes) else value
         return None
+
+
+class NextCall(Protocol):
+    """Runs the rest of the chain (with `call`, if given, instead of the current one)."""
+
+    def __call__(self, call: CallInfo | None = None, /) -> Awaitable[Any]: ...
 
 
 class AroundInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
@@ -54,28 +92,63 @@ class AroundInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
         method = handler_call_details.method
         if handler is None or not self.applies_to(method):
             return handler
-        if handler.unary_unary is not None:
-            behaviour = handler.unary_unary
-            factory = grpc.unary_unary_rpc_method_handler
-        elif handler.stream_unary is not None:
-            behaviour = handler.stream_unary
-            factory = grpc.stream_unary_rpc_method_handler
-        else:
-            return handler
-
-        async def proceed(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
-            # Handlers may be plain functions (the generated base classes are).
-            result = behaviour(request, context)
-            return await result if inspect.isawaitable(result) else result
-
-        async def wrapped(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
-            return await self.around(CallInfo(method, request, context), lambda: proceed(request, context))
-
+        kind = CallKind((bool(handler.request_streaming), bool(handler.response_streaming)))
+        attribute, factory = _BEHAVIOUR[kind]
+        behaviour = getattr(handler, attribute)
+        wrap = self._wrap_streaming if kind.response_streaming else self._wrap_unary_response
         return factory(
-            wrapped,
+            wrap(method, kind, behaviour),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+
+    def _wrap_unary_response(self, method: str, kind: CallKind, behaviour: Any) -> Any:
+        async def wrapped(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+            current = CallInfo(method, request, context, kind)
+
+            async def proceed(call: CallInfo | None = None) -> Any:
+                call = call or current
+                # Handlers may be plain functions (the generated base classes are).
+                result = behaviour(call.request, call.context)
+                return await result if inspect.isawaitable(result) else result
+
+            return await self.around(current, proceed)
+
+        return wrapped
+
+    def _wrap_streaming(self, method: str, kind: CallKind, behaviour: Any) -> Any:
+        async def wrapped(request: Any, context: aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+            current = CallInfo(method, request, context, kind)
+
+            async def proceed(call: CallInfo | None = None) -> None:
+                call = call or current
+                await write_responses(behaviour(call.request, call.context), call.context)
+
+            await self.around(current, proceed)
+            # An async generator function, as grpc and the tracing interceptor expect of
+            # response-streaming handlers; the responses were written by `proceed`.
+            return
+            yield
+
+        return wrapped
+
+
+async def write_responses(result: Any, context: aio.ServicerContext[Any, Any]) -> None:
+    """Send what a response-streaming handler produces, whichever style it is written in.
+
+    An async generator (or a sync one) yields the responses; a coroutine handler
+    (the reader/writer style of grpc.aio, e.g. health Watch) writes them itself.
+    """
+    if inspect.isawaitable(result):
+        result = await result
+    if result is None:
+        return
+    if hasattr(result, "__aiter__"):
+        async for response in result:
+            await context.write(response)
+    else:
+        for response in result:
+            await context.write(response)
 
 
 def outcome_code(context: aio.ServicerContext[Any, Any], error: BaseException | None) -> grpc.StatusCode:

@@ -18,7 +18,7 @@ _LABELS = ("grpc_service", "grpc_method")
 
 
 class MetricsInterceptor(AroundInterceptor):
-    """Counts and times every unary call into the given registry."""
+    """Counts and times every call into the given registry; a stream when it ends."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self._started = Counter("grpc_server_started_total", "RPCs started on the server.", _LABELS, registry=registry)

@@ -3,9 +3,10 @@
 The id is put in a ContextVar so every log line of the call carries it, and
 returned to the client so a user can quote it in a bug report: as initial
 metadata with a response, and (added by the status interceptor) as trailing
-metadata with an error. Initial metadata is sent only once the handler has
-succeeded, because a call whose headers have arrived can no longer be retried
-by the client's retry policy.
+metadata with an error. For a unary response, initial metadata is sent only
+once the handler has succeeded, because a call whose headers have arrived can no
+longer be retried by the client's retry policy; a response stream's headers
+precede its first message, so there they are sent before the handler runs.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ class RequestIdInterceptor(AroundInterceptor):
         request_token = request_id_var.set(request_id)
         method_token = method_var.set(call.method)
         try:
+            if call.kind.response_streaming:
+                await call.context.send_initial_metadata(((REQUEST_ID_HEADER, request_id),))
+                return await proceed()
             response = await proceed()
             await call.context.send_initial_metadata(((REQUEST_ID_HEADER, request_id),))
             return response

@@ -3,9 +3,12 @@
 A DomainError becomes its status code with a `google.rpc.Status` in the
 `grpc-status-details-bin` trailer: one ErrorInfo (reason, domain, metadata) and,
 when fields were invalid, a BadRequest with one FieldViolation each. Envoy's
-transcoder prints that Status as the JSON error body. Any other exception is a
-bug: it is logged with its traceback and the client gets INTERNAL with only the
-request id, never the exception text.
+transcoder prints that Status as the JSON error body. A database constraint
+violation is the client's fault, not a bug: it becomes ALREADY_EXISTS or
+INVALID_ARGUMENT naming the constraint, never the row
+(shopmesh_platform.database_errors). Any other exception is a bug: it is logged
+with its traceback (database errors in it without their data) and the client
+gets INTERNAL with only the request id, never the exception text.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc import aio
 
+from shopmesh_platform import database_errors
 from shopmesh_platform.context import request_id_var
 from shopmesh_platform.errors import DomainError, Unimplemented
 from shopmesh_platform.interceptors.base import AroundInterceptor, CallInfo, NextCall
@@ -71,7 +75,15 @@ class StatusInterceptor(AroundInterceptor):
             # The generated servicer base classes raise this for methods not built yet.
             not_built = Unimplemented(f"{call.method} is not implemented yet", reason="NOT_IMPLEMENTED")
             await self._abort(call, grpc.StatusCode.UNIMPLEMENTED, rich_status(not_built))
-        except Exception:
+        except Exception as exc:
+            refused = database_errors.refusal(exc)
+            if refused is not None:
+                logger.warning(
+                    "the database refused the change",
+                    extra={"reason": refused.reason, **{f"db_{k}": v for k, v in refused.metadata.items()}},
+                )
+                await self._abort(call, grpc.StatusCode[refused.code.value], rich_status(refused))
+                return
             logger.exception("unhandled error in handler")
             status = status_pb2.Status(
                 code=code_pb2.INTERNAL,

@@ -27,7 +27,8 @@ def tracing_interceptor(provider: TracerProvider) -> aio.ServerInterceptor:
     """The opentelemetry-instrumentation-grpc server interceptor bound to `provider`.
 
     Platform services (grpc.health, grpc.reflection) are not traced: they are
-    noise in traces, and the instrumentation assumes streaming handlers are
-    async generators, which the aio health Watch handler is not.
+    noise in traces. The instrumentation expects response-streaming handlers to
+    be async generators; the platform's own interceptors always hand it one
+    (see interceptors.base), whatever style the handler is written in.
     """
     return aio_server_interceptor(tracer_provider=provider, filter_=filters.negate(filters.service_prefix("grpc.")))

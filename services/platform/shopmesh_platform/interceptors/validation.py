@@ -7,10 +7,13 @@ the rule id (`int32.gte_lte`), so every client sees the same rules.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import protovalidate
 from google.protobuf.message import Message
+from grpc import aio
 
 from shopmesh_platform.errors import FieldViolation, InvalidArgument
 from shopmesh_platform.interceptors.base import AroundInterceptor, CallInfo, NextCall
@@ -36,22 +39,56 @@ def field_path(violation: protovalidate.Violation) -> str:
 
 
 class ValidationInterceptor(AroundInterceptor):
-    """Innermost interceptor: validates the decoded request message."""
+    """Innermost interceptor: validates every decoded request message, each one of a stream."""
 
     def __init__(self) -> None:
         self._validator = protovalidate.Validator()
 
     async def around(self, call: CallInfo, proceed: NextCall) -> Any:
-        if isinstance(call.request, Message):
-            violations = self._validator.collect_violations(call.request)
-            if violations:
-                raise InvalidArgument(
-                    "invalid request: "
-                    + "; ".join(f"{field_path(v) or '(message)'}: {v.proto.message}" for v in violations),
-                    reason="INVALID_REQUEST",
-                    field_violations=[
-                        FieldViolation(field=field_path(v), description=v.proto.message, reason=v.proto.rule_id)
-                        for v in violations
-                    ],
-                )
-        return await proceed()
+        if not call.kind.request_streaming:
+            self.check(call.request)
+            return await proceed()
+        # A handler reads a request stream from its iterator or with context.read():
+        # both hand it only messages that passed; the first bad one ends the call.
+        checked = dataclasses.replace(
+            call, request=self._checked(call.request), context=_CheckedReads(call.context, self.check)
+        )
+        return await proceed(checked)
+
+    def check(self, message: Any) -> None:
+        """Raise InvalidArgument naming every broken rule of `message`."""
+        if not isinstance(message, Message):
+            return
+        violations = self._validator.collect_violations(message)
+        if violations:
+            raise InvalidArgument(
+                "invalid request: "
+                + "; ".join(f"{field_path(v) or '(message)'}: {v.proto.message}" for v in violations),
+                reason="INVALID_REQUEST",
+                field_violations=[
+                    FieldViolation(field=field_path(v), description=v.proto.message, reason=v.proto.rule_id)
+                    for v in violations
+                ],
+            )
+
+    async def _checked(self, messages: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        async for message in messages:
+            self.check(message)
+            yield message
+
+
+class _CheckedReads:
+    """A call's context whose `read()` validates each message it returns; all else is the context's."""
+
+    def __init__(self, context: aio.ServicerContext[Any, Any], check: Callable[[Any], None]) -> None:
+        self._context = context
+        self._check = check
+
+    async def read(self) -> Any:
+        message = await self._context.read()
+        if message is not aio.EOF:
+            self._check(message)
+        return message
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#shopmesh/common/v1/validation.proto\x12\x12shopmesh.common.v1\x1a\x1b\x62uf/validate/validate.proto:\xcb\x02\n\x0bmajor_units\x12\x19.buf.validate.DoubleRules\x18\xd1\xb2\x05 \x01(\x08\x42\x98\x02\xc2H\x94\x02\n\x91\x02\n\x12\x64ouble.major_units\x1a\xfa\x01!rule || (this >= 0.0 && this <= 1000000000.0 && this * 100.0 - double(int(this * 100.0 + 0.5)) < 0.000001 && double(int(this * 100.0 + 0.5)) - this * 100.0 < 0.000001) ? \'\' : \'must be an amount between 0 and 1000000000 with at most 2 decimal places\':\xb7\x01\n\rcurrency_code\x12\x19.buf.validate.StringRules\x18\xd2\xb2\x05 \x01(\x08\x42\x82\x01\xc2H\x7f\n}\n\x14string.currency_code\x1a\x65!rule || this.matches(\'^([A-Z]{3}|[a-z]{3})$\') ? \'\' : \'must be a three-letter ISO 4217 currency code\'')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#shopmesh/common/v1/validation.proto\x12\x12shopmesh.common.v1\x1a\x1b\x62uf/validate/validate.proto:\xcb\x02\n\x0bmajor_units\x12\x19.buf.validate.DoubleRules\x18\xd1\xb2\x05 \x01(\x08\x42\x98\x02\xc2H\x94\x02\n\x91\x02\n\x12\x64ouble.major_units\x1a\xfa\x01!rule || (this >= 0.0 && this <= 1000000000.0 && this * 100.0 - double(int(this * 100.0 + 0.5)) < 0.000001 && double(int(this * 100.0 + 0.5)) - this * 100.0 < 0.000001) ? \'\' : \'must be an amount between 0 and 1000000000 with at most 2 decimal places\':\xb7\x01\n\rcurrency_code\x12\x19.buf.validate.StringRules\x18\xd2\xb2\x05 \x01(\x08\x42\x82\x01\xc2H\x7f\n}\n\x14string.currency_code\x1a\x65!rule || this.matches(\'^([A-Z]{3}|[a-z]{3})$\') ? \'\' : \'must be a three-letter ISO 4217 currency code\':\xcc\x01\n\raccount_email\x12\x19.buf.validate.StringRules\x18\xd3\xb2\x05 \x01(\x08\x42\x97\x01\xc2H\x93\x01\n\x90\x01\n\x14string.account_email\x1ax!rule || !this.contains(\'@\') || this.matches(\'@[^@]+[.][^@]+$\') ? \'\' : \'must have a domain with a dot, e.g. example.com\'')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,4 +36,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['major_units']._serialized_options = b'\302H\224\002\n\221\002\n\022double.major_units\032\372\001!rule || (this >= 0.0 && this <= 1000000000.0 && this * 100.0 - double(int(this * 100.0 + 0.5)) < 0.000001 && double(int(this * 100.0 + 0.5)) - this * 100.0 < 0.000001) ? \'\' : \'must be an amount between 0 and 1000000000 with at most 2 decimal places\''
   _globals['currency_code']._loaded_options = None
   _globals['currency_code']._serialized_options = b'\302H\177\n}\n\024string.currency_code\032e!rule || this.matches(\'^([A-Z]{3}|[a-z]{3})$\') ? \'\' : \'must be a three-letter ISO 4217 currency code\''
+  _globals['account_email']._loaded_options = None
+  _globals['account_email']._serialized_options = b'\302H\223\001\n\220\001\n\024string.account_email\032x!rule || !this.contains(\'@\') || this.matches(\'@[^@]+[.][^@]+$\') ? \'\' : \'must have a domain with a dot, e.g. example.com\''
 # @@protoc_insertion_point(module_scope)

@@ -7,3 +7,5 @@ MAJOR_UNITS_FIELD_NUMBER: _ClassVar[int]
 major_units: _descriptor.FieldDescriptor
 CURRENCY_CODE_FIELD_NUMBER: _ClassVar[int]
 currency_code: _descriptor.FieldDescriptor
+ACCOUNT_EMAIL_FIELD_NUMBER: _ClassVar[int]
+account_email: _descriptor.FieldDescriptor

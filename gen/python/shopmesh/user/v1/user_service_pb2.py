@@ -25,9 +25,10 @@ _sym_db = _symbol_database.Default()
 from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from shopmesh.common.v1 import validation_pb2 as shopmesh_dot_common_dot_v1_dot_validation__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#shopmesh/user/v1/user_service.proto\x12\x10shopmesh.user.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8d\x01\n\rPostalAddress\x12\x18\n\x06street\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\x18\xc8\x01\x12\x15\n\x04\x63ity\x18\x02 \x01(\tB\x07\xbaH\x04r\x02\x18\x64\x12\x16\n\x05state\x18\x03 \x01(\tB\x07\xbaH\x04r\x02\x18\x64\x12\x19\n\x08zip_code\x18\x04 \x01(\tB\x07\xbaH\x04r\x02\x18\x14\x12\x18\n\x07\x63ountry\x18\x05 \x01(\tB\x07\xbaH\x04r\x02\x18\x64\"\xc8\x03\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x12\n\nfirst_name\x18\x03 \x01(\t\x12\x11\n\tlast_name\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nlast_login\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05phone\x18\x08 \x01(\t\x12\x15\n\rdate_of_birth\x18\t \x01(\t\x12\x16\n\x0e\x65mail_verified\x18\n \x01(\x08\x12\x37\n\x0e\x61\x63\x63ount_status\x18\x0b \x01(\x0e\x32\x1f.shopmesh.user.v1.AccountStatus\x12$\n\x04role\x18\x0c \x01(\x0e\x32\x16.shopmesh.user.v1.Role\x12\x12\n\navatar_url\x18\r \x01(\t\x12\x0b\n\x03\x62io\x18\x0e \x01(\t\x12\x30\n\x07\x61\x64\x64ress\x18\x0f \x01(\x0b\x32\x1f.shopmesh.user.v1.PostalAddress\"\x8b\x01\n\x13RegisterUserRequest\x12\x19\n\x05\x65mail\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x18\xfe\x01`\x01\x12\x1c\n\x08password\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x08\x18\x80\x01\x12\x1d\n\nfirst_name\x18\x03 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18\x64\x12\x1c\n\tlast_name\x18\x04 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18\x64\"K\n\x14RegisterUserResponse\x12$\n\x04user\x18\x01 \x01(\x0b\x32\x16.shopmesh.user.v1.User\x12\r\n\x05token\x18\x02 \x01(\t\"G\n\x0cLoginRequest\x12\x19\n\x05\x65mail\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xfe\x01\x12\x1c\n\x08password\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80\x01\"D\n\rLoginResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12$\n\x04user\x18\x02 \x01(\x0b\x32\x16.shopmesh.user.v1.User\"\x0e\n\x0cGetMeRequest\"&\n\x0eGetUserRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"\xa5\x03\n\x11UpdateUserRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\"\n\nfirst_name\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18\x64H\x00\x88\x01\x01\x12!\n\tlast_name\x18\x03 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18\x64H\x01\x88\x01\x01\x12.\n\x05phone\x18\x04 \x01(\tB\x1a\xbaH\x17r\x15\x32\x13^[0-9+()\\- ]{0,20}$H\x02\x88\x01\x01\x12?\n\rdate_of_birth\x18\x05 \x01(\tB#\xbaH r\x1e\x32\x1c^[0-9]{4}-[0-9]{2}-[0-9]{2}$H\x03\x88\x01\x01\x12$\n\navatar_url\x18\x06 \x01(\tB\x0b\xbaH\x08r\x06\x18\x80\x10\x88\x01\x01H\x04\x88\x01\x01\x12\x1a\n\x03\x62io\x18\x07 \x01(\tB\x08\xbaH\x05r\x03\x18\xd0\x0fH\x05\x88\x01\x01\x12\x30\n\x07\x61\x64\x64ress\x18\x08 \x01(\x0b\x32\x1f.shopmesh.user.v1.PostalAddressB\r\n\x0b_first_nameB\x0c\n\n_last_nameB\x08\n\x06_phoneB\x10\n\x0e_date_of_birthB\r\n\x0b_avatar_urlB\x06\n\x04_bio\"\x0f\n\rLogoutRequest\"\x10\n\x0eLogoutResponse\"D\n\x12SuspendUserRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x18\n\x06reason\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xf4\x03\"\x10\n\x0eGetJwksRequest\"=\n\x0fGetJwksResponse\x12*\n\x04keys\x18\x01 \x03(\x0b\x32\x1c.shopmesh.user.v1.JsonWebKey\"X\n\nJsonWebKey\x12\x0b\n\x03kty\x18\x01 \x01(\t\x12\x0b\n\x03\x63rv\x18\x02 \x01(\t\x12\t\n\x01x\x18\x03 \x01(\t\x12\x0b\n\x03kid\x18\x04 \x01(\t\x12\x0b\n\x03\x61lg\x18\x05 \x01(\t\x12\x0b\n\x03use\x18\x06 \x01(\t*?\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x11\n\rROLE_CUSTOMER\x10\x01\x12\x0e\n\nROLE_ADMIN\x10\x02*\x84\x01\n\rAccountStatus\x12\x1e\n\x1a\x41\x43\x43OUNT_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15\x41\x43\x43OUNT_STATUS_ACTIVE\x10\x01\x12\x1c\n\x18\x41\x43\x43OUNT_STATUS_SUSPENDED\x10\x02\x12\x1a\n\x16\x41\x43\x43OUNT_STATUS_DELETED\x10\x03\x32\xf2\x06\n\x0bUserService\x12\x80\x01\n\x0cRegisterUser\x12%.shopmesh.user.v1.RegisterUserRequest\x1a&.shopmesh.user.v1.RegisterUserResponse\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/api/v1/users/register:\x01*\x12h\n\x05Login\x12\x1e.shopmesh.user.v1.LoginRequest\x1a\x1f.shopmesh.user.v1.LoginResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\"\x13/api/v1/users/login:\x01*\x12Y\n\x05GetMe\x12\x1e.shopmesh.user.v1.GetMeRequest\x1a\x16.shopmesh.user.v1.User\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/api/v1/users/me\x12_\n\x07GetUser\x12 .shopmesh.user.v1.GetUserRequest\x1a\x16.shopmesh.user.v1.User\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/api/v1/users/{id}\x12h\n\nUpdateUser\x12#.shopmesh.user.v1.UpdateUserRequest\x1a\x16.shopmesh.user.v1.User\"\x1d\x82\xd3\xe4\x93\x02\x17\x32\x12/api/v1/users/{id}:\x01*\x12l\n\x06Logout\x12\x1f.shopmesh.user.v1.LogoutRequest\x1a .shopmesh.user.v1.LogoutResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x14/api/v1/users/logout:\x01*\x12r\n\x0bSuspendUser\x12$.shopmesh.user.v1.SuspendUserRequest\x1a\x16.shopmesh.user.v1.User\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/api/v1/users/{id}:suspend:\x01*\x12n\n\x07GetJwks\x12 .shopmesh.user.v1.GetJwksRequest\x1a!.shopmesh.user.v1.GetJwksResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/.well-known/jwks.jsonb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#shopmesh/user/v1/user_service.proto\x12\x10shopmesh.user.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#shopmesh/common/v1/validation.proto\"\x8d\x01\n\rPostalAddress\x12\x18\n\x06street\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\x18\xc8\x01\x12\x15\n\x04\x63ity\x18\x02 \x01(\tB\x07\xbaH\x04r\x02\x18\x64\x12\x16\n\x05state\x18\x03 \x01(\tB\x07\xbaH\x04r\x02\x18\x64\x12\x19\n\x08zip_code\x18\x04 \x01(\tB\x07\xbaH\x04r\x02\x18\x14\x12\x18\n\x07\x63ountry\x18\x05 \x01(\tB\x07\xbaH\x04r\x02\x18\x64\"\xc8\x03\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x12\n\nfirst_name\x18\x03 \x01(\t\x12\x11\n\tlast_name\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nlast_login\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05phone\x18\x08 \x01(\t\x12\x15\n\rdate_of_birth\x18\t \x01(\t\x12\x16\n\x0e\x65mail_verified\x18\n \x01(\x08\x12\x37\n\x0e\x61\x63\x63ount_status\x18\x0b \x01(\x0e\x32\x1f.shopmesh.user.v1.AccountStatus\x12$\n\x04role\x18\x0c \x01(\x0e\x32\x16.shopmesh.user.v1.Role\x12\x12\n\navatar_url\x18\r \x01(\t\x12\x0b\n\x03\x62io\x18\x0e \x01(\t\x12\x30\n\x07\x61\x64\x64ress\x18\x0f \x01(\x0b\x32\x1f.shopmesh.user.v1.PostalAddress\"\x8f\x01\n\x13RegisterUserRequest\x12\x1d\n\x05\x65mail\x18\x01 \x01(\tB\x0e\xbaH\x0br\t\x18\xfe\x01`\x01\x98\x95+\x01\x12\x1c\n\x08password\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x08\x18\x80\x01\x12\x1d\n\nfirst_name\x18\x03 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18\x64\x12\x1c\n\tlast_name\x18\x04 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18\x64\"K\n\x14RegisterUserResponse\x12$\n\x04user\x18\x01 \x01(\x0b\x32\x16.shopmesh.user.v1.User\x12\r\n\x05token\x18\x02 \x01(\t\"G\n\x0cLoginRequest\x12\x19\n\x05\x65mail\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xfe\x01\x12\x1c\n\x08password\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80\x01\"D\n\rLoginResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12$\n\x04user\x18\x02 \x01(\x0b\x32\x16.shopmesh.user.v1.User\"\x0e\n\x0cGetMeRequest\"&\n\x0eGetUserRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"\xa5\x03\n\x11UpdateUserRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\"\n\nfirst_name\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18\x64H\x00\x88\x01\x01\x12!\n\tlast_name\x18\x03 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18\x64H\x01\x88\x01\x01\x12.\n\x05phone\x18\x04 \x01(\tB\x1a\xbaH\x17r\x15\x32\x13^[0-9+()\\- ]{0,20}$H\x02\x88\x01\x01\x12?\n\rdate_of_birth\x18\x05 \x01(\tB#\xbaH r\x1e\x32\x1c^[0-9]{4}-[0-9]{2}-[0-9]{2}$H\x03\x88\x01\x01\x12$\n\navatar_url\x18\x06 \x01(\tB\x0b\xbaH\x08r\x06\x18\x80\x10\x88\x01\x01H\x04\x88\x01\x01\x12\x1a\n\x03\x62io\x18\x07 \x01(\tB\x08\xbaH\x05r\x03\x18\xd0\x0fH\x05\x88\x01\x01\x12\x30\n\x07\x61\x64\x64ress\x18\x08 \x01(\x0b\x32\x1f.shopmesh.user.v1.PostalAddressB\r\n\x0b_first_nameB\x0c\n\n_last_nameB\x08\n\x06_phoneB\x10\n\x0e_date_of_birthB\r\n\x0b_avatar_urlB\x06\n\x04_bio\"\x0f\n\rLogoutRequest\"\x10\n\x0eLogoutResponse\"D\n\x12SuspendUserRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x18\n\x06reason\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xf4\x03\"\x10\n\x0eGetJwksRequest\"=\n\x0fGetJwksResponse\x12*\n\x04keys\x18\x01 \x03(\x0b\x32\x1c.shopmesh.user.v1.JsonWebKey\"X\n\nJsonWebKey\x12\x0b\n\x03kty\x18\x01 \x01(\t\x12\x0b\n\x03\x63rv\x18\x02 \x01(\t\x12\t\n\x01x\x18\x03 \x01(\t\x12\x0b\n\x03kid\x18\x04 \x01(\t\x12\x0b\n\x03\x61lg\x18\x05 \x01(\t\x12\x0b\n\x03use\x18\x06 \x01(\t*?\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x11\n\rROLE_CUSTOMER\x10\x01\x12\x0e\n\nROLE_ADMIN\x10\x02*\x84\x01\n\rAccountStatus\x12\x1e\n\x1a\x41\x43\x43OUNT_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15\x41\x43\x43OUNT_STATUS_ACTIVE\x10\x01\x12\x1c\n\x18\x41\x43\x43OUNT_STATUS_SUSPENDED\x10\x02\x12\x1a\n\x16\x41\x43\x43OUNT_STATUS_DELETED\x10\x03\x32\xf2\x06\n\x0bUserService\x12\x80\x01\n\x0cRegisterUser\x12%.shopmesh.user.v1.RegisterUserRequest\x1a&.shopmesh.user.v1.RegisterUserResponse\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/api/v1/users/register:\x01*\x12h\n\x05Login\x12\x1e.shopmesh.user.v1.LoginRequest\x1a\x1f.shopmesh.user.v1.LoginResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\"\x13/api/v1/users/login:\x01*\x12Y\n\x05GetMe\x12\x1e.shopmesh.user.v1.GetMeRequest\x1a\x16.shopmesh.user.v1.User\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/api/v1/users/me\x12_\n\x07GetUser\x12 .shopmesh.user.v1.GetUserRequest\x1a\x16.shopmesh.user.v1.User\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/api/v1/users/{id}\x12h\n\nUpdateUser\x12#.shopmesh.user.v1.UpdateUserRequest\x1a\x16.shopmesh.user.v1.User\"\x1d\x82\xd3\xe4\x93\x02\x17\x32\x12/api/v1/users/{id}:\x01*\x12l\n\x06Logout\x12\x1f.shopmesh.user.v1.LogoutRequest\x1a .shopmesh.user.v1.LogoutResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x14/api/v1/users/logout:\x01*\x12r\n\x0bSuspendUser\x12$.shopmesh.user.v1.SuspendUserRequest\x1a\x16.shopmesh.user.v1.User\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/api/v1/users/{id}:suspend:\x01*\x12n\n\x07GetJwks\x12 .shopmesh.user.v1.GetJwksRequest\x1a!.shopmesh.user.v1.GetJwksResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/.well-known/jwks.jsonb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,7 +46,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_POSTALADDRESS'].fields_by_name['country']._loaded_options = None
   _globals['_POSTALADDRESS'].fields_by_name['country']._serialized_options = b'\272H\004r\002\030d'
   _globals['_REGISTERUSERREQUEST'].fields_by_name['email']._loaded_options = None
-  _globals['_REGISTERUSERREQUEST'].fields_by_name['email']._serialized_options = b'\272H\007r\005\030\376\001`\001'
+  _globals['_REGISTERUSERREQUEST'].fields_by_name['email']._serialized_options = b'\272H\013r\t\030\376\001`\001\230\225+\001'
   _globals['_REGISTERUSERREQUEST'].fields_by_name['password']._loaded_options = None
   _globals['_REGISTERUSERREQUEST'].fields_by_name['password']._serialized_options = b'\272H\007r\005\020\010\030\200\001'
   _globals['_REGISTERUSERREQUEST'].fields_by_name['first_name']._loaded_options = None
@@ -92,40 +93,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USERSERVICE'].methods_by_name['SuspendUser']._serialized_options = b'\202\323\344\223\002\037\"\032/api/v1/users/{id}:suspend:\001*'
   _globals['_USERSERVICE'].methods_by_name['GetJwks']._loaded_options = None
   _globals['_USERSERVICE'].methods_by_name['GetJwks']._serialized_options = b'\202\323\344\223\002\030\022\026/.well-known/jwks.json'
-  _globals['_ROLE']._serialized_start=1870
-  _globals['_ROLE']._serialized_end=1933
-  _globals['_ACCOUNTSTATUS']._serialized_start=1936
-  _globals['_ACCOUNTSTATUS']._serialized_end=2068
-  _globals['_POSTALADDRESS']._serialized_start=150
-  _globals['_POSTALADDRESS']._serialized_end=291
-  _globals['_USER']._serialized_start=294
-  _globals['_USER']._serialized_end=750
-  _globals['_REGISTERUSERREQUEST']._serialized_start=753
-  _globals['_REGISTERUSERREQUEST']._serialized_end=892
-  _globals['_REGISTERUSERRESPONSE']._serialized_start=894
-  _globals['_REGISTERUSERRESPONSE']._serialized_end=969
-  _globals['_LOGINREQUEST']._serialized_start=971
-  _globals['_LOGINREQUEST']._serialized_end=1042
-  _globals['_LOGINRESPONSE']._serialized_start=1044
-  _globals['_LOGINRESPONSE']._serialized_end=1112
-  _globals['_GETMEREQUEST']._serialized_start=1114
-  _globals['_GETMEREQUEST']._serialized_end=1128
-  _globals['_GETUSERREQUEST']._serialized_start=1130
-  _globals['_GETUSERREQUEST']._serialized_end=1168
-  _globals['_UPDATEUSERREQUEST']._serialized_start=1171
-  _globals['_UPDATEUSERREQUEST']._serialized_end=1592
-  _globals['_LOGOUTREQUEST']._serialized_start=1594
-  _globals['_LOGOUTREQUEST']._serialized_end=1609
-  _globals['_LOGOUTRESPONSE']._serialized_start=1611
-  _globals['_LOGOUTRESPONSE']._serialized_end=1627
-  _globals['_SUSPENDUSERREQUEST']._serialized_start=1629
-  _globals['_SUSPENDUSERREQUEST']._serialized_end=1697
-  _globals['_GETJWKSREQUEST']._serialized_start=1699
-  _globals['_GETJWKSREQUEST']._serialized_end=1715
-  _globals['_GETJWKSRESPONSE']._serialized_start=1717
-  _globals['_GETJWKSRESPONSE']._serialized_end=1778
-  _globals['_JSONWEBKEY']._serialized_start=1780
-  _globals['_JSONWEBKEY']._serialized_end=1868
-  _globals['_USERSERVICE']._serialized_start=2071
-  _globals['_USERSERVICE']._serialized_end=2953
+  _globals['_ROLE']._serialized_start=1911
+  _globals['_ROLE']._serialized_end=1974
+  _globals['_ACCOUNTSTATUS']._serialized_start=1977
+  _globals['_ACCOUNTSTATUS']._serialized_end=2109
+  _globals['_POSTALADDRESS']._serialized_start=187
+  _globals['_POSTALADDRESS']._serialized_end=328
+  _globals['_USER']._serialized_start=331
+  _globals['_USER']._serialized_end=787
+  _globals['_REGISTERUSERREQUEST']._serialized_start=790
+  _globals['_REGISTERUSERREQUEST']._serialized_end=933
+  _globals['_REGISTERUSERRESPONSE']._serialized_start=935
+  _globals['_REGISTERUSERRESPONSE']._serialized_end=1010
+  _globals['_LOGINREQUEST']._serialized_start=1012
+  _globals['_LOGINREQUEST']._serialized_end=1083
+  _globals['_LOGINRESPONSE']._serialized_start=1085
+  _globals['_LOGINRESPONSE']._serialized_end=1153
+  _globals['_GETMEREQUEST']._serialized_start=1155
+  _globals['_GETMEREQUEST']._serialized_end=1169
+  _globals['_GETUSERREQUEST']._serialized_start=1171
+  _globals['_GETUSERREQUEST']._serialized_end=1209
+  _globals['_UPDATEUSERREQUEST']._serialized_start=1212
+  _globals['_UPDATEUSERREQUEST']._serialized_end=1633
+  _globals['_LOGOUTREQUEST']._serialized_start=1635
+  _globals['_LOGOUTREQUEST']._serialized_end=1650
+  _globals['_LOGOUTRESPONSE']._serialized_start=1652
+  _globals['_LOGOUTRESPONSE']._serialized_end=1668
+  _globals['_SUSPENDUSERREQUEST']._serialized_start=1670
+  _globals['_SUSPENDUSERREQUEST']._serialized_end=1738
+  _globals['_GETJWKSREQUEST']._serialized_start=1740
+  _globals['_GETJWKSREQUEST']._serialized_end=1756
+  _globals['_GETJWKSRESPONSE']._serialized_start=1758
+  _globals['_GETJWKSRESPONSE']._serialized_end=1819
+  _globals['_JSONWEBKEY']._serialized_start=1821
+  _globals['_JSONWEBKEY']._serialized_end=1909
+  _globals['_USERSERVICE']._serialized_start=2112
+  _globals['_USERSERVICE']._serialized_end=2994
 # @@protoc_insertion_point(module_scope)

@@ -1,0 +1,332 @@
+"""Idempotent consumers: each event's effect happens once, offsets follow effects.
+
+A consumer has its own group (one per service and purpose), subscribes to
+declared topics, and dispatches by the `event-type` header to the handler
+registered for that protobuf message type, decoding with its class. Each
+effect runs through the inbox (PostgreSQL: `processed_events` in the same
+transaction as the effect; the handler gets that transaction's connection),
+and a partition's offset is committed only after its effects are durable. A
+crash anywhere redelivers at most the uncommitted tail, which the inbox skips.
+
+Failures: a handler error is retried with exponential backoff up to
+`retry.max_attempts` times; then the message goes to `<topic>.dlq` with headers
+naming the error, the group and the attempt count (see `dlq`), its offset is
+committed and the partition moves on. A message that cannot be decoded, or
+lacks a valid event id, cannot succeed on retry and is dead-lettered at once.
+An event type with no handler is skipped and counted. Infrastructure failures
+(the database or Kafka unreachable) are not the message's fault: the consumer
+restarts with backoff and the message is redelivered, attempts not counted.
+
+`stop()` drains: no more fetching, the effect in flight completes, the offsets
+of finished effects are committed, then `run()` returns (SIGTERM wiring calls it).
+Lag per partition is the `kafka_consumer_lag` gauge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError
+from google.protobuf.message import DecodeError, Message
+from opentelemetry import propagate, trace
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from shopmesh_platform.events.attempts import RetryPolicy
+from shopmesh_platform.events.dlq import dead_letter
+from shopmesh_platform.events.envelope import TRACEPARENT, EventHeaders, MalformedEnvelope
+from shopmesh_platform.events.inbox import Inbox
+from shopmesh_platform.events.producer import EventProducer
+from shopmesh_platform.events.topics import TopicCatalog
+from shopmesh_platform.kafka import KafkaConfig
+
+logger = logging.getLogger("shopmesh.consumer")
+tracer = trace.get_tracer("shopmesh.events")
+
+Transaction = TypeVar("Transaction")
+EventT = TypeVar("EventT", bound=Message)
+
+# Not the message's fault: restart the consumer and let the message come again.
+INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+)
+
+
+@dataclass(frozen=True)
+class EventContext(Generic[Transaction]):
+    """What a handler knows besides the event: the inbox's transaction and where the event came from."""
+
+    transaction: Transaction
+    event_id: str
+    event_type: str
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+
+
+Handler = Callable[[Any, EventContext[Transaction]], Awaitable[None]]
+
+
+class Handlers(Generic[Transaction]):
+    """Handlers by event message type."""
+
+    def __init__(self) -> None:
+        self._by_type: dict[str, tuple[type[Message], Handler[Transaction]]] = {}
+
+    def register(
+        self, event_type: type[EventT], handler: Callable[[EventT, EventContext[Transaction]], Awaitable[None]]
+    ) -> None:
+        name = event_type.DESCRIPTOR.full_name
+        if name in self._by_type:
+            raise ValueError(f"a handler for {name} is already registered")
+        self._by_type[name] = (event_type, handler)
+
+    def lookup(self, event_type: str) -> tuple[type[Message], Handler[Transaction]] | None:
+        return self._by_type.get(event_type)
+
+
+@dataclass(frozen=True)
+class ConsumerSettings:
+    """One consumer: its group, its topics, and how it retries."""
+
+    group: str
+    topics: tuple[str, ...]
+    retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(max_attempts=5, initial_delay=0.2, max_delay=10.0))
+    restart: RetryPolicy = field(default_factory=lambda: RetryPolicy(max_attempts=1, initial_delay=0.5, max_delay=10.0))
+    poll_timeout_ms: int = 200
+    max_batch: int = 100
+
+
+class _Stopping(Exception):
+    """stop() was called while waiting to retry: leave the message uncommitted."""
+
+
+class EventConsumer(Generic[Transaction]):
+    """Consumes `settings.topics` in `settings.group`; `run()` until `stop()`."""
+
+    def __init__(
+        self,
+        kafka: KafkaConfig,
+        *,
+        settings: ConsumerSettings,
+        handlers: Handlers[Transaction],
+        inbox: Inbox[Transaction],
+        catalog: TopicCatalog,
+        registry: CollectorRegistry,
+    ) -> None:
+        for topic in settings.topics:
+            catalog.require(topic)
+        self._kafka = kafka
+        self._settings = settings
+        self._handlers = handlers
+        self._inbox = inbox
+        self._stopping = asyncio.Event()
+        self._finished = asyncio.Event()
+        self._running = False
+        labels = ("group", "topic")
+        self._events = Counter(
+            "consumer_events_total",
+            "Consumed events by outcome (applied, duplicate, unknown_type, dead_lettered).",
+            (*labels, "outcome"),
+            registry=registry,
+        )
+        self._failures = Counter(
+            "consumer_handler_failures_total", "Failed handler attempts.", labels, registry=registry
+        )
+        self._lag = Gauge("kafka_consumer_lag", "Messages not yet consumed.", (*labels, "partition"), registry=registry)
+
+    async def run(self) -> None:
+        """Consume until stop(); restarts with backoff after infrastructure failures."""
+        self._running = True
+        self._finished.clear()
+        failures = 0
+        try:
+            while not self._stopping.is_set():
+                try:
+                    await self._consume()
+                    failures = 0
+                except Exception as exc:
+                    failures += 1
+                    delay = self._settings.restart.delay(failures)
+                    logger.warning(
+                        "consumer interrupted; restarting",
+                        extra={
+                            "group": self._settings.group,
+                            "error": f"{type(exc).__name__}: {exc}",
+                            "retry_in_s": delay,
+                        },
+                    )
+                    await self._wait_unless_stopped(delay)
+        finally:
+            self._running = False
+            self._finished.set()
+
+    async def stop(self) -> None:
+        """Stop fetching, finish the effect in flight, commit its offset; return once run() has."""
+        self._stopping.set()
+        if self._running:
+            await self._finished.wait()
+
+    async def _wait_unless_stopped(self, seconds: float) -> bool:
+        """Sleep `seconds`; True when stop() was called meanwhile."""
+        try:
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _consume(self) -> None:
+        consumer = AIOKafkaConsumer(
+            *self._settings.topics,
+            bootstrap_servers=self._kafka.bootstrap_servers,
+            group_id=self._settings.group,
+            client_id=self._settings.group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            request_timeout_ms=self._kafka.request_timeout_ms,
+        )
+        producer = EventProducer(self._kafka, client_id=f"{self._settings.group}-dlq")
+        try:
+            await consumer.start()
+            await producer.start()
+            while not self._stopping.is_set():
+                batches = await consumer.getmany(
+                    timeout_ms=self._settings.poll_timeout_ms, max_records=self._settings.max_batch
+                )
+                for partition, records in batches.items():
+                    await self._consume_partition_batch(consumer, producer, partition, records)
+                    if self._stopping.is_set():
+                        break
+                await self._update_lag(consumer)
+        finally:
+            await producer.stop()
+            await consumer.stop()
+
+    async def _consume_partition_batch(
+        self,
+        consumer: AIOKafkaConsumer,
+        producer: EventProducer,
+        partition: TopicPartition,
+        records: Sequence[ConsumerRecord],
+    ) -> None:
+        next_offset: int | None = None
+        try:
+            for record in records:
+                if self._stopping.is_set():
+                    break
+                await self._process(producer, record)
+                next_offset = record.offset + 1
+        except _Stopping:
+            pass
+        finally:
+            # Everything before next_offset has a durable effect (or a dead letter): commit it.
+            if next_offset is not None:
+                try:
+                    await consumer.commit({partition: next_offset})
+                except CommitFailedError as exc:
+                    # The partition moved to another member; it redelivers, the inbox skips.
+                    logger.warning("offset commit refused", extra={"group": self._settings.group, "error": str(exc)})
+
+    async def _process(self, producer: EventProducer, record: ConsumerRecord) -> None:
+        topic = record.topic
+        try:
+            headers = EventHeaders.decode(record.headers)
+        except MalformedEnvelope as exc:
+            await self._dead_letter(producer, record, exc, attempts=1)
+            return
+        found = self._handlers.lookup(headers.event_type)
+        if found is None:
+            self._events.labels(self._settings.group, topic, "unknown_type").inc()
+            logger.info(
+                "event type without a handler skipped", extra={"event_type": headers.event_type, "topic": topic}
+            )
+            return
+        event_class, handler = found
+        try:
+            event = event_class.FromString(record.value or b"")
+        except DecodeError as exc:
+            await self._dead_letter(producer, record, exc, attempts=1)
+            return
+        key = record.key.decode(errors="replace") if record.key is not None else None
+
+        async def effect(transaction: Transaction) -> None:
+            context = EventContext(
+                transaction, headers.event_id, headers.event_type, topic, record.partition, record.offset, key
+            )
+            await handler(event, context)
+
+        parent = propagate.extract({TRACEPARENT: headers.traceparent} if headers.traceparent else {})
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                with tracer.start_as_current_span(
+                    f"{topic} process", context=parent, kind=trace.SpanKind.CONSUMER
+                ) as span:
+                    span.set_attribute("messaging.kafka.consumer.group", self._settings.group)
+                    applied = await self._inbox.apply(self._settings.group, headers.event_id, effect)
+            except INFRASTRUCTURE_ERRORS:
+                raise
+            except Exception as exc:
+                self._failures.labels(self._settings.group, topic).inc()
+                retry = self._settings.retry
+                if retry.exhausted(attempts):
+                    await self._dead_letter(producer, record, exc, attempts=attempts)
+                    return
+                logger.warning(
+                    "event handler failed; will retry",
+                    extra={"event_id": headers.event_id, "attempt": attempts, "error": f"{type(exc).__name__}: {exc}"},
+                )
+                if await self._wait_unless_stopped(retry.delay(attempts)):
+                    raise _Stopping() from exc
+                continue
+            self._events.labels(self._settings.group, topic, "applied" if applied else "duplicate").inc()
+            return
+
+    async def _dead_letter(
+        self, producer: EventProducer, record: ConsumerRecord, error: BaseException, *, attempts: int
+    ) -> None:
+        await producer.send(
+            dead_letter(
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                key=record.key,
+                value=record.value or b"",
+                headers=record.headers or (),
+                error=error,
+                group=self._settings.group,
+                attempts=attempts,
+            )
+        )
+        self._events.labels(self._settings.group, record.topic, "dead_lettered").inc()
+        logger.error(
+            "event dead-lettered",
+            extra={"topic": record.topic, "offset": record.offset, "attempts": attempts, "error": type(error).__name__},
+        )
+
+    async def _update_lag(self, consumer: AIOKafkaConsumer) -> None:
+        for partition in consumer.assignment():
+            highwater = consumer.highwater(partition)
+            if highwater is None:
+                continue
+            position = await consumer.position(partition)
+            self._lag.labels(self._settings.group, partition.topic, str(partition.partition)).set(
+                max(highwater - position, 0)
+            )
+
+
+def consumer_group(service: str, name: str) -> str:
+    """The group of one consumer of one service: `<service>.<name>`."""
+    return f"{service}.{name}"
