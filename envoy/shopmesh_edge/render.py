@@ -57,6 +57,10 @@ EXPOSED_ADMIN_PATHS = ("/ready", "/stats/prometheus")
 MAX_SOCKET_PATH = 107
 # Sent with every answer: no MIME sniffing; nothing cached unless the service says otherwise.
 SECURITY_HEADERS = {"x-content-type-options": "nosniff", "cache-control": "no-store"}
+# File-based SDS secrets: the edge's certificate and key, and the mesh CA.
+IDENTITY_SECRET = "edge_identity"
+CA_SECRET = "mesh_ca"
+SECRET_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
 WINDOWS = {"minute": 60, "hour": 3600}
 
 
@@ -85,11 +89,27 @@ class EdgeSettings:
 
 @dataclass(frozen=True)
 class UpstreamTls:
-    """The edge's own certificate, and the CA that issued every mesh identity."""
+    """The edge's own certificate, and the CA that issued every mesh identity.
+
+    Envoy reads them through file-based SDS (resources rendered into `sds_dir`)
+    and reads them again whenever a file is renamed into `renewed_marker_dir`,
+    which the issuer does once a renewed key and certificate are both in place:
+    new connections to the services present the new certificate, no restart.
+    """
 
     cert: Path
     key: Path
     ca: Path
+    sds_dir: Path
+    renewed_marker_dir: Path
+
+    @property
+    def identity_resource(self) -> Path:
+        return self.sds_dir / f"{IDENTITY_SECRET}.yaml"
+
+    @property
+    def ca_resource(self) -> Path:
+        return self.sds_dir / f"{CA_SECRET}.yaml"
 
 
 def _seconds(value: float) -> str:
@@ -508,6 +528,34 @@ def local_ratelimit(mesh: MeshDeclaration, policy: EdgePolicy, *, platform_api: 
     }
 
 
+def _file_sds(name: str, resource: Path) -> dict[str, Any]:
+    return {"name": name, "sds_config": {"path_config_source": {"path": str(resource)}, "resource_api_version": "V3"}}
+
+
+def sds_resources(tls: UpstreamTls) -> dict[Path, str]:
+    """The SDS resource files `upstream_tls_socket` refers to, by path.
+
+    They name the PEM files and the directory whose renames make Envoy read them again.
+    """
+    watched = {"path": str(tls.renewed_marker_dir)}
+    identity = {
+        "name": IDENTITY_SECRET,
+        "tls_certificate": {
+            "certificate_chain": {"filename": str(tls.cert)},
+            "private_key": {"filename": str(tls.key)},
+            "watched_directory": watched,
+        },
+    }
+    ca = {
+        "name": CA_SECRET,
+        "validation_context": {"trusted_ca": {"filename": str(tls.ca)}, "watched_directory": watched},
+    }
+    return {
+        path: yaml.safe_dump({"resources": [{"@type": SECRET_TYPE, **secret}]}, sort_keys=False)
+        for path, secret in ((tls.identity_resource, identity), (tls.ca_resource, ca))
+    }
+
+
 def upstream_tls_socket(service: str, tls: UpstreamTls, mesh: MeshDeclaration) -> dict[str, Any]:
     """Present the edge identity; accept only the certificate of `service` (its SPIFFE id)."""
     spiffe = f"spiffe://{mesh.trust_domain}/ns/{mesh.namespace}/sa/{service}"
@@ -518,12 +566,12 @@ def upstream_tls_socket(service: str, tls: UpstreamTls, mesh: MeshDeclaration) -
             "sni": service,
             "common_tls_context": {
                 "alpn_protocols": ["h2"],
-                "tls_certificates": [
-                    {"certificate_chain": {"filename": str(tls.cert)}, "private_key": {"filename": str(tls.key)}}
-                ],
-                "validation_context": {
-                    "trusted_ca": {"filename": str(tls.ca)},
-                    "match_typed_subject_alt_names": [{"san_type": "URI", "matcher": {"exact": spiffe}}],
+                "tls_certificate_sds_secret_configs": [_file_sds(IDENTITY_SECRET, tls.identity_resource)],
+                "combined_validation_context": {
+                    "default_validation_context": {
+                        "match_typed_subject_alt_names": [{"san_type": "URI", "matcher": {"exact": spiffe}}],
+                    },
+                    "validation_context_sds_secret_config": _file_sds(CA_SECRET, tls.ca_resource),
                 },
             },
         },

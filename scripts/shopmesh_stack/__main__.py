@@ -42,7 +42,7 @@ def command_status(stack: Stack) -> None:
     print(f"{'component':<14} {'state':<6} {'pid':>8} {'port':>6}  log")
     for row in stack.status():
         state = "up" if row.running else "down"
-        print(f"{row.name:<14} {state:<6} {row.pid or '-':>8} {row.port:>6}  {row.log_file}")
+        print(f"{row.name:<14} {state:<6} {row.pid or '-':>8} {row.port or '-':>6}  {row.log_file}")
 
 
 def command_logs(stack: Stack, component: str | None, follow: bool) -> None:

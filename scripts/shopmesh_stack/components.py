@@ -100,6 +100,44 @@ class Component:
         """After the first successful readiness probe: databases, topics."""
 
 
+class CertificateRenewer(Component):
+    """Renews the mesh certificates while the stack runs (shopmesh_stack.renewer); listens on no port."""
+
+    name = "renewer"
+    start_timeout = 30.0
+
+    @property
+    def port(self) -> int:
+        return 0
+
+    @property
+    def heartbeat(self) -> Path:
+        return self.settings.run_dir / f"{self.name}.heartbeat"
+
+    def argv(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "shopmesh_stack.renewer",
+            "--pki-dir",
+            str(self.settings.pki_dir),
+            "--lifetime-seconds",
+            str(int(self.settings.cert_lifetime.total_seconds())),
+            "--heartbeat",
+            str(self.heartbeat),
+        ]
+
+    def env(self) -> dict[str, str]:
+        return {**super().env(), "PYTHONUNBUFFERED": "1"}
+
+    def prepare(self) -> None:
+        self.heartbeat.unlink(missing_ok=True)
+
+    def ready(self) -> bool:
+        # Ready once it has completed a round.
+        return self.heartbeat.exists()
+
+
 class Postgres(Component):
     """A PostgreSQL cluster of the stack's own (never the system cluster)."""
 
@@ -517,8 +555,9 @@ class Edge(Component):
         ]
 
     def prepare(self) -> None:
-        from shopmesh_edge.render import EdgeSettings, UpstreamTls, render_yaml
+        from shopmesh_edge.render import EdgeSettings, UpstreamTls, render_yaml, sds_resources
         from shopmesh_platform.mesh import load_mesh
+        from shopmesh_stack.pki import ISSUED_MARKERS
 
         ports = self.settings.ports
         self.config_file.parent.mkdir(parents=True, exist_ok=True)
@@ -534,10 +573,16 @@ class Edge(Component):
             jwt_issuer=self.settings.jwt_issuer,
             jwt_audience=self.settings.jwt_audience,
             jwks_cache_seconds=self.settings.jwks_refresh_seconds,
-            upstream_tls=UpstreamTls(files.cert, files.key, files.ca)
+            upstream_tls=UpstreamTls(
+                files.cert, files.key, files.ca, self.config_file.parent / "sds", self.settings.pki_dir / ISSUED_MARKERS
+            )
             if (files := self.settings.tls_files("edge"))
             else None,
         )
+        if edge.upstream_tls is not None:
+            for path, resource in sds_resources(edge.upstream_tls).items():
+                path.parent.mkdir(exist_ok=True)
+                path.write_text(resource)
         self.config_file.write_text(render_yaml(load_mesh(), edge))
         result = subprocess.run(
             [str(self.installed.envoy), "--mode", "validate", "-c", str(self.config_file)],

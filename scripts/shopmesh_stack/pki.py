@@ -11,16 +11,25 @@ signed by the current CA's key, not matching its own key file, or not for the
 current trust domain is reissued on `up`. Keys and certificates are written
 atomically (see `_write_atomically`): a key file is never readable by others,
 not even for a moment, and never half-written.
+
+While the stack runs, its renewer (shopmesh_stack.renewer) calls `renew`, which
+reissues a certificate once two thirds of its lifetime have passed. The key is
+replaced before the certificate; a reader between the two renames sees a key
+that does not match the certificate, and keeps what it had (see
+shopmesh_platform.certificates). Once both are in place a marker is renamed into
+`issued/`: Envoy reloads on that (its SDS `watched_directory`), never on half a
+renewal.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
 import ipaddress
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +42,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 CA_LIFETIME = dt.timedelta(days=365)
 RENEW_BEFORE = dt.timedelta(hours=1)
+# The running stack renews a certificate once this share of its lifetime has passed.
+RENEW_AT_FRACTION = 2 / 3
+# Subdirectory of the CA directory into which a marker is renamed after every completed issue.
+ISSUED_MARKERS = "issued"
 
 
 def spiffe_id(trust_domain: str, namespace: str, identity: str) -> str:
@@ -170,7 +183,7 @@ class LocalCA:
         _write_public(self.ca_file, cert.public_bytes(serialization.Encoding.PEM))
         return cert, key
 
-    def _current(self, identity: str, ca_cert: x509.Certificate) -> bool:
+    def _current(self, identity: str, ca_cert: x509.Certificate, renew_before: dt.timedelta = RENEW_BEFORE) -> bool:
         files = self.files(identity)
         try:
             cert = x509.load_pem_x509_certificate(files.cert.read_bytes())
@@ -181,7 +194,7 @@ class LocalCA:
             return False
         if _public_der(key) != _public_der(cert):
             return False
-        if cert.not_valid_after_utc - RENEW_BEFORE < self._now():
+        if cert.not_valid_after_utc - renew_before < self._now():
             return False
         try:
             uris = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
@@ -225,14 +238,41 @@ class LocalCA:
         # certificate, which `_current` detects: the next run reissues both.
         _write_private(files.key, _pem_key(key))
         _write_public(files.cert, cert.public_bytes(serialization.Encoding.PEM))
+        self._mark_issued(identity)
 
-    def ensure(self, identities: Iterable[str]) -> list[str]:
+    @property
+    def issued_markers(self) -> Path:
+        """Where a file is renamed in once an identity's new key and certificate are both in place."""
+        return self.directory / ISSUED_MARKERS
+
+    def _mark_issued(self, identity: str) -> None:
+        self.issued_markers.mkdir(exist_ok=True)
+        _write_public(self.issued_markers / identity, b"")
+
+    def ensure(self, identities: Iterable[str], *, renew_before: dt.timedelta = RENEW_BEFORE) -> list[str]:
         """Create the CA if needed and (re)issue what is not current; returns identities issued."""
         loaded = self._load_ca()
         ca_cert, ca_key = loaded if loaded is not None else self._create_ca()
+        self.issued_markers.mkdir(exist_ok=True)
         issued = []
         for identity in identities:
-            if loaded is None or not self._current(identity, ca_cert):
+            if loaded is None or not self._current(identity, ca_cert, renew_before):
                 self._issue(identity, ca_cert, ca_key)
                 issued.append(identity)
         return issued
+
+    @contextlib.contextmanager
+    def issuing(self) -> Iterator[None]:
+        """Hold the directory's issuing lock: `make up` and the renewer never write the same files at once."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with open(self.directory / ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def renew(self, identities: Iterable[str]) -> list[str]:
+        """What the running stack calls: reissue what has used two thirds of its lifetime, or is not current."""
+        with self.issuing():
+            return self.ensure(identities, renew_before=self.lifetime * (1 - RENEW_AT_FRACTION))

@@ -10,6 +10,7 @@ processes die with the test run (`die_with_parent`).
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import socket
 from collections.abc import Mapping
@@ -22,6 +23,8 @@ from shopmesh_stack.pki import IdentityFiles
 REPO = Path(__file__).resolve().parents[2]
 # The services in start order (their ports are fields of Ports).
 SERVICES_ORDER = ("users", "orders", "payments", "inventory", "notifications")
+# Renewal at two thirds of the lifetime leaves a third to renew and reload in.
+MIN_CERT_LIFETIME_SECONDS = 15
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,15 @@ class StackSettings:
     cert_lifetime_hours: int = 24
     # The processes die with the one that started them (a test run); `make up`'s outlive it.
     die_with_parent: bool = False
+    # When set, overrides the hours: short lifetimes to watch renewal happen (tests).
+    cert_lifetime_seconds: int | None = None
+
+    @property
+    def cert_lifetime(self) -> dt.timedelta:
+        """How long the certificates the stack issues are valid."""
+        if self.cert_lifetime_seconds is not None:
+            return dt.timedelta(seconds=self.cert_lifetime_seconds)
+        return dt.timedelta(hours=self.cert_lifetime_hours)
 
     @property
     def pki_dir(self) -> Path:
@@ -143,6 +155,11 @@ class StackSettings:
             edge_profile=read.choice("SHOPMESH_EDGE_PROFILE", "developer", ("developer", "production")),
             mesh_tls=read.choice("MESH_TLS", "on", ("on", "off")) == "on",
             cert_lifetime_hours=read.integer("SHOPMESH_CERT_LIFETIME_HOURS", 24, minimum=2, maximum=24 * 365),
+            cert_lifetime_seconds=read.integer(
+                "SHOPMESH_CERT_LIFETIME_SECONDS", 0, minimum=MIN_CERT_LIFETIME_SECONDS, maximum=365 * 24 * 3600
+            )
+            if read.optional("SHOPMESH_CERT_LIFETIME_SECONDS")
+            else None,
         )
 
     @classmethod

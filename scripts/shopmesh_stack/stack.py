@@ -10,13 +10,13 @@ leaves the data; `clean` also deletes the data.
 
 from __future__ import annotations
 
-import datetime as dt
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from shopmesh_platform.mesh import load_mesh
 from shopmesh_stack.components import (
+    CertificateRenewer,
     Component,
     Edge,
     FerretDB,
@@ -63,6 +63,7 @@ class Stack:
             for name in SERVICES_ORDER
         }
         self.edge = Edge(settings, self.installed)
+        self.renewer = CertificateRenewer(settings, self.installed)
 
     def _database_env(self, service: str) -> dict[str, str]:
         if service == "orders":
@@ -74,7 +75,16 @@ class Stack:
 
     @property
     def components(self) -> list[Component]:
-        return [self.postgres, self.kafka, self.ferretdb, self.localstripe, *self.services.values(), self.edge]
+        # The renewer first: the certificates stay current whatever else is slow to start.
+        return [
+            self.renewer,
+            self.postgres,
+            self.kafka,
+            self.ferretdb,
+            self.localstripe,
+            *self.services.values(),
+            self.edge,
+        ]
 
     def start(self, component: Component) -> None:
         process = component.process
@@ -93,11 +103,11 @@ class Stack:
         # PostgreSQL runs as its own user and must be able to reach its data dir.
         self.settings.data_dir.chmod(0o755)
         self._link_tools()
-        reissued = set(self.issue_certificates())
+        self.issue_certificates()
+        # Running services and Envoy pick reissued certificates up by themselves: no restart.
         for component in self.components:
-            # A running process holds the certificate it started with: restart it on a new one.
-            if component.identity in reissued and self.stop(component):
-                print(f"  {component.name:<14} restarting with its new certificate", flush=True)
+            if component is self.renewer and not self.settings.mesh_tls:
+                continue
             self.start(component)
         for service in self.services.values():
             wait_ready(
@@ -107,19 +117,15 @@ class Stack:
     def issue_certificates(self) -> list[str]:
         """(Re)issue what is missing or expiring; returns the identities issued.
 
-        The CA key stays in the data directory.
+        The CA key stays in the data directory. The renewer keeps them current afterwards.
         """
         if not self.settings.mesh_tls:
             print("  WARNING: MESH_TLS=off: services talk plaintext (only for running behind sidecars)", flush=True)
             return []
         mesh = load_mesh()
-        authority = LocalCA(
-            self.settings.pki_dir,
-            mesh.trust_domain,
-            mesh.namespace,
-            dt.timedelta(hours=self.settings.cert_lifetime_hours),
-        )
-        issued = authority.ensure(mesh.identities)
+        authority = LocalCA(self.settings.pki_dir, mesh.trust_domain, mesh.namespace, self.settings.cert_lifetime)
+        with authority.issuing():
+            issued = authority.ensure(mesh.identities)
         if issued:
             print(f"  certificates   issued for {', '.join(issued)} ({mesh.trust_domain})", flush=True)
         return issued

@@ -325,20 +325,29 @@ def test_every_service_certificate_names_its_spiffe_identity(stack: Stack) -> No
     assert (stack.settings.pki_dir / "ca.key").stat().st_mode & 0o077 == 0
 
 
-@pytest.mark.restarts_stack
-def test_up_reissues_a_missing_certificate_and_restarts_its_holder(stack: Stack) -> None:
+def test_up_reissues_a_missing_certificate_and_its_running_holder_presents_it(stack: Stack) -> None:
+    from cryptography import x509
     from grpc_health.v1 import health_pb2
 
     from shopmesh_stack.channels import health_status
+    from tests.polling import wait_for
+    from tests.tls import served_certificate
 
     files = stack.settings.tls_files("payments")
-    assert files is not None
+    developer = stack.settings.tls_files("developer")
+    assert files is not None and developer is not None
     old_pid = stack.services["payments"].process.pid()
     old_cert = files.cert.read_bytes()
     files.cert.unlink()
     stack.up()
+    new_serial = x509.load_pem_x509_certificate(files.cert.read_bytes()).serial_number
     assert files.cert.read_bytes() != old_cert
-    new_pid = stack.services["payments"].process.pid()
-    assert new_pid is not None and new_pid != old_pid
+
+    def presents_the_new_one() -> bool:
+        port = stack.settings.ports.grpc("payments")
+        served = served_certificate(port, "payments", developer.cert, developer.key, developer.ca)
+        return served.serial_number == new_serial
+
+    wait_for(presents_the_new_one, 10, "payments presents its reissued certificate")
+    assert stack.services["payments"].process.pid() == old_pid  # reloaded, not restarted
     assert health_status(stack.settings, "payments") == health_pb2.HealthCheckResponse.SERVING
-    assert stack.services["users"].process.running()

@@ -110,7 +110,9 @@ def test_keys_are_private_and_certificates_readable(tmp_path: Path) -> None:
     assert stat.S_IMODE(ca.files("users").key.stat().st_mode) == 0o600
     assert stat.S_IMODE(ca.files("users").cert.stat().st_mode) == 0o644
     assert stat.S_IMODE(ca.ca_file.stat().st_mode) == 0o644
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ca.key", "ca.pem", "users.key", "users.pem"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ca.key", "ca.pem", "issued", "users.key", "users.pem"]
+    # The marker Envoy reloads on, renamed in once the key and certificate are both in place.
+    assert [p.name for p in ca.issued_markers.iterdir()] == ["users"]
 
 
 def test_writes_never_follow_a_planted_symlink(tmp_path: Path) -> None:

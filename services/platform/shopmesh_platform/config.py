@@ -35,28 +35,35 @@ class TransportSecurity(enum.Enum):
 
 @dataclass(frozen=True)
 class TlsFiles:
-    """This service's certificate and key, and the CA that issued every mesh identity (PEM bytes)."""
+    """This service's certificate and key, and the CA that issued every mesh identity.
+
+    The PEM bytes are what the files held at start (a file that cannot be read
+    stops the process); the paths are where renewed ones appear while it runs
+    (shopmesh_platform.certificates re-reads them).
+    """
 
     cert: bytes
     key: bytes
     ca: bytes
+    cert_file: Path
+    key_file: Path
+    ca_file: Path
 
     @classmethod
     def from_env(cls, read: EnvReader) -> TlsFiles:
-        loaded = {}
-        for field_name, variable in (
-            ("cert", "SHOPMESH_TLS_CERT"),
-            ("key", "SHOPMESH_TLS_KEY"),
-            ("ca", "SHOPMESH_TLS_CA"),
-        ):
+        def load(variable: str) -> tuple[bytes, Path]:
             path = read.optional(variable)
             if path is None:
                 raise ConfigError(f"{variable} must name a PEM file when MESH_TLS=on")
             try:
-                loaded[field_name] = Path(path).read_bytes()
+                return Path(path).read_bytes(), Path(path).absolute()
             except OSError as exc:
                 raise ConfigError(f"{variable}={path}: {exc.strerror}") from exc
-        return cls(**loaded)
+
+        cert, cert_file = load("SHOPMESH_TLS_CERT")
+        key, key_file = load("SHOPMESH_TLS_KEY")
+        ca, ca_file = load("SHOPMESH_TLS_CA")
+        return cls(cert, key, ca, cert_file, key_file, ca_file)
 
 
 class EnvReader:

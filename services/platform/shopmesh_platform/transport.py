@@ -6,6 +6,11 @@ server's certificate was issued for the service it dials (its DNS SAN). The
 caller's identity is the SPIFFE URI SAN of its certificate
 (`spiffe://<trust-domain>/ns/<namespace>/sa/<identity>`).
 
+Certificates are renewed while processes run: servers re-read the files for
+new connections (gRPC's dynamic server credentials ask before every
+handshake), channels are rebuilt on the new files (ReloadingChannel); both
+check the files at most once a second (shopmesh_platform.certificates).
+
 With MESH_TLS=sidecar (behind Envoy/Istio sidecars, which do mTLS and enforce the
 same policy) the server is plaintext and the caller's identity is the `URI` of
 the element of `x-forwarded-client-cert` that the local sidecar appended: the
@@ -32,8 +37,10 @@ import grpc
 from cryptography import x509
 from grpc import aio
 
+from shopmesh_platform.certificates import CertificateFiles, TlsMaterial
 from shopmesh_platform.config import PlatformConfig, TransportSecurity
 from shopmesh_platform.mesh import MeshDeclaration
+from shopmesh_platform.reloading_channel import ReloadingChannel
 
 logger = logging.getLogger("shopmesh.transport")
 CLIENT_CERT_HEADER = "x-forwarded-client-cert"
@@ -53,11 +60,39 @@ def bind(server: aio.Server, config: PlatformConfig, address: str) -> int:
         port: int = server.add_insecure_port(address)
         return port
     assert config.tls is not None
-    credentials = grpc.ssl_server_credentials(
-        [(config.tls.key, config.tls.cert)], root_certificates=config.tls.ca, require_client_auth=True
-    )
+    fetcher = ServerCertificates(CertificateFiles(config.tls))
+    credentials = grpc.dynamic_ssl_server_credentials(fetcher.initial(), fetcher, require_client_authentication=True)
     port = server.add_secure_port(address, credentials)
     return port
+
+
+class ServerCertificates:
+    """gRPC's certificate fetcher for a server: a new configuration when the files changed, else None."""
+
+    def __init__(self, certificates: CertificateFiles) -> None:
+        self._certificates = certificates
+        self._served = -1
+
+    @staticmethod
+    def _configuration(material: TlsMaterial) -> grpc.ServerCertificateConfiguration:
+        return grpc.ssl_server_certificate_configuration([(material.key, material.cert)], root_certificates=material.ca)
+
+    def initial(self) -> grpc.ServerCertificateConfiguration:
+        material = self._certificates.current()
+        self._served = material.generation
+        return self._configuration(material)
+
+    def __call__(self) -> grpc.ServerCertificateConfiguration | None:
+        # Called by gRPC before every handshake; an exception here would fail the handshake.
+        try:
+            material = self._certificates.current()
+            if material.generation == self._served:
+                return None
+            self._served = material.generation
+            return self._configuration(material)
+        except Exception:
+            logger.exception("could not load the renewed certificate; keeping the current one")
+            return None
 
 
 def dial(
@@ -67,13 +102,20 @@ def dial(
     if config.transport is not TransportSecurity.ON:
         return aio.insecure_channel(address, options=options, interceptors=interceptors)
     assert config.tls is not None
-    credentials = grpc.ssl_channel_credentials(
-        root_certificates=config.tls.ca, private_key=config.tls.key, certificate_chain=config.tls.cert
-    )
-    # The server must present a certificate issued for `target` (its DNS SAN).
-    return aio.secure_channel(
-        address, credentials, options=[*options, ("grpc.ssl_target_name_override", target)], interceptors=interceptors
-    )
+
+    def secure_channel(material: TlsMaterial) -> aio.Channel:
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=material.ca, private_key=material.key, certificate_chain=material.cert
+        )
+        # The server must present a certificate issued for `target` (its DNS SAN).
+        return aio.secure_channel(
+            address,
+            credentials,
+            options=[*options, ("grpc.ssl_target_name_override", target)],
+            interceptors=interceptors,
+        )
+
+    return ReloadingChannel(CertificateFiles(config.tls), secure_channel)
 
 
 def identity_from_spiffe(mesh: MeshDeclaration, uri: str) -> str | None:
