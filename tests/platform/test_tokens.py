@@ -74,7 +74,9 @@ class Jwks:
 
 
 def verifier(source: Jwks, clock: Clock) -> JwtVerifier:
-    return JwtVerifier(CONFIG, source, RevocationList(), min_refresh_gap_seconds=5, clock=clock)
+    revocations = RevocationList()
+    revocations.mark_loaded()  # these tests are about keys; an unloaded deny-list refuses every token
+    return JwtVerifier(CONFIG, source, revocations, min_refresh_gap_seconds=5, clock=clock)
 
 
 async def reason_of(verifier: JwtVerifier, token: str) -> str:
