@@ -19,7 +19,7 @@ from bson.codec_options import CodecOptions
 from google.protobuf.message import Message
 
 from shopmesh_platform.docstore.ids import parse_transition_id, transition_id
-from shopmesh_platform.kafka import CONTENT_TYPE, EventEnvelope, envelope, header
+from shopmesh_platform.events.envelope import TRACEPARENT, EventEnvelope, encode, envelope, header
 
 Document = dict[str, Any]
 # Dates come back timezone-aware (UTC), as they were written.
@@ -74,7 +74,7 @@ def outbox_event(topic: str, aggregate_id: str, event: Message) -> OutboxEvent:
         event.occurred_at.GetCurrentTime()  # type: ignore[attr-defined]
     event_id = str(getattr(event, "event_id", "") or uuid.uuid4())
     wire = envelope(topic, aggregate_id, event_id, event)
-    return OutboxEvent(topic, event_id, event.DESCRIPTOR.full_name, wire.value, header(wire.headers, "traceparent"))
+    return OutboxEvent(topic, event_id, event.DESCRIPTOR.full_name, wire.value, header(wire.headers, TRACEPARENT))
 
 
 @dataclass(frozen=True)
@@ -166,14 +166,14 @@ class PendingEvent:
         return self.event.traceparent
 
     def envelope(self) -> EventEnvelope:
-        headers = [
-            ("event-id", self.event_id.encode()),
-            ("event-type", self.event_type.encode()),
-            ("content-type", CONTENT_TYPE.encode()),
-        ]
-        if self.traceparent:
-            headers.append(("traceparent", self.traceparent.encode()))
-        return EventEnvelope(self.topic, self.key, self.payload, headers)
+        return encode(
+            self.topic,
+            self.aggregate,
+            event_id=self.event_id,
+            event_type=self.event_type,
+            payload=self.payload,
+            traceparent=self.traceparent,
+        )
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> PendingEvent:

@@ -14,7 +14,8 @@ import logging
 
 from shopmesh_platform.docstore.lease import LeaseLost, SlotLease
 from shopmesh_platform.docstore.outbox import MongoOutboxStore
-from shopmesh_platform.kafka import EventProducer, KafkaConfig
+from shopmesh_platform.events.producer import EventProducer
+from shopmesh_platform.kafka import KafkaConfig
 from shopmesh_platform.retry import keep_running
 
 logger = logging.getLogger("shopmesh.docstore.relay")
