@@ -18,7 +18,7 @@ BASELINE_TAG ?= contracts-baseline
 STACK := $(PY) -m shopmesh_stack
 export SHOPMESH_UV_PATH := $(UV_HOME)/bin
 
-.PHONY: help deps gen gen-check lint buf-lint test unit breaking clean-venv install up down status logs clean promote-admin
+.PHONY: help deps gen gen-check lint buf-lint test unit breaking clean-venv install up down status logs clean promote-admin ledger-check
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -81,6 +81,9 @@ clean: deps ## stop and delete the local stack's data (.stack/)
 
 promote-admin: deps ## make an account of the local stack an admin: make promote-admin EMAIL=you@example.com
 	@SHOPMESH_DATABASE_URL=postgresql://postgres@127.0.0.1:$${SHOPMESH_PORT_POSTGRES:-55432}/users $(PY) -m shopmesh_users.admin promote "$(EMAIL)"
+
+ledger-check: deps ## check every product's stock against the stock ledger (local stack; INVENTORY_DSN=... for another)
+	@$(PY) -m shopmesh_inventory.ledger_check --dsn "$${INVENTORY_DSN:-postgresql://postgres@127.0.0.1:$${SHOPMESH_PORT_POSTGRES:-55432}/inventory}"
 
 unit: deps ## run the tests only
 	@$(VENV)/bin/pytest

@@ -6,8 +6,9 @@ naming the variable (exit 2) instead of a traceback.
 
 `ServiceRuntime` holds what every service gets from the platform: its config,
 the user-token verifier (JWKS from the users service, deny-list fed from
-Kafka), and background tasks (the revocation feed, the outbox relay), started
-with the server and cancelled when it has drained.
+Kafka), the metrics registry the server exposes, and background tasks (the
+revocation feed, the outbox relay, and any a service adds with
+`add_background`), started with the server and cancelled when it has drained.
 """
 
 from __future__ import annotations
@@ -71,7 +72,10 @@ class ServiceRuntime:
     kafka: KafkaConfig = field(init=False)
     tokens: TokenConfig = field(init=False)
     revocations: RevocationList = field(default_factory=RevocationList)
+    # The server's metrics registry, there before the server so services can register their own metrics.
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     _channels: list[aio.Channel] = field(default_factory=list)
+    _background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.config = PlatformConfig.from_env(self.service, self.env)
@@ -83,6 +87,10 @@ class ServiceRuntime:
         channel = create_channel(self.config, target)
         self._channels.append(channel)
         return channel
+
+    def add_background(self, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run `run()` beside the server (e.g. a service's reaper), cancelled when it has drained."""
+        self._background.append(run)
 
     def verifier(self, jwks_source: JwksSource | None = None) -> JwtVerifier:
         source = jwks_source or users_jwks_source(self.channel("users"))
@@ -99,9 +107,9 @@ class ServiceRuntime:
 
         Each background task is built with the server's metrics registry.
         """
-        server = create_server(self.config, bindings, readiness=readiness, user_tokens=verifier)
+        server = create_server(self.config, bindings, readiness=readiness, user_tokens=verifier, registry=self.registry)
         feed = RevocationFeed(self.kafka, self.revocations, lookback_seconds=self.tokens.ttl_seconds + 60)
-        coroutines = [feed.run(), *(make(server.registry) for make in background)]
+        coroutines = [feed.run(), *(make(server.registry) for make in background), *(run() for run in self._background)]
         running = [asyncio.create_task(coroutine) for coroutine in coroutines]
         try:
             await server.serve()
