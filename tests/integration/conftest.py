@@ -26,6 +26,9 @@ TEST_SERVICE_ENV = {
     "SHOPMESH_HEALTH_PROBE_INTERVAL_SECONDS": "0.2",
     "SHOPMESH_DRAIN_GRACE_SECONDS": "2",
     "SHOPMESH_LOG_LEVEL": "info",
+    # A reservation whose order is never seen is released after this long (test_inventory's orphan test).
+    "SHOPMESH_INVENTORY_ORPHAN_GRACE_SECONDS": "4",
+    "SHOPMESH_INVENTORY_REAPER_INTERVAL_SECONDS": "0.5",
 }
 
 
