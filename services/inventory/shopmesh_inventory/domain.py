@@ -225,7 +225,8 @@ class Inventory:
             reservation = await store.find_reservation(connection, order_id, for_update=True)
             if reservation is None:
                 return Settlement.NO_RESERVATION
-            kind = LedgerKind.RETURN if reservation.state is ReservationState.COMMITTED else LedgerKind.RELEASE
+            paid = reservation.state in (ReservationState.COMMITTED, ReservationState.RETURNED)
+            kind = LedgerKind.RETURN if paid else LedgerKind.RELEASE
             return await self._settle(connection, order_id, kind, reason)
 
     async def mark_order_seen(self, order_id: str) -> ReservationState | None:
