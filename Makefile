@@ -18,7 +18,7 @@ BASELINE_TAG ?= contracts-baseline
 STACK := $(PY) -m shopmesh_stack
 export SHOPMESH_UV_PATH := $(UV_HOME)/bin
 
-.PHONY: help deps gen gen-check lint buf-lint test unit breaking clean-venv install up down status logs clean promote-admin dlq
+.PHONY: help deps gen gen-check lint buf-lint test unit breaking clean-venv install up down status logs clean promote-admin dlq ledger-check
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -84,6 +84,9 @@ promote-admin: deps ## make an account of the local stack an admin: make promote
 
 dlq: deps ## dead letters and parked outbox rows: make dlq ARGS="list | redrive TOPIC | parked | unpark SERVICE"
 	@$(STACK) dlq $(ARGS)
+
+ledger-check: deps ## check every product's stock against the stock ledger (local stack; INVENTORY_DSN=... for another)
+	@$(PY) -m shopmesh_inventory.ledger_check --dsn "$${INVENTORY_DSN:-postgresql://postgres@127.0.0.1:$${SHOPMESH_PORT_POSTGRES:-55432}/inventory}"
 
 unit: deps ## run the tests only
 	@$(VENV)/bin/pytest

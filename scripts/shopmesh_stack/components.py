@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 POSTGRES_SERVICES = ("users", "payments", "inventory", "notifications")
 FERRETDB_DATABASE = "ferretdb"
 LOCALSTRIPE_API_KEY = "sk_test_shopmesh_local"
+DEMO_CATALOG = Path(__file__).with_name("data") / "demo_catalog.sql"
 
 
 def port_open(port: int) -> bool:
@@ -233,6 +234,19 @@ class Postgres(Component):
             applied = await migrate(self.dsn(service), service)
             for name in applied:
                 print(f"    migrated {service}: {name}", flush=True)
+        await self._load_demo_catalog()
+
+    async def _load_demo_catalog(self) -> None:
+        """The demo products, once: existing ones are left alone (see the SQL file)."""
+        import asyncpg
+
+        connection = await asyncpg.connect(self.dsn("inventory"))
+        try:
+            status = await connection.execute(DEMO_CATALOG.read_text())
+        finally:
+            await connection.close()
+        if status != "INSERT 0 0":
+            print(f"    loaded the demo catalog into inventory ({status.split()[-1]} stocked products)", flush=True)
 
 
 class LocalStripe(Component):

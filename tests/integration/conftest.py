@@ -33,6 +33,9 @@ TEST_SERVICE_ENV = {
     # no call in flight does not wait for it.
     "SHOPMESH_DRAIN_GRACE_SECONDS": "15",
     "SHOPMESH_LOG_LEVEL": "info",
+    # A reservation whose order is never seen is released after this long (test_inventory's orphan test).
+    "SHOPMESH_INVENTORY_ORPHAN_GRACE_SECONDS": "4",
+    "SHOPMESH_INVENTORY_REAPER_INTERVAL_SECONDS": "0.5",
 }
 
 

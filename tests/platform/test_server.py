@@ -228,7 +228,10 @@ async def test_method_not_built_yet_is_unimplemented(make_config: ConfigFactory,
             with pytest.raises(aio.AioRpcError) as caught:
                 await inventory_grpc.InventoryServiceStub(chan).AdjustStock(
                     inventory_pb2.AdjustStockRequest(
-                        product_id="prod-1", delta=1, request_id="0b8e8a52-1a5f-4d8e-9a49-5d0c8f3f7e21"
+                        product_id="prod-1",
+                        delta=1,
+                        request_id="0b8e8a52-1a5f-4d8e-9a49-5d0c8f3f7e21",
+                        reason="restock",
                     )
                 )
     finally:

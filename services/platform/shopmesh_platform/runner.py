@@ -7,9 +7,10 @@ naming the variable (exit 2) instead of a traceback.
 `ServiceRuntime` holds what every service gets from the platform: its config,
 the user-token verifier (JWKS from the users service, deny-list fed from
 Kafka, or a service's own revocation check: the users service asks its
-sessions table), and background tasks (the revocation feed when the deny-list
-is used, the outbox relay), started with the server and cancelled when it has
-drained.
+sessions table), the metrics registry the server exposes, and background tasks
+(the revocation feed when the deny-list is used, the outbox relay, and any a
+service adds with `add_background`), started with the server and cancelled when
+it has drained.
 """
 
 from __future__ import annotations
@@ -76,9 +77,12 @@ class ServiceRuntime:
     kafka: KafkaConfig = field(init=False)
     tokens: TokenConfig = field(init=False)
     revocations: RevocationList = field(default_factory=RevocationList)
+    # The server's metrics registry, there before the server so services can register their own metrics.
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     _channels: list[aio.Channel] = field(default_factory=list)
     # Set when the verifier uses the deny-list: the JWKS that also says how far back to replay.
     _feed_jwks: JwksSource | None = None
+    _background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.config = PlatformConfig.from_env(self.service, self.env)
@@ -90,6 +94,10 @@ class ServiceRuntime:
         channel = create_channel(self.config, target)
         self._channels.append(channel)
         return channel
+
+    def add_background(self, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run `run()` beside the server (e.g. a service's reaper), cancelled when it has drained."""
+        self._background.append(run)
 
     def verifier(
         self, jwks_source: JwksSource | None = None, revocations: RevocationCheck | None = None
@@ -112,8 +120,9 @@ class ServiceRuntime:
 
         Each background task is built with the server's metrics registry.
         """
-        server = create_server(self.config, bindings, readiness=readiness, user_tokens=verifier)
+        server = create_server(self.config, bindings, readiness=readiness, user_tokens=verifier, registry=self.registry)
         coroutines = [make(server.registry) for make in background]
+        coroutines.extend(run() for run in self._background)
         if self._feed_jwks is not None:
             window = issuer_replay_window(self._feed_jwks)
             coroutines.append(RevocationFeed(self.kafka, self.revocations, window, server.registry).run())

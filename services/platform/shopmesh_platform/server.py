@@ -72,9 +72,10 @@ class ShopmeshServer:
         *,
         readiness: ReadinessProbe,
         user_tokens: UserTokenVerifier | None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.config = config
-        self.registry = CollectorRegistry()
+        self.registry = registry or CollectorRegistry()
         self._services = list(services)
         self._readiness = readiness
         self._health = health_aio.HealthServicer()
@@ -197,6 +198,10 @@ def create_server(
     *,
     readiness: ReadinessProbe = always_ready,
     user_tokens: UserTokenVerifier | None = None,
+    registry: CollectorRegistry | None = None,
 ) -> ShopmeshServer:
-    """Build the server for `config.service_name`; call `serve()` (or `start()`) on it."""
-    return ShopmeshServer(config, services, readiness=readiness, user_tokens=user_tokens)
+    """Build the server for `config.service_name`; call `serve()` (or `start()`) on it.
+
+    `registry` (default: a new one) is where the server's metrics go and what its metrics port serves.
+    """
+    return ShopmeshServer(config, services, readiness=readiness, user_tokens=user_tokens, registry=registry)

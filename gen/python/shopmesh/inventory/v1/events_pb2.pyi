@@ -42,6 +42,18 @@ class StockReleased(_message.Message):
     reason: str
     def __init__(self, event_id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., order_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
+class StockReturned(_message.Message):
+    __slots__ = ("event_id", "occurred_at", "order_id", "reason")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    occurred_at: _timestamp_pb2.Timestamp
+    order_id: str
+    reason: str
+    def __init__(self, event_id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., order_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
 class ReservationExpired(_message.Message):
     __slots__ = ("event_id", "occurred_at", "order_id")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]

@@ -28,7 +28,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from shopmesh.common.v1 import validation_pb2 as shopmesh_dot_common_dot_v1_dot_validation__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-shopmesh/inventory/v1/inventory_service.proto\x12\x15shopmesh.inventory.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#shopmesh/common/v1/validation.proto\"\xf7\x01\n\x07Product\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\r\n\x05price\x18\x04 \x01(\x01\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12\x17\n\x0fstock_available\x18\x06 \x01(\x05\x12\x10\n\x08\x63\x61tegory\x18\x07 \x01(\t\x12\x11\n\timage_url\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"l\n\x13ListProductsRequest\x12\x1c\n\tpage_size\x18\x01 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x00\x12\x1c\n\npage_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x04\x12\x19\n\x08\x63\x61tegory\x18\x03 \x01(\tB\x07\xbaH\x04r\x02\x18\x64\"a\n\x14ListProductsResponse\x12\x30\n\x08products\x18\x01 \x03(\x0b\x32\x1e.shopmesh.inventory.v1.Product\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"B\n\x11GetProductRequest\x12-\n\x02id\x18\x01 \x01(\tB!\xbaH\x1er\x1c\x32\x1a^prod-[A-Za-z0-9_-]{1,64}$\"\x8f\x02\n\x14\x43reateProductRequest\x12-\n\x02id\x18\x01 \x01(\tB!\xbaH\x1er\x1c\x32\x1a^prod-[A-Za-z0-9_-]{1,64}$\x12\x18\n\x04name\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xc8\x01\x12\x1d\n\x0b\x64\x65scription\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\x88\'\x12\x18\n\x05price\x18\x04 \x01(\x01\x42\t\xbaH\x06\x12\x04\x88\x95+\x01\x12\x1b\n\x08\x63urrency\x18\x05 \x01(\tB\t\xbaH\x06r\x04\x90\x95+\x01\x12\x1a\n\x05stock\x18\x06 \x01(\x05\x42\x0b\xbaH\x08\x1a\x06\x18\xc0\x84=(\x00\x12\x19\n\x08\x63\x61tegory\x18\x07 \x01(\tB\x07\xbaH\x04r\x02\x18\x64\x12!\n\timage_url\x18\x08 \x01(\tB\x0e\xbaH\x0br\x06\x18\x80\x10\x88\x01\x01\xd8\x01\x01\"\x8e\x01\n\x12\x41\x64justStockRequest\x12\x35\n\nproduct_id\x18\x01 \x01(\tB!\xbaH\x1er\x1c\x32\x1a^prod-[A-Za-z0-9_-]{1,64}$\x12#\n\x05\x64\x65lta\x18\x02 \x01(\x05\x42\x14\xbaH\x11\x1a\x0f\x18\xc0\x84=(\xc0\xfb\xc2\xff\xff\xff\xff\xff\xff\x01\x12\x1c\n\nrequest_id\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"k\n\x14ReservationLineInput\x12\x35\n\nproduct_id\x18\x01 \x01(\tB!\xbaH\x1er\x1c\x32\x1a^prod-[A-Za-z0-9_-]{1,64}$\x12\x1c\n\x08quantity\x18\x02 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x01\"_\n\x0fReservationLine\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x05\x12\x18\n\x10unit_price_minor\x18\x04 \x01(\x03\"\xe5\x01\n\x0bReservation\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x35\n\x05lines\x18\x02 \x03(\x0b\x32&.shopmesh.inventory.v1.ReservationLine\x12\x13\n\x0btotal_minor\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x36\n\x05state\x18\x05 \x01(\x0e\x32\'.shopmesh.inventory.v1.ReservationState\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"y\n\x13ReserveStockRequest\x12\x1a\n\x08order_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x46\n\x05lines\x18\x02 \x03(\x0b\x32+.shopmesh.inventory.v1.ReservationLineInputB\n\xbaH\x07\x92\x01\x04\x08\x01\x10\x32\"O\n\x14ReserveStockResponse\x12\x37\n\x0breservation\x18\x01 \x01(\x0b\x32\".shopmesh.inventory.v1.Reservation\"3\n\x15GetReservationRequest\x12\x1a\n\x08order_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"Q\n\x16GetReservationResponse\x12\x37\n\x0breservation\x18\x01 \x01(\x0b\x32\".shopmesh.inventory.v1.Reservation*\xb3\x01\n\x10ReservationState\x12!\n\x1dRESERVATION_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18RESERVATION_STATE_ACTIVE\x10\x01\x12\x1f\n\x1bRESERVATION_STATE_COMMITTED\x10\x02\x12\x1e\n\x1aRESERVATION_STATE_RELEASED\x10\x03\x12\x1d\n\x19RESERVATION_STATE_EXPIRED\x10\x04\x32\xf1\x05\n\x10InventoryService\x12\x81\x01\n\x0cListProducts\x12*.shopmesh.inventory.v1.ListProductsRequest\x1a+.shopmesh.inventory.v1.ListProductsResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/api/v1/products\x12u\n\nGetProduct\x12(.shopmesh.inventory.v1.GetProductRequest\x1a\x1e.shopmesh.inventory.v1.Product\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/api/v1/products/{id}\x12y\n\rCreateProduct\x12+.shopmesh.inventory.v1.CreateProductRequest\x1a\x1e.shopmesh.inventory.v1.Product\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/api/v1/products:\x01*\x12\x8e\x01\n\x0b\x41\x64justStock\x12).shopmesh.inventory.v1.AdjustStockRequest\x1a\x1e.shopmesh.inventory.v1.Product\"4\x82\xd3\xe4\x93\x02.\")/api/v1/products/{product_id}:adjustStock:\x01*\x12g\n\x0cReserveStock\x12*.shopmesh.inventory.v1.ReserveStockRequest\x1a+.shopmesh.inventory.v1.ReserveStockResponse\x12m\n\x0eGetReservation\x12,.shopmesh.inventory.v1.GetReservationRequest\x1a-.shopmesh.inventory.v1.GetReservationResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-shopmesh/inventory/v1/inventory_service.proto\x12\x15shopmesh.inventory.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#shopmesh/common/v1/validation.proto\"\x87\x02\n\x07Product\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\r\n\x05price\x18\x04 \x01(\x01\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12\x17\n\x0fstock_available\x18\x06 \x01(\x05\x12\x10\n\x08\x63\x61tegory\x18\x07 \x01(\t\x12\x11\n\timage_url\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x61\x63tive\x18\x0b \x01(\x08\"l\n\x13ListProductsRequest\x12\x1c\n\tpage_size\x18\x01 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x00\x12\x1c\n\npage_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x04\x12\x19\n\x08\x63\x61tegory\x18\x03 \x01(\tB\x07\xbaH\x04r\x02\x18\x64\"a\n\x14ListProductsResponse\x12\x30\n\x08products\x18\x01 \x03(\x0b\x32\x1e.shopmesh.inventory.v1.Product\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"B\n\x11GetProductRequest\x12-\n\x02id\x18\x01 \x01(\tB!\xbaH\x1er\x1c\x32\x1a^prod-[A-Za-z0-9_-]{1,64}$\"\xaf\x02\n\x14\x43reateProductRequest\x12-\n\x02id\x18\x01 \x01(\tB!\xbaH\x1er\x1c\x32\x1a^prod-[A-Za-z0-9_-]{1,64}$\x12\x18\n\x04name\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xc8\x01\x12\x1d\n\x0b\x64\x65scription\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\x88\'\x12\x18\n\x05price\x18\x04 \x01(\x01\x42\t\xbaH\x06\x12\x04\x88\x95+\x01\x12\x1b\n\x08\x63urrency\x18\x05 \x01(\tB\t\xbaH\x06r\x04\x90\x95+\x01\x12\x1a\n\x05stock\x18\x06 \x01(\x05\x42\x0b\xbaH\x08\x1a\x06\x18\xc0\x84=(\x00\x12\x19\n\x08\x63\x61tegory\x18\x07 \x01(\tB\x07\xbaH\x04r\x02\x18\x64\x12!\n\timage_url\x18\x08 \x01(\tB\x0e\xbaH\x0br\x06\x18\x80\x10\x88\x01\x01\xd8\x01\x01\x12\x13\n\x06\x61\x63tive\x18\t \x01(\x08H\x00\x88\x01\x01\x42\t\n\x07_active\"\xac\x01\n\x12\x41\x64justStockRequest\x12\x35\n\nproduct_id\x18\x01 \x01(\tB!\xbaH\x1er\x1c\x32\x1a^prod-[A-Za-z0-9_-]{1,64}$\x12%\n\x05\x64\x65lta\x18\x02 \x01(\x05\x42\x16\xbaH\x13\x1a\x11\x18\xc0\x84=(\xc0\xfb\xc2\xff\xff\xff\xff\xff\xff\x01\x38\x00\x12\x1c\n\nrequest_id\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x1a\n\x06reason\x18\x04 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xf4\x03\"k\n\x14ReservationLineInput\x12\x35\n\nproduct_id\x18\x01 \x01(\tB!\xbaH\x1er\x1c\x32\x1a^prod-[A-Za-z0-9_-]{1,64}$\x12\x1c\n\x08quantity\x18\x02 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x01\"_\n\x0fReservationLine\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x05\x12\x18\n\x10unit_price_minor\x18\x04 \x01(\x03\"\xe5\x01\n\x0bReservation\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x35\n\x05lines\x18\x02 \x03(\x0b\x32&.shopmesh.inventory.v1.ReservationLine\x12\x13\n\x0btotal_minor\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x36\n\x05state\x18\x05 \x01(\x0e\x32\'.shopmesh.inventory.v1.ReservationState\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe8\x01\n\x13ReserveStockRequest\x12\x1a\n\x08order_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\xb4\x01\n\x05lines\x18\x02 \x03(\x0b\x32+.shopmesh.inventory.v1.ReservationLineInputBx\xbaHu\x92\x01\x04\x08\x01\x10\x32\xba\x01k\n\x15lines.unique_products\x12(each product may appear in one line only\x1a(this.map(line, line.product_id).unique()\"O\n\x14ReserveStockResponse\x12\x37\n\x0breservation\x18\x01 \x01(\x0b\x32\".shopmesh.inventory.v1.Reservation\"3\n\x15GetReservationRequest\x12\x1a\n\x08order_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"Q\n\x16GetReservationResponse\x12\x37\n\x0breservation\x18\x01 \x01(\x0b\x32\".shopmesh.inventory.v1.Reservation*\xd3\x01\n\x10ReservationState\x12!\n\x1dRESERVATION_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18RESERVATION_STATE_ACTIVE\x10\x01\x12\x1f\n\x1bRESERVATION_STATE_COMMITTED\x10\x02\x12\x1e\n\x1aRESERVATION_STATE_RELEASED\x10\x03\x12\x1d\n\x19RESERVATION_STATE_EXPIRED\x10\x04\x12\x1e\n\x1aRESERVATION_STATE_RETURNED\x10\x05\x32\xf1\x05\n\x10InventoryService\x12\x81\x01\n\x0cListProducts\x12*.shopmesh.inventory.v1.ListProductsRequest\x1a+.shopmesh.inventory.v1.ListProductsResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/api/v1/products\x12u\n\nGetProduct\x12(.shopmesh.inventory.v1.GetProductRequest\x1a\x1e.shopmesh.inventory.v1.Product\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/api/v1/products/{id}\x12y\n\rCreateProduct\x12+.shopmesh.inventory.v1.CreateProductRequest\x1a\x1e.shopmesh.inventory.v1.Product\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/api/v1/products:\x01*\x12\x8e\x01\n\x0b\x41\x64justStock\x12).shopmesh.inventory.v1.AdjustStockRequest\x1a\x1e.shopmesh.inventory.v1.Product\"4\x82\xd3\xe4\x93\x02.\")/api/v1/products/{product_id}:adjustStock:\x01*\x12g\n\x0cReserveStock\x12*.shopmesh.inventory.v1.ReserveStockRequest\x1a+.shopmesh.inventory.v1.ReserveStockResponse\x12m\n\x0eGetReservation\x12,.shopmesh.inventory.v1.GetReservationRequest\x1a-.shopmesh.inventory.v1.GetReservationResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -62,9 +62,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ADJUSTSTOCKREQUEST'].fields_by_name['product_id']._loaded_options = None
   _globals['_ADJUSTSTOCKREQUEST'].fields_by_name['product_id']._serialized_options = b'\272H\036r\0342\032^prod-[A-Za-z0-9_-]{1,64}$'
   _globals['_ADJUSTSTOCKREQUEST'].fields_by_name['delta']._loaded_options = None
-  _globals['_ADJUSTSTOCKREQUEST'].fields_by_name['delta']._serialized_options = b'\272H\021\032\017\030\300\204=(\300\373\302\377\377\377\377\377\377\001'
+  _globals['_ADJUSTSTOCKREQUEST'].fields_by_name['delta']._serialized_options = b'\272H\023\032\021\030\300\204=(\300\373\302\377\377\377\377\377\377\0018\000'
   _globals['_ADJUSTSTOCKREQUEST'].fields_by_name['request_id']._loaded_options = None
   _globals['_ADJUSTSTOCKREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H\005r\003\260\001\001'
+  _globals['_ADJUSTSTOCKREQUEST'].fields_by_name['reason']._loaded_options = None
+  _globals['_ADJUSTSTOCKREQUEST'].fields_by_name['reason']._serialized_options = b'\272H\007r\005\020\001\030\364\003'
   _globals['_RESERVATIONLINEINPUT'].fields_by_name['product_id']._loaded_options = None
   _globals['_RESERVATIONLINEINPUT'].fields_by_name['product_id']._serialized_options = b'\272H\036r\0342\032^prod-[A-Za-z0-9_-]{1,64}$'
   _globals['_RESERVATIONLINEINPUT'].fields_by_name['quantity']._loaded_options = None
@@ -72,7 +74,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RESERVESTOCKREQUEST'].fields_by_name['order_id']._loaded_options = None
   _globals['_RESERVESTOCKREQUEST'].fields_by_name['order_id']._serialized_options = b'\272H\005r\003\260\001\001'
   _globals['_RESERVESTOCKREQUEST'].fields_by_name['lines']._loaded_options = None
-  _globals['_RESERVESTOCKREQUEST'].fields_by_name['lines']._serialized_options = b'\272H\007\222\001\004\010\001\0202'
+  _globals['_RESERVESTOCKREQUEST'].fields_by_name['lines']._serialized_options = b'\272Hu\222\001\004\010\001\0202\272\001k\n\025lines.unique_products\022(each product may appear in one line only\032(this.map(line, line.product_id).unique()'
   _globals['_GETRESERVATIONREQUEST'].fields_by_name['order_id']._loaded_options = None
   _globals['_GETRESERVATIONREQUEST'].fields_by_name['order_id']._serialized_options = b'\272H\005r\003\260\001\001'
   _globals['_INVENTORYSERVICE'].methods_by_name['ListProducts']._loaded_options = None
@@ -83,34 +85,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INVENTORYSERVICE'].methods_by_name['CreateProduct']._serialized_options = b'\202\323\344\223\002\025\"\020/api/v1/products:\001*'
   _globals['_INVENTORYSERVICE'].methods_by_name['AdjustStock']._loaded_options = None
   _globals['_INVENTORYSERVICE'].methods_by_name['AdjustStock']._serialized_options = b'\202\323\344\223\002.\")/api/v1/products/{product_id}:adjustStock:\001*'
-  _globals['_RESERVATIONSTATE']._serialized_start=1926
-  _globals['_RESERVATIONSTATE']._serialized_end=2105
+  _globals['_RESERVATIONSTATE']._serialized_start=2116
+  _globals['_RESERVATIONSTATE']._serialized_end=2327
   _globals['_PRODUCT']._serialized_start=202
-  _globals['_PRODUCT']._serialized_end=449
-  _globals['_LISTPRODUCTSREQUEST']._serialized_start=451
-  _globals['_LISTPRODUCTSREQUEST']._serialized_end=559
-  _globals['_LISTPRODUCTSRESPONSE']._serialized_start=561
-  _globals['_LISTPRODUCTSRESPONSE']._serialized_end=658
-  _globals['_GETPRODUCTREQUEST']._serialized_start=660
-  _globals['_GETPRODUCTREQUEST']._serialized_end=726
-  _globals['_CREATEPRODUCTREQUEST']._serialized_start=729
-  _globals['_CREATEPRODUCTREQUEST']._serialized_end=1000
-  _globals['_ADJUSTSTOCKREQUEST']._serialized_start=1003
-  _globals['_ADJUSTSTOCKREQUEST']._serialized_end=1145
-  _globals['_RESERVATIONLINEINPUT']._serialized_start=1147
-  _globals['_RESERVATIONLINEINPUT']._serialized_end=1254
-  _globals['_RESERVATIONLINE']._serialized_start=1256
-  _globals['_RESERVATIONLINE']._serialized_end=1351
-  _globals['_RESERVATION']._serialized_start=1354
-  _globals['_RESERVATION']._serialized_end=1583
-  _globals['_RESERVESTOCKREQUEST']._serialized_start=1585
-  _globals['_RESERVESTOCKREQUEST']._serialized_end=1706
-  _globals['_RESERVESTOCKRESPONSE']._serialized_start=1708
-  _globals['_RESERVESTOCKRESPONSE']._serialized_end=1787
-  _globals['_GETRESERVATIONREQUEST']._serialized_start=1789
-  _globals['_GETRESERVATIONREQUEST']._serialized_end=1840
-  _globals['_GETRESERVATIONRESPONSE']._serialized_start=1842
-  _globals['_GETRESERVATIONRESPONSE']._serialized_end=1923
-  _globals['_INVENTORYSERVICE']._serialized_start=2108
-  _globals['_INVENTORYSERVICE']._serialized_end=2861
+  _globals['_PRODUCT']._serialized_end=465
+  _globals['_LISTPRODUCTSREQUEST']._serialized_start=467
+  _globals['_LISTPRODUCTSREQUEST']._serialized_end=575
+  _globals['_LISTPRODUCTSRESPONSE']._serialized_start=577
+  _globals['_LISTPRODUCTSRESPONSE']._serialized_end=674
+  _globals['_GETPRODUCTREQUEST']._serialized_start=676
+  _globals['_GETPRODUCTREQUEST']._serialized_end=742
+  _globals['_CREATEPRODUCTREQUEST']._serialized_start=745
+  _globals['_CREATEPRODUCTREQUEST']._serialized_end=1048
+  _globals['_ADJUSTSTOCKREQUEST']._serialized_start=1051
+  _globals['_ADJUSTSTOCKREQUEST']._serialized_end=1223
+  _globals['_RESERVATIONLINEINPUT']._serialized_start=1225
+  _globals['_RESERVATIONLINEINPUT']._serialized_end=1332
+  _globals['_RESERVATIONLINE']._serialized_start=1334
+  _globals['_RESERVATIONLINE']._serialized_end=1429
+  _globals['_RESERVATION']._serialized_start=1432
+  _globals['_RESERVATION']._serialized_end=1661
+  _globals['_RESERVESTOCKREQUEST']._serialized_start=1664
+  _globals['_RESERVESTOCKREQUEST']._serialized_end=1896
+  _globals['_RESERVESTOCKRESPONSE']._serialized_start=1898
+  _globals['_RESERVESTOCKRESPONSE']._serialized_end=1977
+  _globals['_GETRESERVATIONREQUEST']._serialized_start=1979
+  _globals['_GETRESERVATIONREQUEST']._serialized_end=2030
+  _globals['_GETRESERVATIONRESPONSE']._serialized_start=2032
+  _globals['_GETRESERVATIONRESPONSE']._serialized_end=2113
+  _globals['_INVENTORYSERVICE']._serialized_start=2330
+  _globals['_INVENTORYSERVICE']._serialized_end=3083
 # @@protoc_insertion_point(module_scope)

@@ -20,14 +20,16 @@ class ReservationState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RESERVATION_STATE_COMMITTED: _ClassVar[ReservationState]
     RESERVATION_STATE_RELEASED: _ClassVar[ReservationState]
     RESERVATION_STATE_EXPIRED: _ClassVar[ReservationState]
+    RESERVATION_STATE_RETURNED: _ClassVar[ReservationState]
 RESERVATION_STATE_UNSPECIFIED: ReservationState
 RESERVATION_STATE_ACTIVE: ReservationState
 RESERVATION_STATE_COMMITTED: ReservationState
 RESERVATION_STATE_RELEASED: ReservationState
 RESERVATION_STATE_EXPIRED: ReservationState
+RESERVATION_STATE_RETURNED: ReservationState
 
 class Product(_message.Message):
-    __slots__ = ("id", "name", "description", "price", "currency", "stock_available", "category", "image_url", "created_at", "updated_at")
+    __slots__ = ("id", "name", "description", "price", "currency", "stock_available", "category", "image_url", "created_at", "updated_at", "active")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
@@ -38,6 +40,7 @@ class Product(_message.Message):
     IMAGE_URL_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     description: str
@@ -48,7 +51,8 @@ class Product(_message.Message):
     image_url: str
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., price: _Optional[float] = ..., currency: _Optional[str] = ..., stock_available: _Optional[int] = ..., category: _Optional[str] = ..., image_url: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    active: bool
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., price: _Optional[float] = ..., currency: _Optional[str] = ..., stock_available: _Optional[int] = ..., category: _Optional[str] = ..., image_url: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., active: _Optional[bool] = ...) -> None: ...
 
 class ListProductsRequest(_message.Message):
     __slots__ = ("page_size", "page_token", "category")
@@ -75,7 +79,7 @@ class GetProductRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class CreateProductRequest(_message.Message):
-    __slots__ = ("id", "name", "description", "price", "currency", "stock", "category", "image_url")
+    __slots__ = ("id", "name", "description", "price", "currency", "stock", "category", "image_url", "active")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
@@ -84,6 +88,7 @@ class CreateProductRequest(_message.Message):
     STOCK_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_FIELD_NUMBER: _ClassVar[int]
     IMAGE_URL_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     description: str
@@ -92,17 +97,20 @@ class CreateProductRequest(_message.Message):
     stock: int
     category: str
     image_url: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., price: _Optional[float] = ..., currency: _Optional[str] = ..., stock: _Optional[int] = ..., category: _Optional[str] = ..., image_url: _Optional[str] = ...) -> None: ...
+    active: bool
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., price: _Optional[float] = ..., currency: _Optional[str] = ..., stock: _Optional[int] = ..., category: _Optional[str] = ..., image_url: _Optional[str] = ..., active: _Optional[bool] = ...) -> None: ...
 
 class AdjustStockRequest(_message.Message):
-    __slots__ = ("product_id", "delta", "request_id")
+    __slots__ = ("product_id", "delta", "request_id", "reason")
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
     DELTA_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     product_id: str
     delta: int
     request_id: str
-    def __init__(self, product_id: _Optional[str] = ..., delta: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
+    reason: str
+    def __init__(self, product_id: _Optional[str] = ..., delta: _Optional[int] = ..., request_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class ReservationLineInput(_message.Message):
     __slots__ = ("product_id", "quantity")

@@ -74,14 +74,17 @@ class InventoryServiceServicer:
     """
 
     def ListProducts(self, request, context):
-        """Lists the public catalog a page at a time.
+        """Lists the public catalog a page at a time, ordered by id; inactive products
+        are not listed. A `page_token` that this service did not issue, or one used
+        with another `category`, is INVALID_ARGUMENT.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetProduct(self, request, context):
-        """Returns one product of the public catalog.
+        """Returns one product of the public catalog; an unknown or inactive product
+        is NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -97,7 +100,10 @@ class InventoryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def AdjustStock(self, request, context):
-        """Admin only: adds or removes stock of one product.
+        """Admin only: adds or removes stock of one product, with a reason kept in
+        the stock ledger. Idempotent by `request_id`: a retry with the same key
+        returns the product without changing the stock again. Removing more than
+        is on hand and not reserved is FAILED_PRECONDITION.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -105,8 +111,12 @@ class InventoryServiceServicer:
 
     def ReserveStock(self, request, context):
         """Internal (orders): prices the lines from the catalog and reserves their
-        stock for one order until `expires_at`, all lines or none. Idempotent by
-        order id: a retry returns the existing reservation. Not enough stock is
+        stock for one order, all lines or none. The stock stays reserved until the
+        order is cancelled (released) or confirmed (committed): orders alone decides
+        when an order expires. Idempotent by order id: a retry with the same lines
+        returns the existing reservation, other lines for the same order id are
+        FAILED_PRECONDITION. An unknown or inactive product is INVALID_ARGUMENT
+        naming the line; not enough stock, or lines in different currencies, is
         FAILED_PRECONDITION naming the product.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -1,0 +1,46 @@
+"""The orphan reaper: releases reservations whose order inventory never saw.
+
+Orders reserves stock, then stores the order with its OrderCreated event. If it
+crashes in between, nobody will ever cancel that order, so its stock would be
+held forever. The reaper releases an ACTIVE reservation whose OrderCreated has
+not been seen (`Inventory.mark_order_seen`) within the grace period. It never
+touches a reservation whose order exists: expiry of real orders is orders' call.
+Every replica runs one; a PostgreSQL advisory lock lets one reap at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from shopmesh_inventory.config import InventoryConfig
+from shopmesh_inventory.domain import Inventory
+from shopmesh_platform.retry import keep_running
+
+logger = logging.getLogger("shopmesh.inventory.reaper")
+
+
+class OrphanReaper:
+    """Run `run()` as a background task of the service."""
+
+    def __init__(self, inventory: Inventory, config: InventoryConfig) -> None:
+        self._inventory = inventory
+        self._config = config
+
+    async def run(self) -> None:
+        await keep_running(
+            "orphan reaper", self._reap_forever, logger, initial_backoff=self._config.reaper_interval_seconds
+        )
+
+    async def _reap_forever(self) -> None:
+        while True:
+            await self.reap_all()
+            await asyncio.sleep(self._config.reaper_interval_seconds)
+
+    async def reap_all(self) -> int:
+        """Release every orphan there is now; returns how many."""
+        reaped = 0
+        while (order_id := await self._inventory.reap_orphan(self._config.orphan_grace_seconds)) is not None:
+            reaped += 1
+            logger.info("released an orphan reservation", extra={"order_id": order_id})
+        return reaped

@@ -1,0 +1,98 @@
+"""The current-state cache: the one document per aggregate that is updated in place.
+
+Collection `<log>_current`, `_id = <aggregate>`, holding the latest version's
+state for listing queries (e.g. a user's orders, newest first, through an index
+on `state.user_id` and `state.created_at`). It is derived, never the source of
+truth: FerretDB rewrites a document whole on update, so two racing refreshes can
+leave an older version in place, and a crash between the transition insert and
+the refresh leaves it behind. Hence:
+
+- `get` of one aggregate reads the log (`TransitionLog.latest`), never the cache;
+- lists read the cache and may be briefly stale; each entry carries its
+  `version`, so a caller can confirm an entry against the log;
+- `rebuild` / `rebuild_all` rewrite the cache from the log (at start, after a
+  crash, or on a schedule), and a refresh never lowers a version it can see.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from typing import Any
+
+from pymongo import DESCENDING, IndexModel
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from shopmesh_platform.docstore.records import CODEC_OPTIONS, Document, Transition, utc_now_ms
+from shopmesh_platform.docstore.transitions import TransitionLog
+
+
+def cache_document(transition: Transition) -> Document:
+    return {
+        "_id": transition.aggregate,
+        "version": transition.version,
+        "state": dict(transition.state),
+        "committed_at": transition.committed_at,
+        "refreshed_at": utc_now_ms(),
+    }
+
+
+class CurrentStateCache:
+    """Latest state per aggregate of one `TransitionLog`, for queries the log cannot answer cheaply."""
+
+    def __init__(
+        self,
+        database: AsyncDatabase[Document],
+        log: TransitionLog,
+        listing_indexes: Sequence[IndexModel] = (),
+    ) -> None:
+        self._log = log
+        self._listing_indexes = list(listing_indexes)
+        self.collection = database.get_collection(f"{log.name}_current", codec_options=CODEC_OPTIONS)
+
+    def indexes(self) -> list[IndexModel]:
+        return self._listing_indexes
+
+    async def refresh(self, transition: Transition) -> None:
+        """Show `transition` unless the cache already shows this version or a later one."""
+        # When the entry is as new or newer the filter misses and the upsert's insert collides: nothing to do.
+        with contextlib.suppress(DuplicateKeyError):
+            await self.collection.replace_one(
+                {"_id": transition.aggregate, "version": {"$lt": transition.version}},
+                cache_document(transition),
+                upsert=True,
+            )
+
+    async def rebuild(self, aggregate: str) -> None:
+        """Make the entry of `aggregate` what the log says (unconditionally: the log wins)."""
+        latest = await self._log.latest(aggregate)
+        if latest is None:
+            await self.collection.delete_one({"_id": aggregate})
+        else:
+            await self.collection.replace_one({"_id": aggregate}, cache_document(latest), upsert=True)
+
+    async def rebuild_all(self) -> int:
+        """Rewrite every entry from the log and drop entries of unknown aggregates; returns the entry count.
+
+        One pass over the log in (aggregate, version desc) order: the first
+        document of each aggregate is its latest (FerretDB 1.24 has no `$group`
+        `$max`/`$first`).
+        """
+        seen: set[str] = set()
+        cursor = self._log.collection.find({}).sort([("aggregate", 1), ("version", DESCENDING)])
+        async for document in cursor:
+            if document["aggregate"] in seen:
+                continue
+            seen.add(document["aggregate"])
+            transition = Transition.from_document(document)
+            await self.collection.replace_one({"_id": transition.aggregate}, cache_document(transition), upsert=True)
+        stale = [document["_id"] async for document in self.collection.find({}, {"_id": 1})]
+        orphans = [aggregate for aggregate in stale if aggregate not in seen]
+        if orphans:
+            await self.collection.delete_many({"_id": {"$in": orphans}})
+        return len(seen)
+
+    async def find(self, query: dict[str, Any], sort: list[tuple[str, int]], limit: int) -> list[Document]:
+        """A listing query on the cache (may be briefly stale; see the module docstring)."""
+        return await self.collection.find(query).sort(sort).limit(limit).to_list()

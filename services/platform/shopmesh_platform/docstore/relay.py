@@ -1,0 +1,73 @@
+"""Publish a transition log's events to Kafka: one relay per service at a time (`SlotLease`).
+
+While holding the lease, the relay takes pending events in publish order, sends
+each with the idempotent acks=all producer and, once the broker acknowledged it,
+inserts its published marker. A crash between send and marker re-publishes that
+event; consumers deduplicate by event id. When Kafka is down the loop backs off
+and retries; writers are never affected (the log is the outbox).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from shopmesh_platform.docstore.lease import LeaseLost, SlotLease
+from shopmesh_platform.docstore.outbox import MongoOutboxStore
+from shopmesh_platform.events.producer import EventProducer
+from shopmesh_platform.kafka import KafkaConfig
+from shopmesh_platform.retry import keep_running
+
+logger = logging.getLogger("shopmesh.docstore.relay")
+BATCH_SIZE = 100
+
+
+class MongoRelay:
+    """Relay of one service's transition log; run `run()` as a background task."""
+
+    def __init__(
+        self,
+        store: MongoOutboxStore,
+        lease: SlotLease,
+        kafka: KafkaConfig,
+        *,
+        poll_interval: float = 0.2,
+        max_backoff: float = 5.0,
+    ) -> None:
+        self._store = store
+        self._lease = lease
+        self._kafka = kafka
+        self._poll_interval = poll_interval
+        self._max_backoff = max_backoff
+        self.published = 0
+
+    async def run(self) -> None:
+        await keep_running(
+            "mongo outbox relay",
+            lambda: self._lease.run_while_held(self._relay),
+            logger,
+            initial_backoff=self._poll_interval,
+            max_backoff=self._max_backoff,
+        )
+
+    async def _relay(self) -> None:
+        producer = EventProducer(self._kafka, client_id=f"{self._lease.holder}-relay")
+        await producer.start()
+        try:
+            while True:
+                if await self._publish_batch(producer) == 0:
+                    await asyncio.sleep(self._poll_interval)
+        finally:
+            await producer.stop()
+
+    async def _publish_batch(self, producer: EventProducer) -> int:
+        count = 0
+        async for event in self._store.pending(BATCH_SIZE):
+            # Never start a send once the lease may be over: the successor may already be publishing.
+            if not self._lease.valid():
+                raise LeaseLost(f"{self._lease.service}: lease ended during a batch")
+            await producer.send(event.envelope())
+            await self._store.mark_published(event)
+            self.published += 1
+            count += 1
+        return count
