@@ -17,13 +17,12 @@ from a short-lived thread (a test's `asyncio.to_thread`) does not die with it.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import functools
 import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,7 +90,7 @@ class ManagedProcess:
         self.spec.pid_file.parent.mkdir(parents=True, exist_ok=True)
         argv = list(self.spec.argv)
         if self.spec.die_with_parent:
-            started: int = _spawner().submit(self._spawn, argv).result()
+            started: int = _spawner().submit(self._spawn, [*PARENT_DEATH_PREFIX, *argv]).result()
         else:
             started = self._spawn(argv)
         self.spec.pid_file.write_text(f"{started} {_start_time(started)}\n")
@@ -113,9 +112,6 @@ class ManagedProcess:
                 user=user,
                 group=user,
                 extra_groups=[] if user is not None else None,
-                # Safe despite the test run's threads: the callable only makes system calls
-                # through a function looked up before the fork (no imports, no locks).
-                preexec_fn=_parent_death_signal(os.getpid()) if self.spec.die_with_parent else None,  # noqa: PLW1509
             )
         pid: int = process.pid
         return pid
@@ -146,32 +142,17 @@ class ManagedProcess:
             return ""
 
 
-PR_SET_PDEATHSIG = 1
+# util-linux's setpriv arms the parent-death signal, then execs the component:
+# no Python code runs between fork and exec (a preexec_fn can deadlock a threaded
+# parent), and it runs after subprocess has switched to the component's user, which
+# would otherwise clear the setting.
+PARENT_DEATH_PREFIX = ("setpriv", "--pdeathsig", "KILL", "--")
 
 
 @functools.cache
 def _spawner() -> ThreadPoolExecutor:
     """The one thread that forks die-with-parent processes; it lives until the interpreter exits."""
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="shopmesh-spawner")
-
-
-def _parent_death_signal(parent: int) -> Callable[[], None]:
-    """A preexec_fn arming SIGKILL for when the thread that forked the child exits.
-
-    It runs in the child after the switch to the component's user (a change of
-    user clears the setting, so it must come after), and survives exec. If the
-    parent died before it was armed, the child exits instead of running
-    unsupervised.
-    """
-    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before fork
-
-    def arm() -> None:
-        if prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return arm
 
 
 def _reap(pid: int) -> None:
