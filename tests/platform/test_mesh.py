@@ -205,6 +205,23 @@ def test_timeouts_default_and_override() -> None:
         (lambda d: d.update(defaults={"retries": 1}), r"mesh.defaults: unknown keys \['retries'\]"),
         (lambda d: d.update(trust_domain=""), "mesh.trust_domain: must be a non-empty string"),
         (lambda d: d.update(services=[]), "mesh.services: must be a non-empty mapping of service names"),
+        (lambda d: d.update(auth="users"), "mesh.auth: must be a mapping with issuer, jwks_method"),
+        (lambda d: d["auth"].update(audience="x"), r"mesh.auth: unknown keys \['audience'\]"),
+        (lambda d: d["auth"].pop("jwks_method"), "mesh.auth: missing 'jwks_method'"),
+        (lambda d: d["auth"].update(issuer="accounts"), "mesh.auth.issuer: 'accounts' is not a declared service"),
+        (
+            lambda d: d["auth"].update(jwks_method="GetKeys"),
+            "mesh.auth.jwks_method: users declares no method 'GetKeys'",
+        ),
+        (lambda d: d["auth"].update(jwks_method="GetMe"), "mesh.auth.jwks_method: GetMe must be public, it is user"),
+        (
+            lambda d: d["auth"].update(revocation_topic="order-events"),
+            "mesh.auth.revocation_topic: 'order-events' is not a topic users publishes",
+        ),
+        (
+            lambda d: d["auth"].update(revocation_event="shopmesh.user.v1.SessionRevoked"),
+            "mesh.auth.revocation_event: 'shopmesh.user.v1.SessionRevoked' must be a message name in shopmesh.user.v1",
+        ),
     ],
 )
 def test_mistakes_are_named(mesh_document: dict[str, Any], mutate: Any, message: str) -> None:
@@ -244,6 +261,20 @@ def test_services_declare_storage_topics_and_balancing() -> None:
     assert mesh.service("orders").dead_letter_topics == {"user-events.dlq", "payment-events.dlq"}
     assert mesh.service("users").load_balancer is LoadBalancer.ROUND_ROBIN
     assert mesh.service("payments").load_balancer is LoadBalancer.RANDOM
+
+
+def test_the_token_issuer_is_named_by_its_service() -> None:
+    auth = load_mesh().auth
+    assert auth is not None
+    assert auth.issuer == "users"
+    assert auth.jwks_method.path == "/shopmesh.user.v1.UserService/GetJwks"
+    assert (auth.revocation_topic, auth.revocation_event) == ("user-events", "shopmesh.user.v1.SessionRevoked")
+
+
+def test_a_mesh_without_an_auth_section_has_no_issuer(mesh_document: dict[str, Any]) -> None:
+    document = copy.deepcopy(mesh_document)
+    del document["auth"]
+    assert parse_mesh(document).auth is None
 
 
 def test_topics_are_checked_against_the_topic_declaration(tmp_path: Path) -> None:

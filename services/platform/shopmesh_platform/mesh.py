@@ -7,6 +7,8 @@ A method that is not declared has no access class and cannot be called.
 Each service also declares its storage (PostgreSQL or MongoDB and its database),
 the Kafka topics it publishes and consumes (checked against kafka/topics.yaml;
 one publisher per topic) and the load-balancing policy the cluster uses for it.
+The `auth` section names the service that issues user tokens, the method that
+publishes its keys and the event that revokes a token (shopmesh_platform.auth).
 """
 
 from __future__ import annotations
@@ -106,6 +108,21 @@ class ServiceDecl:
 
 
 @dataclass(frozen=True)
+class AuthDecl:
+    """Who issues user tokens: every other service verifies them against the issuer's keys.
+
+    `jwks_method` is one of the issuer's declared methods (its keys, as a
+    JWKS); `revocation_event` (the full protobuf name, in the issuer's package)
+    on `revocation_topic` (a topic the issuer publishes) revokes one token.
+    """
+
+    issuer: str
+    jwks_method: MethodDecl
+    revocation_topic: str
+    revocation_event: str
+
+
+@dataclass(frozen=True)
 class MeshDeclaration:
     """The whole declaration, indexed for lookups by method path."""
 
@@ -115,6 +132,7 @@ class MeshDeclaration:
     default_timeout_seconds: float
     services: Mapping[str, ServiceDecl]
     _by_path: Mapping[str, MethodDecl] = field(repr=False)
+    auth: AuthDecl | None = None
 
     def service(self, name: str) -> ServiceDecl:
         try:
@@ -138,7 +156,10 @@ class MeshDeclaration:
 ROLES = frozenset({"customer", "admin"})
 """The user roles a token may carry (DESIGN §6); `roles` may name only these."""
 
-DOCUMENT_KEYS = frozenset({"version", "trust_domain", "namespace", "front_door", "defaults", "services", "edge"})
+DOCUMENT_KEYS = frozenset(
+    {"version", "trust_domain", "namespace", "front_door", "defaults", "services", "edge", "auth"}
+)
+AUTH_KEYS = frozenset({"issuer", "jwks_method", "revocation_topic", "revocation_event"})
 SERVICE_KEYS = frozenset(
     {
         "package",
@@ -342,6 +363,38 @@ def _check_unique(services: Mapping[str, ServiceDecl]) -> None:
             publishers[topic] = decl.name
 
 
+def _auth(raw: Any, services: Mapping[str, ServiceDecl]) -> AuthDecl:
+    where = "mesh.auth"
+    if not isinstance(raw, Mapping):
+        raise MeshDeclarationError(f"{where}: must be a mapping with {', '.join(sorted(AUTH_KEYS))}")
+    _known_keys(raw, AUTH_KEYS, where)
+    issuer_name = _text(_require(raw, "issuer", where), f"{where}.issuer")
+    issuer = services.get(issuer_name)
+    if issuer is None:
+        raise MeshDeclarationError(f"{where}.issuer: {issuer_name!r} is not a declared service")
+    method_name = _text(_require(raw, "jwks_method", where), f"{where}.jwks_method")
+    method = issuer.methods.get(method_name)
+    if method is None:
+        raise MeshDeclarationError(f"{where}.jwks_method: {issuer_name} declares no method {method_name!r}")
+    if method.access is not AccessClass.PUBLIC:
+        # Every service (and the edge) fetches the keys before it can verify anyone.
+        raise MeshDeclarationError(f"{where}.jwks_method: {method_name} must be public, it is {method.access.value}")
+    topic = _text(_require(raw, "revocation_topic", where), f"{where}.revocation_topic")
+    if topic not in issuer.publishes:
+        raise MeshDeclarationError(f"{where}.revocation_topic: {topic!r} is not a topic {issuer_name} publishes")
+    event = _text(_require(raw, "revocation_event", where), f"{where}.revocation_event")
+    if not METHOD_NAME.fullmatch(event):
+        raise MeshDeclarationError(
+            f"{where}.revocation_event: {event!r} must be a message name in {issuer.package} (e.g. SessionRevoked)"
+        )
+    return AuthDecl(
+        issuer=issuer_name,
+        jwks_method=method,
+        revocation_topic=topic,
+        revocation_event=f"{issuer.package}.{event}",
+    )
+
+
 def topic_names(path: Path = DEFAULT_TOPICS_FILE) -> frozenset[str]:
     """The topics declared in kafka/topics.yaml (without their `.dlq` twins)."""
     try:
@@ -398,6 +451,7 @@ def parse_mesh(document: Mapping[str, Any], topics: frozenset[str] | None = None
         default_timeout_seconds=default_timeout,
         services=services,
         _by_path=by_path,
+        auth=_auth(document["auth"], services) if "auth" in document else None,
     )
 
 
