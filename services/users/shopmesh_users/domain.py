@@ -12,11 +12,11 @@ import asyncpg
 from google.protobuf import timestamp_pb2
 
 from shopmesh.user.v1 import events_pb2 as events
+from shopmesh_platform.auth.revocations import token_id_hash
 from shopmesh_platform.context import Caller
 from shopmesh_platform.errors import AlreadyExists, NotFound, PermissionDenied, Unauthenticated
 from shopmesh_platform.events.outbox import append_event
 from shopmesh_platform.events.topics import USER_EVENTS
-from shopmesh_platform.revocations import token_id_hash
 from shopmesh_users import store
 from shopmesh_users.issuer import TokenIssuer
 from shopmesh_users.passwords import Passwords
