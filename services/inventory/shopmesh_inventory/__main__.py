@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from shopmesh_inventory.servicer import InventoryServicer, binding
-from shopmesh_platform.runner import run_service, serve_with_postgres
+from shopmesh_platform.runner import run_service
+from shopmesh_platform.runtime import Runtime
 
 
 async def serve(env: Mapping[str, str]) -> None:
-    await serve_with_postgres("inventory", env, lambda runtime, pool: [binding(InventoryServicer())])
+    runtime = Runtime.from_env("inventory", env)
+    await runtime.postgres()  # health follows its database; its outbox is relayed
+    await runtime.serve([binding(InventoryServicer())])
 
 
 if __name__ == "__main__":
