@@ -68,7 +68,7 @@ from shopmesh_platform.logs import configure_logging
 from shopmesh_platform.mesh import ServiceDecl, StorageKind
 from shopmesh_platform.mongo import MongoConfig, MongoReadiness, create_client
 from shopmesh_platform.postgres import PostgresConfig, PostgresReadiness, create_pool
-from shopmesh_platform.server import ReadinessProbe, ServiceBinding, always_ready, create_server
+from shopmesh_platform.server import ReadinessProbe, ServiceBinding, ShopmeshServer, always_ready, create_server
 
 logger = logging.getLogger("shopmesh.runtime")
 
@@ -142,6 +142,7 @@ class Runtime:
         self._verifier: JwtVerifier | None = None
         self._feed: RevocationFeed | None = None
         self._stop_requested = asyncio.Event()
+        self.server: ShopmeshServer | None = None  # once serve() has built it
         configure_logging(service, settings.platform.log_level)
 
     @classmethod
@@ -317,6 +318,7 @@ class Runtime:
         verifier = self._verifier if self._verifier is not None else self.auth
         probe = readiness if readiness is not None else self._readiness()
         server = create_server(self.config, servicers, readiness=probe, user_tokens=verifier, registry=self.registry)
+        self.server = server
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop)

@@ -36,6 +36,16 @@ def to_timestamp(value: dt.datetime) -> timestamp_pb2.Timestamp:
     return stamp
 
 
+def may_see(caller: Caller, user_id: str) -> bool:
+    """Only the user themself or an admin may read or change an account."""
+    return caller.user_id == user_id or caller.is_admin
+
+
+def may_sign_in(account_status: str) -> bool:
+    """Only active accounts sign in (suspended and deleted ones are refused)."""
+    return account_status == "active"
+
+
 def _not_found(user_id: str) -> NotFound:
     return NotFound(f"user {user_id} not found", reason="USER_NOT_FOUND", domain=DOMAIN)
 
@@ -109,7 +119,7 @@ class Users:
         user, password_hash = found if found else (None, None)
         if not await self._passwords.verify(password_hash, password) or user is None or password_hash is None:
             raise _bad_credentials()
-        if user.account_status != "active":
+        if not may_sign_in(user.account_status):
             raise _account_disabled(user.account_status)
         rehash = await self._passwords.hash(password) if self._passwords.needs_rehash(password_hash) else None
         async with self._pool.acquire() as connection, connection.transaction():
@@ -130,7 +140,7 @@ class Users:
 
     async def get(self, caller: Caller, user_id: str) -> UserRecord:
         """Only the user themself or an admin; anyone else learns nothing (NOT_FOUND)."""
-        if caller.user_id != user_id and not caller.is_admin:
+        if not may_see(caller, user_id):
             raise _not_found(user_id)
         async with self._pool.acquire() as connection:
             user = await store.find_by_id(connection, user_id)
@@ -139,7 +149,7 @@ class Users:
         return user
 
     async def update(self, caller: Caller, user_id: str, changes: ProfileChanges) -> UserRecord:
-        if caller.user_id != user_id and not caller.is_admin:
+        if not may_see(caller, user_id):
             raise _not_found(user_id)
         async with self._pool.acquire() as connection, connection.transaction():
             if await store.find_by_id(connection, user_id) is None:
