@@ -195,9 +195,8 @@ async def test_stop_drains_health_then_consumers_then_calls(tmp_path: Path, mesh
     assert log == ["consumer running"]
     consumer.grpc_port = _serving_port_now(runtime)
     async with aio.insecure_channel(f"127.0.0.1:{consumer.grpc_port}") as channel:
-        call = asyncio.ensure_future(
-            inventory_grpc.InventoryServiceStub(channel).GetProduct(inventory_pb2.GetProductRequest(id="prod-1"), timeout=30)
-        )
+        request = inventory_pb2.GetProductRequest(id="prod-1")
+        call = asyncio.ensure_future(inventory_grpc.InventoryServiceStub(channel).GetProduct(request, timeout=30))
         await asyncio.wait_for(servicer.call_started.wait(), timeout=10)
         runtime.stop()
         await asyncio.wait_for(serving, timeout=30)
