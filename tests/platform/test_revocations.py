@@ -1,6 +1,8 @@
-"""The deny-list fails closed: records are decoded apart from being applied, an
-undecodable one is counted and skipped, and until the list is loaded a valid
-user token is refused with UNAVAILABLE while public calls are served."""
+"""The deny-list fails closed: events are read apart from being applied, an
+undecodable record is counted and skipped by the feed (a broadcast consumer of
+the issuer's revocation events, named in mesh.yaml), and until the list is
+loaded a valid user token is refused with UNAVAILABLE while public calls are
+served."""
 
 from __future__ import annotations
 
@@ -25,22 +27,29 @@ from prometheus_client import CollectorRegistry
 from shopmesh.inventory.v1 import inventory_service_pb2 as inventory_pb2
 from shopmesh.inventory.v1 import inventory_service_pb2_grpc as inventory_grpc
 from shopmesh.user.v1 import events_pb2 as user_events
-from shopmesh_platform.errors import Unavailable
-from shopmesh_platform.kafka import KafkaConfig
-from shopmesh_platform.revocation_feed import CLOCK_SKEW_MARGIN_SECONDS, RevocationFeed, issuer_replay_window
-from shopmesh_platform.revocations import (
+from shopmesh_platform.auth.revocation_feed import CLOCK_SKEW_MARGIN_SECONDS, IssuerReplayWindow, RevocationFeed
+from shopmesh_platform.auth.revocations import (
     Revocation,
     RevocationList,
     UndecodableRecord,
-    decode_revocation,
+    revocation_of,
     token_id_hash,
 )
+from shopmesh_platform.auth.tokens import JwtVerifier, TokenConfig, published_token_lifetime
+from shopmesh_platform.errors import Unavailable
+from shopmesh_platform.events.consumer import ConsumerMetrics
+from shopmesh_platform.events.topics import TopicCatalog
+from shopmesh_platform.kafka import KafkaConfig
+from shopmesh_platform.mesh import load_mesh
 from shopmesh_platform.server import ShopmeshServer
-from shopmesh_platform.tokens import JwtVerifier, TokenConfig, published_token_lifetime
 from tests.conftest import ConfigFactory
 from tests.platform.sample_service import SampleInventory, build
 
-SESSION_REVOKED = [("event-type", b"shopmesh.user.v1.SessionRevoked")]
+SESSION_REVOKED = [
+    ("event-id", str(uuid.uuid4()).encode()),
+    ("event-type", b"shopmesh.user.v1.SessionRevoked"),
+    ("content-type", b"application/x-protobuf"),
+]
 TOKENS = TokenConfig(issuer="shopmesh-users", audience="shopmesh", ttl_seconds=3600)
 
 
@@ -53,38 +62,25 @@ def session_revoked(token_id: str, expires_at: float) -> bytes:
     return event.SerializeToString()
 
 
-def test_a_session_revoked_record_decodes_to_its_revocation() -> None:
+def test_a_session_revoked_event_reads_as_its_revocation() -> None:
     expires_at = time.time() + 600
-    assert decode_revocation(SESSION_REVOKED, session_revoked("jti-1", expires_at)) == Revocation(
-        token_id_hash("jti-1"), float(int(expires_at))
-    )
+    event = user_events.SessionRevoked.FromString(session_revoked("jti-1", expires_at))
+    assert revocation_of(event) == Revocation(token_id_hash("jti-1"), float(int(expires_at)))
 
 
 @pytest.mark.parametrize(
-    "headers",
+    ("event", "problem"),
     [
-        [("event-type", b"shopmesh.user.v1.UserRegistered")],
-        [],
-        None,
-        [("event-type", b"\xff\xfe not utf-8")],
+        (user_events.SessionRevoked(token_id_hash="abc"), "sha256"),
+        (user_events.SessionRevoked(token_id_hash="a" * 64), "expires_at"),
+        (user_events.SessionRevoked(), "sha256"),
     ],
 )
-def test_other_records_are_not_revocations(headers: list[tuple[str, bytes]] | None) -> None:
-    assert decode_revocation(headers, b"\xff\xff garbage") is None
-
-
-@pytest.mark.parametrize(
-    ("value", "problem"),
-    [
-        (b"\xff\xff\xff\xff not a protobuf message", "not a SessionRevoked"),
-        (user_events.SessionRevoked(token_id_hash="abc").SerializeToString(), "sha256"),
-        (user_events.SessionRevoked(token_id_hash="a" * 64).SerializeToString(), "expires_at"),
-        (None, "sha256"),
-    ],
-)
-def test_a_session_revoked_record_that_holds_none_is_undecodable(value: bytes | None, problem: str) -> None:
+def test_a_session_revoked_event_that_holds_none_is_undecodable(
+    event: user_events.SessionRevoked, problem: str
+) -> None:
     with pytest.raises(UndecodableRecord, match=problem):
-        decode_revocation(SESSION_REVOKED, value)
+        revocation_of(event)
 
 
 async def test_the_list_fails_closed_until_loaded() -> None:
@@ -116,21 +112,60 @@ def record(offset: int, headers: list[tuple[str, bytes]], value: bytes) -> Consu
     )
 
 
-def test_an_undecodable_record_is_counted_and_skipped_and_the_next_applies() -> None:
+def feed_of(revocations: RevocationList, registry: CollectorRegistry) -> RevocationFeed:
+    """The feed as every non-issuer service builds it, from mesh.yaml's `auth` section."""
+    auth = load_mesh().auth
+    assert auth is not None
+
+    async def no_keys() -> Mapping[str, Any]:
+        return {"keys": []}
+
+    return RevocationFeed(
+        KafkaConfig("127.0.0.1:1", 1000),
+        auth,
+        revocations,
+        no_keys,
+        service="inventory",
+        catalog=TopicCatalog.load(),
+        registry=registry,
+        metrics=ConsumerMetrics(registry),
+    )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"\xff\xff\xff\xff not a protobuf message",
+        user_events.SessionRevoked(token_id_hash="abc").SerializeToString(),
+        user_events.SessionRevoked(token_id_hash="a" * 64).SerializeToString(),
+    ],
+)
+async def test_an_undecodable_record_is_counted_and_skipped_and_the_next_applies(value: bytes) -> None:
     revocations = RevocationList()
     registry = CollectorRegistry()
-
-    async def no_window() -> float | None:
-        return None
-
-    feed = RevocationFeed(KafkaConfig("127.0.0.1:1", 1000), revocations, no_window, registry)
-    feed.handle(record(0, SESSION_REVOKED, b"\xff\xff\xff\xff"))
-    feed.handle(record(1, SESSION_REVOKED, session_revoked("jti-after", time.time() + 600)))
+    feed = feed_of(revocations, registry)
+    await feed.consumer.deliver(record(0, SESSION_REVOKED, value))
+    await feed.consumer.deliver(record(1, SESSION_REVOKED, session_revoked("jti-after", time.time() + 600)))
     assert registry.get_sample_value("revocation_records_skipped_total") == 1
     assert revocations.contains("jti-after")
     assert registry.get_sample_value("revocations_loaded") == 0
-    revocations.mark_loaded()
+    feed.caught_up()
     assert registry.get_sample_value("revocations_loaded") == 1
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [("event-id", str(uuid.uuid4()).encode()), ("event-type", b"shopmesh.user.v1.UserRegistered")],
+        [("event-id", str(uuid.uuid4()).encode()), ("event-type", b"\xff\xfe not utf-8")],
+    ],
+)
+async def test_other_records_are_not_revocations(headers: list[tuple[str, bytes]]) -> None:
+    revocations = RevocationList()
+    registry = CollectorRegistry()
+    await feed_of(revocations, registry).consumer.deliver(record(0, headers, b"\xff\xff garbage"))
+    assert len(revocations) == 0
+    assert registry.get_sample_value("revocation_records_skipped_total") == 0
 
 
 @pytest.mark.parametrize(
@@ -150,7 +185,7 @@ async def test_the_replay_window_is_the_lifetime_the_issuer_publishes(
     async def source() -> Mapping[str, Any]:
         return jwks
 
-    window = await issuer_replay_window(source)()
+    window = await IssuerReplayWindow(source).seconds_back()
     assert window == (None if lifetime is None else lifetime + CLOCK_SKEW_MARGIN_SECONDS)
 
 

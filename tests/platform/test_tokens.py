@@ -14,9 +14,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from shopmesh_platform.auth.revocations import RevocationList
+from shopmesh_platform.auth.tokens import JwtVerifier, TokenConfig
 from shopmesh_platform.errors import Unauthenticated
-from shopmesh_platform.revocations import RevocationList
-from shopmesh_platform.tokens import JwtVerifier, TokenConfig
 
 CONFIG = TokenConfig(
     issuer="issuer", audience="audience", ttl_seconds=3600, jwks_refresh_seconds=60, jwks_max_stale_seconds=30
@@ -75,7 +75,7 @@ class Jwks:
 
 def verifier(source: Jwks, clock: Clock) -> JwtVerifier:
     revocations = RevocationList()
-    revocations.mark_loaded()  # these tests are about keys; an unloaded deny-list refuses every token
+    revocations.mark_loaded()  # replayed (and empty): these tests are about keys
     return JwtVerifier(CONFIG, source, revocations, min_refresh_gap_seconds=5, clock=clock)
 
 

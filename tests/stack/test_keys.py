@@ -9,8 +9,8 @@ from pathlib import Path
 import jwt
 import pytest
 
+from shopmesh_platform.auth.tokens import TokenConfig
 from shopmesh_platform.config import ConfigError
-from shopmesh_platform.tokens import TokenConfig
 from shopmesh_users.issuer import TokenIssuer
 from shopmesh_users.keys import SIGNING_MARKER, KeyStore, mark_signing, write_new_key
 

@@ -6,28 +6,23 @@ SHOPMESH_INVENTORY_REAPER_INTERVAL_SECONDS (shopmesh_inventory.config).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-
-import asyncpg
+from collections.abc import Mapping
 
 from shopmesh_inventory.config import InventoryConfig
 from shopmesh_inventory.domain import Inventory
 from shopmesh_inventory.metrics import InventoryMetrics
 from shopmesh_inventory.reaper import OrphanReaper
 from shopmesh_inventory.servicer import InventoryServicer, binding
-from shopmesh_platform.runner import ServiceRuntime, run_service, serve_with_postgres
-from shopmesh_platform.server import ServiceBinding
+from shopmesh_platform.runner import run_service
+from shopmesh_platform.runtime import Runtime
 
 
 async def serve(env: Mapping[str, str]) -> None:
     config = InventoryConfig.from_env(env)
-
-    def build(runtime: ServiceRuntime, pool: asyncpg.Pool) -> Sequence[ServiceBinding]:
-        inventory = Inventory(pool, InventoryMetrics(runtime.registry))
-        runtime.add_background(OrphanReaper(inventory, config).run)
-        return [binding(InventoryServicer(inventory))]
-
-    await serve_with_postgres("inventory", env, build)
+    runtime = Runtime.from_env("inventory", env)
+    postgres = await runtime.postgres()
+    inventory = Inventory(postgres.pool, InventoryMetrics(runtime.registry))
+    await runtime.serve([binding(InventoryServicer(inventory))], workers=[OrphanReaper(inventory, config)])
 
 
 if __name__ == "__main__":

@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from shopmesh_notifications.servicer import NotificationServicer, binding
-from shopmesh_platform.runner import run_service, serve_with_postgres
+from shopmesh_platform.runner import run_service
+from shopmesh_platform.runtime import Runtime
 
 
 async def serve(env: Mapping[str, str]) -> None:
-    await serve_with_postgres("notifications", env, lambda runtime, pool: [binding(NotificationServicer())])
+    runtime = Runtime.from_env("notifications", env)
+    await runtime.postgres()  # health follows its database; its outbox is relayed
+    await runtime.serve([binding(NotificationServicer())])
 
 
 if __name__ == "__main__":

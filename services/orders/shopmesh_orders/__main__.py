@@ -5,18 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from shopmesh_orders.servicer import OrderServicer, binding
-from shopmesh_platform.mongo import MongoConfig, MongoReadiness, create_client
-from shopmesh_platform.runner import ServiceRuntime, run_service
+from shopmesh_platform.runner import run_service
+from shopmesh_platform.runtime import Runtime
 
 
 async def serve(env: Mapping[str, str]) -> None:
-    runtime = ServiceRuntime("orders", env)
-    database = MongoConfig.from_env(env)
-    client = create_client(database)
-    try:
-        await runtime.serve([binding(OrderServicer())], MongoReadiness(client), runtime.verifier())
-    finally:
-        await client.close()
+    runtime = Runtime.from_env("orders", env)
+    runtime.mongo()  # health follows its database
+    await runtime.serve([binding(OrderServicer())])
 
 
 if __name__ == "__main__":

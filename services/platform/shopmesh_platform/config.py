@@ -13,7 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from shopmesh_platform.mesh import DEFAULT_MESH_FILE, MeshDeclaration, MeshDeclarationError, load_mesh
+from shopmesh_platform.mesh import (
+    DEFAULT_MESH_FILE,
+    DEFAULT_TOPICS_FILE,
+    MeshDeclaration,
+    MeshDeclarationError,
+    load_mesh,
+)
 
 
 class ConfigError(ValueError):
@@ -142,6 +148,8 @@ class PlatformConfig:
     tls: TlsFiles | None
     limits: ServerLimits
     service_addresses: Mapping[str, str]
+    # kafka/topics.yaml (SHOPMESH_TOPICS_FILE): the topics the mesh declaration may name.
+    topics_file: Path = DEFAULT_TOPICS_FILE
 
     def address_of(self, service: str) -> str:
         """host:port of another mesh service (SHOPMESH_ADDRESS_<NAME>, else the declared port)."""
@@ -155,8 +163,9 @@ class PlatformConfig:
         """
         read = EnvReader(os.environ if env is None else env)
         mesh_file = Path(read.string("SHOPMESH_MESH_FILE", str(DEFAULT_MESH_FILE)))
+        topics_file = Path(read.string("SHOPMESH_TOPICS_FILE", str(DEFAULT_TOPICS_FILE)))
         try:
-            mesh = load_mesh(mesh_file)
+            mesh = load_mesh(mesh_file, topics_file)
         except MeshDeclarationError as exc:
             raise ConfigError(f"SHOPMESH_MESH_FILE: {exc}") from exc
         if service_name not in mesh.services:
@@ -196,4 +205,5 @@ class PlatformConfig:
                 for name in mesh.services
                 if (address := read.optional(f"SHOPMESH_ADDRESS_{name.upper()}")) is not None
             },
+            topics_file=topics_file,
         )

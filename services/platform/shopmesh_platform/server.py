@@ -75,7 +75,7 @@ class ShopmeshServer:
         registry: CollectorRegistry | None = None,
     ) -> None:
         self.config = config
-        self.registry = registry or CollectorRegistry()
+        self.registry = registry if registry is not None else CollectorRegistry()
         self._services = list(services)
         self._readiness = readiness
         self._health = health_aio.HealthServicer()
@@ -159,6 +159,13 @@ class ShopmeshServer:
         """Health NOT_SERVING, wait the drain delay, then stop with the grace period."""
         if self._draining:
             return
+        await self.stop_taking_calls()
+        await self.stop()
+
+    async def stop_taking_calls(self) -> None:
+        """First drain phase: health NOT_SERVING for good, then the drain delay."""
+        if self._draining:
+            return
         self._draining = True
         logger.info("draining", extra={"grace_seconds": self.config.drain_grace_seconds})
         await self._set_all(NOT_SERVING)
@@ -169,6 +176,9 @@ class ShopmeshServer:
         if self.config.drain_delay_seconds:
             # Gives load balancers watching health time to stop sending new calls.
             await asyncio.sleep(self.config.drain_delay_seconds)
+
+    async def stop(self) -> None:
+        """Second drain phase: in-flight calls finish within the grace period, then everything stops."""
         await self._server.stop(self.config.drain_grace_seconds)
         if self._metrics_httpd is not None:
             self._metrics_httpd.shutdown()
@@ -202,6 +212,7 @@ def create_server(
 ) -> ShopmeshServer:
     """Build the server for `config.service_name`; call `serve()` (or `start()`) on it.
 
-    `registry` (default: a new one) is where the server's metrics go and what its metrics port serves.
+    `registry` holds its metrics (a new one if not given), beside those of the
+    service's consumers and relays.
     """
     return ShopmeshServer(config, services, readiness=readiness, user_tokens=user_tokens, registry=registry)

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from shopmesh_platform.config import ConfigError, EnvReader
-from shopmesh_platform.runner import run_service, serve_with_postgres
+from shopmesh_platform.runner import run_service
+from shopmesh_platform.runtime import Runtime
 from shopmesh_users.domain import Users
 from shopmesh_users.issuer import TokenIssuer
 from shopmesh_users.keys import KeyStore
@@ -22,28 +23,20 @@ from shopmesh_users.sessions import SessionTable
 
 
 async def serve(env: Mapping[str, str]) -> None:
+    runtime = Runtime.from_env("users", env)
     read = EnvReader(env)
     key_dir = read.optional("SHOPMESH_JWT_KEY_DIR")
     if key_dir is None:
         raise ConfigError("SHOPMESH_JWT_KEY_DIR must name the directory of the token signing keys")
     generate = read.choice("SHOPMESH_JWT_GENERATE_KEY", "true", ("true", "false")) == "true"
     keys = KeyStore(Path(key_dir), generate_if_missing=generate)
-    await serve_with_postgres(
-        "users",
-        env,
-        lambda runtime, pool: [
-            binding(
-                UserServicer(
-                    Users(pool, Passwords(), TokenIssuer(runtime.tokens, keys)),
-                    keys,
-                    token_lifetime_seconds=runtime.tokens.ttl_seconds,
-                )
-            )
-        ],
-        jwks_source=lambda runtime: keys.jwks_async,
-        # The sessions table is the truth here; the Kafka-fed deny-list is for the other services.
-        revocations=SessionTable,
-    )
+    postgres = await runtime.postgres()
+    # The users service issues the tokens: it verifies them with its own keys, and its
+    # sessions table is the truth about revocations (the deny-list is for the others).
+    runtime.issuer_auth(keys, SessionTable(postgres.pool))
+    users = Users(postgres.pool, Passwords(), TokenIssuer(runtime.tokens, keys))
+    servicer = UserServicer(users, keys, token_lifetime_seconds=runtime.tokens.ttl_seconds)
+    await runtime.serve([binding(servicer)])
 
 
 if __name__ == "__main__":

@@ -12,11 +12,11 @@ import asyncpg
 from google.protobuf import timestamp_pb2
 
 from shopmesh.user.v1 import events_pb2 as events
+from shopmesh_platform.auth.revocations import token_id_hash
 from shopmesh_platform.context import Caller
 from shopmesh_platform.errors import AlreadyExists, NotFound, PermissionDenied, Unauthenticated
 from shopmesh_platform.events.outbox import append_event
 from shopmesh_platform.events.topics import USER_EVENTS
-from shopmesh_platform.revocations import token_id_hash
 from shopmesh_users import store
 from shopmesh_users.issuer import TokenIssuer
 from shopmesh_users.passwords import Passwords
@@ -34,6 +34,16 @@ def to_timestamp(value: dt.datetime) -> timestamp_pb2.Timestamp:
     stamp = timestamp_pb2.Timestamp()
     stamp.FromDatetime(value)
     return stamp
+
+
+def may_see(caller: Caller, user_id: str) -> bool:
+    """Only the user themself or an admin may read or change an account."""
+    return caller.user_id == user_id or caller.is_admin
+
+
+def may_sign_in(account_status: str) -> bool:
+    """Only active accounts sign in (suspended and deleted ones are refused)."""
+    return account_status == "active"
 
 
 def _not_found(user_id: str) -> NotFound:
@@ -109,7 +119,7 @@ class Users:
         user, password_hash = found if found else (None, None)
         if not await self._passwords.verify(password_hash, password) or user is None or password_hash is None:
             raise _bad_credentials()
-        if user.account_status != "active":
+        if not may_sign_in(user.account_status):
             raise _account_disabled(user.account_status)
         rehash = await self._passwords.hash(password) if self._passwords.needs_rehash(password_hash) else None
         async with self._pool.acquire() as connection, connection.transaction():
@@ -130,7 +140,7 @@ class Users:
 
     async def get(self, caller: Caller, user_id: str) -> UserRecord:
         """Only the user themself or an admin; anyone else learns nothing (NOT_FOUND)."""
-        if caller.user_id != user_id and not caller.is_admin:
+        if not may_see(caller, user_id):
             raise _not_found(user_id)
         async with self._pool.acquire() as connection:
             user = await store.find_by_id(connection, user_id)
@@ -139,7 +149,7 @@ class Users:
         return user
 
     async def update(self, caller: Caller, user_id: str, changes: ProfileChanges) -> UserRecord:
-        if caller.user_id != user_id and not caller.is_admin:
+        if not may_see(caller, user_id):
             raise _not_found(user_id)
         async with self._pool.acquire() as connection, connection.transaction():
             if await store.find_by_id(connection, user_id) is None:

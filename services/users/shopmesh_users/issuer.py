@@ -1,4 +1,4 @@
-"""Issues the EdDSA JWTs that every service verifies (shopmesh_platform.tokens)."""
+"""Issues the EdDSA JWTs that every service verifies (shopmesh_platform.auth.tokens)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import uuid
 
 import jwt
 
-from shopmesh_platform.tokens import ALGORITHM, TokenConfig
+from shopmesh_platform.auth.tokens import ALGORITHM, TokenConfig
 from shopmesh_users.keys import KeyStore
 from shopmesh_users.records import IssuedToken
 

@@ -121,6 +121,3 @@ class KeyStore:
 
     def jwks(self) -> dict[str, Any]:
         return {"keys": [key.jwk for key in self._keys]}
-
-    async def jwks_async(self) -> dict[str, Any]:
-        return self.jwks()

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncpg
 
+from shopmesh_platform.auth.revocations import token_id_hash
 from shopmesh_platform.errors import Unavailable
-from shopmesh_platform.revocations import token_id_hash
 from shopmesh_users import store
 
 
 class SessionTable:
-    """A shopmesh_platform.tokens.RevocationCheck backed by `user_sessions`."""
+    """A shopmesh_platform.auth.tokens.RevocationCheck backed by `user_sessions`."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool

@@ -17,9 +17,15 @@ An event type with no handler is skipped and counted. Infrastructure failures
 (the database or Kafka unreachable) are not the message's fault: the consumer
 restarts with backoff and the message is redelivered, attempts not counted.
 
+A handler that knows an event can never be applied raises `PoisonEvent`: it
+is dead-lettered at once, without retries.
+
 `stop()` drains: no more fetching, the effect in flight completes, the offsets
-of finished effects are committed, then `run()` returns (SIGTERM wiring calls it).
-Lag per partition is the `kafka_consumer_lag` gauge.
+of finished effects are committed, then `run()` returns (the runtime calls it
+on SIGTERM). Lag per partition is the `kafka_consumer_lag` gauge.
+
+The poll, decode and dispatch loop is shared with the broadcast consumer
+(`events.broadcast`), where every instance reads every partition.
 """
 
 from __future__ import annotations
@@ -78,6 +84,10 @@ class EventContext(Generic[Transaction]):
 Handler = Callable[[Any, EventContext[Transaction]], Awaitable[None]]
 
 
+class PoisonEvent(Exception):
+    """Raised by a handler for an event that can never be applied (retrying cannot help)."""
+
+
 class Handlers(Generic[Transaction]):
     """Handlers by event message type."""
 
@@ -108,43 +118,75 @@ class ConsumerSettings:
     max_batch: int = 100
 
 
+class ConsumerMetrics:
+    """The consumers' metrics of one registry, shared by every consumer of a service."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        labels = ("group", "topic")
+        self.events = Counter(
+            "consumer_events_total",
+            "Consumed events by outcome (applied, duplicate, unknown_type, dead_lettered, skipped).",
+            (*labels, "outcome"),
+            registry=registry,
+        )
+        self.failures = Counter(
+            "consumer_handler_failures_total", "Failed handler attempts.", labels, registry=registry
+        )
+        self.lag = Gauge("kafka_consumer_lag", "Messages not yet consumed.", (*labels, "partition"), registry=registry)
+
+
 class _Stopping(Exception):
     """stop() was called while waiting to retry: leave the message uncommitted."""
 
 
-class EventConsumer(Generic[Transaction]):
-    """Consumes `settings.topics` in `settings.group`; `run()` until `stop()`."""
+@dataclass(frozen=True)
+class Decoded:
+    """A record's envelope, its event (decoded with the registered type) and that type's handler."""
+
+    headers: EventHeaders
+    event: Message
+    handler: Handler[Any]
+    key: str | None
+
+
+class ConsumerLoop(Generic[Transaction]):
+    """What both delivery modes share: run until stop(), restarts, decoding, dispatch, lag.
+
+    Subclasses implement `_consume()` (one connection's life: poll and deliver
+    until stopping or an error).
+    """
+
+    # A group consumer's topics carry what it handles; a broadcast one skips most types by design.
+    unknown_type_log_level = logging.INFO
 
     def __init__(
         self,
         kafka: KafkaConfig,
         *,
-        settings: ConsumerSettings,
+        name: str,
+        topics: Sequence[str],
         handlers: Handlers[Transaction],
-        inbox: Inbox[Transaction],
+        retry: RetryPolicy,
+        restart: RetryPolicy,
         catalog: TopicCatalog,
-        registry: CollectorRegistry,
+        metrics: ConsumerMetrics,
     ) -> None:
-        for topic in settings.topics:
+        for topic in topics:
             catalog.require(topic)
         self._kafka = kafka
-        self._settings = settings
+        self._name = name
+        self._topics = tuple(topics)
         self._handlers = handlers
-        self._inbox = inbox
+        self._retry = retry
+        self._restart = restart
+        self._metrics = metrics
         self._stopping = asyncio.Event()
         self._finished = asyncio.Event()
         self._running = False
-        labels = ("group", "topic")
-        self._events = Counter(
-            "consumer_events_total",
-            "Consumed events by outcome (applied, duplicate, unknown_type, dead_lettered).",
-            (*labels, "outcome"),
-            registry=registry,
-        )
-        self._failures = Counter(
-            "consumer_handler_failures_total", "Failed handler attempts.", labels, registry=registry
-        )
-        self._lag = Gauge("kafka_consumer_lag", "Messages not yet consumed.", (*labels, "partition"), registry=registry)
+
+    @property
+    def name(self) -> str:
+        return self._name
 
     async def run(self) -> None:
         """Consume until stop(); restarts with backoff after infrastructure failures."""
@@ -158,14 +200,10 @@ class EventConsumer(Generic[Transaction]):
                     failures = 0
                 except Exception as exc:
                     failures += 1
-                    delay = self._settings.restart.delay(failures)
+                    delay = self._restart.delay(failures)
                     logger.warning(
                         "consumer interrupted; restarting",
-                        extra={
-                            "group": self._settings.group,
-                            "error": f"{type(exc).__name__}: {exc}",
-                            "retry_in_s": delay,
-                        },
+                        extra={"group": self._name, "error": f"{type(exc).__name__}: {exc}", "retry_in_s": delay},
                     )
                     await self._wait_unless_stopped(delay)
         finally:
@@ -173,10 +211,13 @@ class EventConsumer(Generic[Transaction]):
             self._finished.set()
 
     async def stop(self) -> None:
-        """Stop fetching, finish the effect in flight, commit its offset; return once run() has."""
+        """Stop fetching, finish the effect in flight (and commit it); return once run() has."""
         self._stopping.set()
         if self._running:
             await self._finished.wait()
+
+    async def _consume(self) -> None:
+        raise NotImplementedError
 
     async def _wait_unless_stopped(self, seconds: float) -> bool:
         """Sleep `seconds`; True when stop() was called meanwhile."""
@@ -185,6 +226,91 @@ class EventConsumer(Generic[Transaction]):
         except TimeoutError:
             return False
         return True
+
+    def _decode(self, record: ConsumerRecord) -> Decoded | None:
+        """The record's event and handler; None (counted) for a type without a handler.
+
+        Raises MalformedEnvelope or DecodeError for a record that can never be handled.
+        """
+        headers = EventHeaders.decode(record.headers)
+        found = self._handlers.lookup(headers.event_type)
+        if found is None:
+            self._metrics.events.labels(self._name, record.topic, "unknown_type").inc()
+            logger.log(
+                self.unknown_type_log_level,
+                "event type without a handler skipped",
+                extra={"event_type": headers.event_type, "topic": record.topic},
+            )
+            return None
+        event_class, handler = found
+        event = event_class.FromString(record.value or b"")
+        key = record.key.decode(errors="replace") if record.key is not None else None
+        return Decoded(headers, event, handler, key)
+
+    async def _dispatch(self, record: ConsumerRecord, decoded: Decoded, inbox: Inbox[Transaction]) -> bool:
+        """Run the handler once through `inbox` in a consumer span; False when the inbox had it already."""
+        headers = decoded.headers
+
+        async def effect(transaction: Transaction) -> None:
+            context = EventContext(
+                transaction,
+                headers.event_id,
+                headers.event_type,
+                record.topic,
+                record.partition,
+                record.offset,
+                decoded.key,
+            )
+            await decoded.handler(decoded.event, context)
+
+        parent = propagate.extract({TRACEPARENT: headers.traceparent} if headers.traceparent else {})
+        with tracer.start_as_current_span(
+            f"{record.topic} process", context=parent, kind=trace.SpanKind.CONSUMER
+        ) as span:
+            span.set_attribute("messaging.kafka.consumer.group", self._name)
+            return await inbox.apply(self._name, headers.event_id, effect)
+
+    async def _update_lag(self, consumer: AIOKafkaConsumer) -> None:
+        for partition in consumer.assignment():
+            highwater = consumer.highwater(partition)
+            if highwater is None:
+                continue
+            position = await consumer.position(partition)
+            self._metrics.lag.labels(self._name, partition.topic, str(partition.partition)).set(
+                max(highwater - position, 0)
+            )
+
+
+class EventConsumer(ConsumerLoop[Transaction]):
+    """Consumes `settings.topics` in `settings.group`; `run()` until `stop()`."""
+
+    def __init__(
+        self,
+        kafka: KafkaConfig,
+        *,
+        settings: ConsumerSettings,
+        handlers: Handlers[Transaction],
+        inbox: Inbox[Transaction],
+        catalog: TopicCatalog,
+        registry: CollectorRegistry | None = None,
+        metrics: ConsumerMetrics | None = None,
+    ) -> None:
+        if metrics is None:
+            if registry is None:
+                raise ValueError("an EventConsumer needs a registry or the service's ConsumerMetrics")
+            metrics = ConsumerMetrics(registry)
+        super().__init__(
+            kafka,
+            name=settings.group,
+            topics=settings.topics,
+            handlers=handlers,
+            retry=settings.retry,
+            restart=settings.restart,
+            catalog=catalog,
+            metrics=metrics,
+        )
+        self._settings = settings
+        self._inbox = inbox
 
     async def _consume(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -241,57 +367,40 @@ class EventConsumer(Generic[Transaction]):
     async def _process(self, producer: EventProducer, record: ConsumerRecord) -> None:
         topic = record.topic
         try:
-            headers = EventHeaders.decode(record.headers)
-        except MalformedEnvelope as exc:
+            decoded = self._decode(record)
+        except (MalformedEnvelope, DecodeError) as exc:
             await self._dead_letter(producer, record, exc, attempts=1)
             return
-        found = self._handlers.lookup(headers.event_type)
-        if found is None:
-            self._events.labels(self._settings.group, topic, "unknown_type").inc()
-            logger.info(
-                "event type without a handler skipped", extra={"event_type": headers.event_type, "topic": topic}
-            )
+        if decoded is None:
             return
-        event_class, handler = found
-        try:
-            event = event_class.FromString(record.value or b"")
-        except DecodeError as exc:
-            await self._dead_letter(producer, record, exc, attempts=1)
-            return
-        key = record.key.decode(errors="replace") if record.key is not None else None
-
-        async def effect(transaction: Transaction) -> None:
-            context = EventContext(
-                transaction, headers.event_id, headers.event_type, topic, record.partition, record.offset, key
-            )
-            await handler(event, context)
-
-        parent = propagate.extract({TRACEPARENT: headers.traceparent} if headers.traceparent else {})
         attempts = 0
         while True:
             attempts += 1
             try:
-                with tracer.start_as_current_span(
-                    f"{topic} process", context=parent, kind=trace.SpanKind.CONSUMER
-                ) as span:
-                    span.set_attribute("messaging.kafka.consumer.group", self._settings.group)
-                    applied = await self._inbox.apply(self._settings.group, headers.event_id, effect)
+                applied = await self._dispatch(record, decoded, self._inbox)
             except INFRASTRUCTURE_ERRORS:
                 raise
+            except PoisonEvent as exc:
+                self._metrics.failures.labels(self._settings.group, topic).inc()
+                await self._dead_letter(producer, record, exc, attempts=attempts)
+                return
             except Exception as exc:
-                self._failures.labels(self._settings.group, topic).inc()
-                retry = self._settings.retry
-                if retry.exhausted(attempts):
+                self._metrics.failures.labels(self._settings.group, topic).inc()
+                if self._retry.exhausted(attempts):
                     await self._dead_letter(producer, record, exc, attempts=attempts)
                     return
                 logger.warning(
                     "event handler failed; will retry",
-                    extra={"event_id": headers.event_id, "attempt": attempts, "error": f"{type(exc).__name__}: {exc}"},
+                    extra={
+                        "event_id": decoded.headers.event_id,
+                        "attempt": attempts,
+                        "error": f"{type(exc).__name__}: {exc}",
+                    },
                 )
-                if await self._wait_unless_stopped(retry.delay(attempts)):
+                if await self._wait_unless_stopped(self._retry.delay(attempts)):
                     raise _Stopping() from exc
                 continue
-            self._events.labels(self._settings.group, topic, "applied" if applied else "duplicate").inc()
+            self._metrics.events.labels(self._settings.group, topic, "applied" if applied else "duplicate").inc()
             return
 
     async def _dead_letter(
@@ -310,21 +419,11 @@ class EventConsumer(Generic[Transaction]):
                 attempts=attempts,
             )
         )
-        self._events.labels(self._settings.group, record.topic, "dead_lettered").inc()
+        self._metrics.events.labels(self._settings.group, record.topic, "dead_lettered").inc()
         logger.error(
             "event dead-lettered",
             extra={"topic": record.topic, "offset": record.offset, "attempts": attempts, "error": type(error).__name__},
         )
-
-    async def _update_lag(self, consumer: AIOKafkaConsumer) -> None:
-        for partition in consumer.assignment():
-            highwater = consumer.highwater(partition)
-            if highwater is None:
-                continue
-            position = await consumer.position(partition)
-            self._lag.labels(self._settings.group, partition.topic, str(partition.partition)).set(
-                max(highwater - position, 0)
-            )
 
 
 def consumer_group(service: str, name: str) -> str:

@@ -1,6 +1,6 @@
 """User token verification, the same in every service (DESIGN §6).
 
-Tokens are EdDSA (Ed25519) JWTs issued by the users service, verified against
+Tokens are EdDSA (Ed25519) JWTs issued by the mesh.yaml `auth.issuer`, verified against
 its published JWKS: the algorithm is pinned (so `none` and HS256 signed with
 the public key fail), `kid` must name a published key, and `iss`, `aud`,
 `exp`, `iat`, `sub`, `jti` and `role` are required. A token whose `jti` is on

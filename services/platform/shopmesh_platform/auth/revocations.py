@@ -1,15 +1,18 @@
-"""The deny-list of revoked token ids, and the `SessionRevoked` records that fill it.
+"""The deny-list of revoked token ids, and the revocation events that fill it.
 
-No service reads the users database: each keeps revoked `jti`s (as sha256
-hashes) in memory until the token would have expired anyway, filled from
-`user-events` by shopmesh_platform.revocation_feed. The list fails closed:
+No service reads the issuer's database: each keeps revoked `jti`s (as sha256
+hashes) in memory until the token would have expired anyway, filled from the
+issuer's revocation events (mesh.yaml `auth`: e.g. SessionRevoked on
+user-events) by shopmesh_platform.auth.revocation_feed. The list fails closed:
 until it is *loaded* (the feed has replayed every revocation that can still
 matter), asking it about a token raises Unavailable ("revocations not loaded"),
 so a call that needs a user token is refused rather than served on a list that
 may be missing a logout.
 
-Reading a record (`decode_revocation`) is kept apart from applying it
-(`RevocationList.apply`): the feed around them is only Kafka plumbing.
+Reading an event (`revocation_of`) is kept apart from applying it
+(`RevocationList.apply`). The event type is the issuer's, known by its name:
+it must carry `token_id_hash` (sha256 hex of the token id) and `expires_at`
+(a Timestamp); nothing here imports the issuer's generated code.
 """
 
 from __future__ import annotations
@@ -17,15 +20,12 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from google.protobuf.message import DecodeError
-
-from shopmesh.user.v1 import events_pb2 as user_events
 from shopmesh_platform.errors import Unavailable
+from shopmesh_platform.events.consumer import PoisonEvent
 
-SESSION_REVOKED = user_events.SessionRevoked.DESCRIPTOR.full_name
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
@@ -42,31 +42,16 @@ class Revocation:
     expires_at: float
 
 
-class UndecodableRecord(ValueError):
-    """A record typed `SessionRevoked` that does not hold a usable one."""
+class UndecodableRecord(PoisonEvent):
+    """A revocation event that does not hold a usable revocation."""
 
 
-def _event_type(headers: Sequence[tuple[str, bytes]]) -> bytes | None:
-    # Compared as bytes: a header that is not even UTF-8 is simply not our type.
-    for key, value in headers:
-        if key == "event-type":
-            return value
-    return None
+def revocation_of(event: Any) -> Revocation:
+    """The revocation a decoded revocation event carries.
 
-
-def decode_revocation(headers: Sequence[tuple[str, bytes]] | None, value: bytes | None) -> Revocation | None:
-    """The revocation a `user-events` record carries; None for other event types.
-
-    Raises UndecodableRecord when the record says it is a `SessionRevoked` but
-    its payload does not parse or lacks a token id hash or an expiry.
+    Raises UndecodableRecord when it lacks a token id hash or an expiry.
     """
-    if _event_type(headers or ()) != SESSION_REVOKED.encode():
-        return None
-    try:
-        event = user_events.SessionRevoked.FromString(value or b"")
-    except DecodeError:
-        raise UndecodableRecord("payload is not a SessionRevoked message") from None
-    if not _SHA256_HEX.fullmatch(event.token_id_hash):
+    if not _SHA256_HEX.fullmatch(getattr(event, "token_id_hash", "")):
         raise UndecodableRecord("token_id_hash is not a sha256 hex digest")
     if not event.HasField("expires_at"):
         raise UndecodableRecord("expires_at is missing")
@@ -107,7 +92,7 @@ class RevocationList:
         return True
 
     async def is_revoked(self, token_id: str) -> bool:
-        """The verifier's question (shopmesh_platform.tokens.RevocationCheck)."""
+        """The verifier's question (shopmesh_platform.auth.tokens.RevocationCheck)."""
         if not self._loaded:
             raise Unavailable(
                 "revocations not loaded: user tokens are refused until revoked sessions have been replayed",
