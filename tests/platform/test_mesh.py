@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from shopmesh_platform.mesh import AccessClass, MeshDeclarationError, load_mesh, parse_mesh
+from shopmesh_platform.mesh import (
+    AccessClass,
+    LoadBalancer,
+    MeshDeclarationError,
+    StorageKind,
+    load_mesh,
+    parse_mesh,
+)
 
 
 def test_access_classes_are_queried_by_method_path() -> None:
@@ -149,6 +157,46 @@ def test_timeouts_default_and_override() -> None:
             lambda d: d["services"]["users"]["methods"].update({"get-me": {"access": "user"}}),
             "services.users.methods.'get-me': a method name must be a protobuf identifier",
         ),
+        (
+            lambda d: d["services"]["users"].update(publishes=["user-evnts"]),
+            r"services.users.publishes: unknown topics \['user-evnts'\] \(kafka/topics.yaml declares: ",
+        ),
+        (
+            lambda d: d["services"]["orders"].update(consumes=["payment-events.dlq"]),
+            r"services.orders.consumes: unknown topics \['payment-events.dlq'\]",
+        ),
+        (
+            lambda d: d["services"]["orders"].update(publishes=["order-events", "payment-events"]),
+            "services.payments.publishes: payment-events is already published by orders",
+        ),
+        (
+            lambda d: d["services"]["users"].update(consumes="user-events"),
+            "services.users.consumes: must be a non-empty list of names",
+        ),
+        (
+            lambda d: d["services"]["users"].update(storage={"kind": "mysql", "database": "users"}),
+            "services.users.storage.kind: 'mysql' is not one of postgres, mongo",
+        ),
+        (
+            lambda d: d["services"]["users"].update(storage={"kind": "postgres"}),
+            "services.users.storage: missing 'database'",
+        ),
+        (
+            lambda d: d["services"]["users"].update(storage={"kind": "postgres", "database": "Users; drop"}),
+            "services.users.storage.database: must be a database name",
+        ),
+        (
+            lambda d: d["services"]["users"].update(storage={"kind": "postgres", "database": "u", "host": "x"}),
+            r"services.users.storage: unknown keys \['host'\]",
+        ),
+        (
+            lambda d: d["services"]["users"].update(storage="postgres"),
+            "services.users.storage: must be a mapping with 'kind' and 'database'",
+        ),
+        (
+            lambda d: d["services"]["users"].update(load_balancer="fastest"),
+            "services.users.load_balancer: 'fastest' is not one of round_robin, least_request, random",
+        ),
         (lambda d: d.update(retries=3), r"mesh: unknown keys \['retries'\]"),
         (lambda d: d.update(version=2), "mesh.version: only version 1 is understood, got 2"),
         (lambda d: d.update(front_door="edge"), "mesh.front_door: must be a non-empty list of names"),
@@ -176,3 +224,33 @@ def test_front_door_and_identities() -> None:
     mesh = load_mesh()
     assert mesh.front_door == {"edge", "developer"}
     assert mesh.identities == ["users", "orders", "payments", "inventory", "notifications", "developer", "edge"]
+
+
+def test_services_declare_storage_topics_and_balancing() -> None:
+    mesh = load_mesh()
+    storage = {name: (s.storage.kind, s.storage.database) for name, s in mesh.services.items() if s.storage}
+    assert storage == {
+        "users": (StorageKind.POSTGRES, "users"),
+        "orders": (StorageKind.MONGO, "orders"),
+        "payments": (StorageKind.POSTGRES, "payments"),
+        "inventory": (StorageKind.POSTGRES, "inventory"),
+        "notifications": (StorageKind.POSTGRES, "notifications"),
+    }
+    publishers = {topic: name for name, s in mesh.services.items() for topic in s.publishes}
+    assert publishers["payment-events"] == "payments"
+    assert publishers["order-events"] == "orders"
+    # Every service keeps a deny-list of revoked tokens, fed by user-events.
+    assert all("user-events" in s.consumes for s in mesh.services.values())
+    assert mesh.service("orders").dead_letter_topics == {"user-events.dlq", "payment-events.dlq"}
+    assert mesh.service("users").load_balancer is LoadBalancer.ROUND_ROBIN
+    assert mesh.service("payments").load_balancer is LoadBalancer.RANDOM
+
+
+def test_topics_are_checked_against_the_topic_declaration(tmp_path: Path) -> None:
+    topics = tmp_path / "topics.yaml"
+    topics.write_text("topics:\n  order-events: {partitions: 1, retention_days: 1}\n")
+    with pytest.raises(MeshDeclarationError, match=r"services.users.publishes: unknown topics \['user-events'\]"):
+        load_mesh(topics_file=topics)
+    topics.write_text("topics: []\n")
+    with pytest.raises(MeshDeclarationError, match="'topics' must be a non-empty mapping of topic names"):
+        load_mesh(topics_file=topics)

@@ -4,6 +4,9 @@ Loaded once at start into frozen dataclasses. The auth interceptor asks it which
 access class a method has; the channel factory asks it which methods are
 idempotent and what their deadlines are; the renderers read the same file.
 A method that is not declared has no access class and cannot be called.
+Each service also declares its storage (PostgreSQL or MongoDB and its database),
+the Kafka topics it publishes and consumes (checked against kafka/topics.yaml;
+one publisher per topic) and the load-balancing policy the cluster uses for it.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 import yaml
 
 DEFAULT_MESH_FILE = Path(__file__).resolve().parents[3] / "mesh" / "mesh.yaml"
+DEFAULT_TOPICS_FILE = Path(__file__).resolve().parents[3] / "kafka" / "topics.yaml"
 
 
 class MeshDeclarationError(ValueError):
@@ -30,6 +34,29 @@ class AccessClass(enum.Enum):
     PUBLIC = "public"
     USER = "user"
     INTERNAL = "internal"
+
+
+class StorageKind(enum.Enum):
+    """Which database a service keeps its state in (DESIGN §1)."""
+
+    POSTGRES = "postgres"
+    MONGO = "mongo"
+
+
+class LoadBalancer(enum.Enum):
+    """How callers spread calls over a service's replicas (the cluster's DestinationRule)."""
+
+    ROUND_ROBIN = "round_robin"
+    LEAST_REQUEST = "least_request"
+    RANDOM = "random"
+
+
+@dataclass(frozen=True)
+class StorageDecl:
+    """A service's own database: its kind and name (no service reads another's)."""
+
+    kind: StorageKind
+    database: str
 
 
 @dataclass(frozen=True)
@@ -61,10 +88,21 @@ class ServiceDecl:
     grpc_port: int
     metrics_port: int
     methods: Mapping[str, MethodDecl]
+    storage: StorageDecl | None = None
+    # Kafka topics (names from kafka/topics.yaml). A consumer may also write the
+    # `<topic>.dlq` twin of each topic it consumes (messages that keep failing).
+    publishes: frozenset[str] = frozenset()
+    consumes: frozenset[str] = frozenset()
+    load_balancer: LoadBalancer = LoadBalancer.LEAST_REQUEST
 
     @property
     def full_name(self) -> str:
         return f"{self.package}.{self.service}"
+
+    @property
+    def dead_letter_topics(self) -> frozenset[str]:
+        """The dead-letter topics this service may write: one per consumed topic."""
+        return frozenset(f"{topic}{DLQ_SUFFIX}" for topic in self.consumes)
 
 
 @dataclass(frozen=True)
@@ -101,11 +139,26 @@ ROLES = frozenset({"customer", "admin"})
 """The user roles a token may carry (DESIGN §6); `roles` may name only these."""
 
 DOCUMENT_KEYS = frozenset({"version", "trust_domain", "namespace", "front_door", "defaults", "services", "edge"})
-SERVICE_KEYS = frozenset({"package", "service", "grpc_port", "metrics_port", "methods"})
+SERVICE_KEYS = frozenset(
+    {
+        "package",
+        "service",
+        "grpc_port",
+        "metrics_port",
+        "methods",
+        "storage",
+        "publishes",
+        "consumes",
+        "load_balancer",
+    }
+)
+STORAGE_KEYS = frozenset({"kind", "database"})
+DLQ_SUFFIX = ".dlq"
 METHOD_KEYS = frozenset({"access", "idempotent", "timeout", "roles", "callers"})
 # Service names become DNS SANs and SPIFFE service accounts; method names are protobuf identifiers.
 SERVICE_NAME = re.compile(r"[a-z][a-z0-9-]{0,62}")
 METHOD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+DATABASE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 def _require(mapping: Mapping[str, Any], key: str, where: str) -> Any:
@@ -199,7 +252,41 @@ def _method(service: str, full_name: str, name: Any, raw: Any, default_timeout: 
     )
 
 
-def _service(name: Any, raw: Any, default_timeout: float) -> ServiceDecl:
+def _choice(value: Any, kind: type[enum.Enum], where: str) -> Any:
+    try:
+        return kind(value)
+    except (ValueError, TypeError):
+        allowed = ", ".join(str(member.value) for member in kind)
+        raise MeshDeclarationError(f"{where}: {value!r} is not one of {allowed}") from None
+
+
+def _storage(raw: Any, where: str) -> StorageDecl:
+    if not isinstance(raw, Mapping):
+        raise MeshDeclarationError(f"{where}: must be a mapping with 'kind' and 'database'")
+    _known_keys(raw, STORAGE_KEYS, where)
+    kind = _choice(_require(raw, "kind", where), StorageKind, f"{where}.kind")
+    database = _require(raw, "database", where)
+    if not isinstance(database, str) or not DATABASE_NAME.fullmatch(database):
+        raise MeshDeclarationError(
+            f"{where}.database: must be a database name (lower-case letters, digits, '_'), got {database!r}"
+        )
+    return StorageDecl(kind=kind, database=database)
+
+
+def _topics(raw: Mapping[str, Any], key: str, where: str, known: frozenset[str]) -> frozenset[str]:
+    """A service's published or consumed topics: names declared in kafka/topics.yaml."""
+    if key not in raw:
+        return frozenset()
+    names = _names(raw[key], f"{where}.{key}")
+    unknown = names - known
+    if unknown:
+        raise MeshDeclarationError(
+            f"{where}.{key}: unknown topics {sorted(unknown)} (kafka/topics.yaml declares: {', '.join(sorted(known))})"
+        )
+    return names
+
+
+def _service(name: Any, raw: Any, default_timeout: float, topics: frozenset[str]) -> ServiceDecl:
     if not isinstance(name, str) or not SERVICE_NAME.fullmatch(name):
         raise MeshDeclarationError(
             f"services.{name!r}: a service name must be lower-case letters, digits and '-' (it is a DNS name)"
@@ -222,6 +309,10 @@ def _service(name: Any, raw: Any, default_timeout: float) -> ServiceDecl:
             method_name: _method(name, full_name, method_name, method_raw, default_timeout)
             for method_name, method_raw in methods_raw.items()
         },
+        storage=_storage(raw["storage"], f"{where}.storage") if "storage" in raw else None,
+        publishes=_topics(raw, "publishes", where, topics),
+        consumes=_topics(raw, "consumes", where, topics),
+        load_balancer=_choice(raw.get("load_balancer", "least_request"), LoadBalancer, f"{where}.load_balancer"),
     )
 
 
@@ -240,15 +331,41 @@ def _check_unique(services: Mapping[str, ServiceDecl]) -> None:
                 f"services.{decl.name}: {decl.full_name} is already declared by {full_names[decl.full_name]}"
             )
         full_names[decl.full_name] = f"services.{decl.name}"
+    publishers: dict[str, str] = {}
+    for decl in services.values():
+        for topic in sorted(decl.publishes):
+            if topic in publishers:
+                # One writer per topic: its events are that service's facts, nobody else's.
+                raise MeshDeclarationError(
+                    f"services.{decl.name}.publishes: {topic} is already published by {publishers[topic]}"
+                )
+            publishers[topic] = decl.name
 
 
-def parse_mesh(document: Mapping[str, Any]) -> MeshDeclaration:
+def topic_names(path: Path = DEFAULT_TOPICS_FILE) -> frozenset[str]:
+    """The topics declared in kafka/topics.yaml (without their `.dlq` twins)."""
+    try:
+        document = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise MeshDeclarationError(f"cannot read topic declaration {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise MeshDeclarationError(f"{path}: not valid YAML: {exc}") from exc
+    topics = document.get("topics") if isinstance(document, Mapping) else None
+    if not isinstance(topics, Mapping) or not topics or not all(isinstance(t, str) and t for t in topics):
+        raise MeshDeclarationError(f"{path}: 'topics' must be a non-empty mapping of topic names")
+    return frozenset(topics)
+
+
+def parse_mesh(document: Mapping[str, Any], topics: frozenset[str] | None = None) -> MeshDeclaration:
     """Build a MeshDeclaration from the parsed YAML, checking every entry strictly.
 
     Anything unexpected (an unknown key, a wrong type, a role where no role is
-    checked, a caller nobody declared, a port used twice) is an error naming the
-    entry: a declaration that says more than is enforced must not load.
+    checked, a caller nobody declared, a port used twice, a topic that
+    kafka/topics.yaml does not declare or that two services publish) is an error
+    naming the entry: a declaration that says more than is enforced must not load.
+    `topics` are the declared topic names (default: those of kafka/topics.yaml).
     """
+    known_topics = topic_names() if topics is None else topics
     if not isinstance(document, Mapping):
         raise MeshDeclarationError("the mesh declaration must be a YAML mapping")
     _known_keys(document, DOCUMENT_KEYS, "mesh")
@@ -260,7 +377,7 @@ def parse_mesh(document: Mapping[str, Any]) -> MeshDeclaration:
     _known_keys(defaults, frozenset({"timeout"}), "mesh.defaults")
     default_timeout = _seconds(defaults.get("timeout", 5), "mesh.defaults.timeout")
     services_raw = _mapping(_require(document, "services", "mesh"), "mesh.services", "service names")
-    services = {name: _service(name, raw, default_timeout) for name, raw in services_raw.items()}
+    services = {name: _service(name, raw, default_timeout, known_topics) for name, raw in services_raw.items()}
     _check_unique(services)
     front_door = _names(document.get("front_door", ["edge", "developer"]), "mesh.front_door")
     if front_door & set(services):
@@ -284,12 +401,12 @@ def parse_mesh(document: Mapping[str, Any]) -> MeshDeclaration:
     )
 
 
-def load_mesh(path: Path = DEFAULT_MESH_FILE) -> MeshDeclaration:
-    """Read and check the declaration file."""
+def load_mesh(path: Path = DEFAULT_MESH_FILE, topics_file: Path = DEFAULT_TOPICS_FILE) -> MeshDeclaration:
+    """Read and check the declaration file (its topics against `topics_file`)."""
     try:
         document = yaml.safe_load(path.read_text())
     except OSError as exc:
         raise MeshDeclarationError(f"cannot read mesh declaration {path}: {exc.strerror}") from exc
     except yaml.YAMLError as exc:
         raise MeshDeclarationError(f"{path}: not valid YAML: {exc}") from exc
-    return parse_mesh(document)
+    return parse_mesh(document, topic_names(topics_file))
