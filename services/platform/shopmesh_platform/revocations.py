@@ -81,6 +81,7 @@ class RevocationFeed:
             group_id=f"revocations-{uuid.uuid4()}",
             auto_offset_reset="latest",
             request_timeout_ms=self._kafka.request_timeout_ms,
+            **self._kafka.client_options(),
         )
         await consumer.start()
         try:
