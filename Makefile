@@ -18,7 +18,7 @@ BASELINE_TAG ?= contracts-baseline
 STACK := $(PY) -m shopmesh_stack
 export SHOPMESH_UV_PATH := $(UV_HOME)/bin
 
-.PHONY: help deps gen gen-check lint buf-lint test unit breaking clean-venv install up down status logs clean promote-admin dlq ledger-check
+.PHONY: help deps gen gen-check render render-check lint buf-lint test unit breaking clean-venv install up down status logs clean promote-admin dlq ledger-check
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -40,13 +40,20 @@ gen: deps ## regenerate Python stubs and the Envoy descriptor set into gen/
 gen-check: deps ## fail if gen/ is not what `make gen` produces
 	@$(PY) scripts/gen.py --check
 
+render: deps ## render istio/, k8s/ and kafka/strimzi/ from mesh/mesh.yaml and kafka/topics.yaml
+	@$(PY) -m shopmesh_render
+
+render-check: deps ## fail if istio/, k8s/, kafka/strimzi/ are stale; validate them (Istio/K8s/Strimzi schemas)
+	@$(PY) -m shopmesh_render --check
+	@$(PY) -m shopmesh_render.validate
+
 buf-lint: deps ## buf lint (STANDARD) and buf format on the contracts
 	@$(PY) scripts/gen.py --image build/image.binpb
 	@cd proto && ../$(VENV)/bin/buf lint ../build/image.binpb --path shopmesh --config buf.yaml
 	@cd proto && ../$(VENV)/bin/buf format --diff --exit-code .
 	@echo "buf: lint and format clean"
 
-lint: deps buf-lint gen-check ## ruff, mypy, buf lint/format, generation drift
+lint: deps buf-lint gen-check render-check ## ruff, mypy, buf lint/format, generation and render drift, manifest validation
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/mypy

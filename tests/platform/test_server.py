@@ -22,7 +22,7 @@ from grpc_status import rpc_status
 from shopmesh.inventory.v1 import inventory_service_pb2 as inventory_pb2
 from shopmesh.inventory.v1 import inventory_service_pb2_grpc as inventory_grpc
 from shopmesh_platform.logs import JsonFormatter
-from shopmesh_platform.server import ShopmeshServer
+from shopmesh_platform.server import LIVENESS_SERVICE, ShopmeshServer
 from tests.conftest import ConfigFactory
 from tests.platform.sample_service import SampleInventory, build
 from tests.polling import eventually
@@ -215,6 +215,9 @@ async def test_health_follows_the_readiness_probe(make_config: ConfigFactory) ->
             await eventually(status, lambda s: s == health_pb2.HealthCheckResponse.SERVING, timeout=5)
             database_up.clear()
             await eventually(status, lambda s: s == health_pb2.HealthCheckResponse.NOT_SERVING, timeout=5)
+            # Liveness ignores the database: an outage makes the pod unready, never restarts it.
+            live = await health.Check(health_pb2.HealthCheckRequest(service=LIVENESS_SERVICE))
+            assert live.status == health_pb2.HealthCheckResponse.SERVING
     finally:
         await server.drain()
 

@@ -7,16 +7,24 @@ version with a checksum; a recorded file whose content changed is an error
 (migrations are append-only). An advisory lock keeps two runners from racing.
 We write this rather than use a migration tool (alembic, yoyo) because those
 need SQLAlchemy or a sync driver; plain ordered SQL files on asyncpg are 60 lines.
+
+`python -m shopmesh_platform.migrations <service>` applies them to the database
+named by SHOPMESH_DATABASE_URL (the cluster's migration Jobs run it).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
+
+from shopmesh_platform.config import ConfigError, EnvReader
 
 MIGRATIONS_ROOT = Path(__file__).resolve().parents[3] / "migrations"
 _FILE_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
@@ -101,3 +109,24 @@ async def migrate(dsn: str, service: str, root: Path = MIGRATIONS_ROOT) -> list[
         return done
     finally:
         await connection.close()
+
+
+def main(argv: list[str]) -> int:
+    """Apply `argv[1]`'s migrations to SHOPMESH_DATABASE_URL; exit 2 on a usage or config error."""
+    if len(argv) != 2:
+        print("usage: python -m shopmesh_platform.migrations <service>", file=sys.stderr)
+        return 2
+    try:
+        dsn = EnvReader(os.environ).optional("SHOPMESH_DATABASE_URL")
+        if dsn is None:
+            raise ConfigError("SHOPMESH_DATABASE_URL must name the service's PostgreSQL database")
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    for label in asyncio.run(migrate(dsn, argv[1])):
+        print(f"applied {label}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

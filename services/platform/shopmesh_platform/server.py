@@ -32,6 +32,8 @@ from shopmesh_platform.interceptors import default_chain
 from shopmesh_platform.interceptors.auth import AuthInterceptor, UserTokenVerifier
 from shopmesh_platform.interceptors.tracing import build_tracer_provider
 
+LIVENESS_SERVICE = "shopmesh.liveness"
+"""The health service name a liveness probe asks for (Kubernetes gRPC probes)."""
 logger = logging.getLogger("shopmesh.server")
 
 ReadinessProbe = Callable[[], Awaitable[bool]]
@@ -128,6 +130,9 @@ class ShopmeshServer:
         )
         self.metrics_port = self._metrics_httpd.server_port
         await self._server.start()
+        # Liveness: SERVING for as long as the process answers, whatever its database
+        # says (a database outage must make a pod unready, not restart it).
+        await self._health.set(LIVENESS_SERVICE, SERVING)
         await self._apply_readiness()
         self._probe_task = asyncio.create_task(self._probe_loop(), name="health-probe")
         logger.info(

@@ -167,6 +167,7 @@ class BroadcastConsumer(ConsumerLoop[None]):
             enable_auto_commit=False,
             auto_offset_reset="earliest",  # a replay start already deleted by retention: the oldest left
             request_timeout_ms=self._kafka.request_timeout_ms,
+            **self._kafka.client_options(),
         )
         try:
             await consumer.start()

@@ -321,6 +321,7 @@ class EventConsumer(ConsumerLoop[Transaction]):
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             request_timeout_ms=self._kafka.request_timeout_ms,
+            **self._kafka.client_options(),
         )
         producer = EventProducer(self._kafka, client_id=f"{self._settings.group}-dlq")
         try:

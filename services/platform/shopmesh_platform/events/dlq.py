@@ -119,7 +119,9 @@ def redrive_envelope(letter: DeadLetter) -> EventEnvelope:
 async def read_dead_letters(kafka: KafkaConfig, topic: str) -> list[DeadLetter]:
     """Every message now in `<topic>.dlq`, oldest first per partition."""
     dlq = dead_letter_topic(topic)
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers, request_timeout_ms=kafka.request_timeout_ms)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=kafka.bootstrap_servers, request_timeout_ms=kafka.request_timeout_ms, **kafka.client_options()
+    )
     await admin.start()
     try:
         [described] = await admin.describe_topics([dlq])
@@ -137,6 +139,7 @@ async def read_dead_letters(kafka: KafkaConfig, topic: str) -> list[DeadLetter]:
         group_id=None,
         enable_auto_commit=False,
         request_timeout_ms=kafka.request_timeout_ms,
+        **kafka.client_options(),
     )
     await consumer.start()
     try:

@@ -31,6 +31,7 @@ class EventProducer:
             acks="all",
             request_timeout_ms=config.request_timeout_ms,
             max_request_size=max_request_size,
+            **config.client_options(),
         )
 
     async def start(self) -> None:

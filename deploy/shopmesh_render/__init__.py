@@ -1,0 +1,1 @@
+"""Renders the cluster: Istio policies, Kubernetes manifests and Strimzi resources from mesh/mesh.yaml."""
