@@ -486,6 +486,7 @@ class Edge(Component):
             admin_port=self.admin_port,
             upstream_ports={name: ports.grpc(name) for name in SERVICES_ORDER},
             descriptor=REPO / "gen" / "descriptors" / "shopmesh.binpb",
+            openapi_document=REPO / "gen" / "openapi" / "openapi.json",
             access_log=self.settings.log_dir / f"{self.name}-access.log",
             policy=load_edge_policy(
                 rate_limit_overrides=self._rate_limits, extra_origins=self.settings.edge_cors_origins
