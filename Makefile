@@ -13,12 +13,11 @@ UV := $(UV_HOME)/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 VENV := .venv
 PY := $(VENV)/bin/python
-BASELINE_TAG ?= contracts-baseline
 
 STACK := $(PY) -m shopmesh_stack
 export SHOPMESH_UV_PATH := $(UV_HOME)/bin
 
-.PHONY: help deps gen gen-check render render-check lint buf-lint test unit breaking clean-venv install up down status logs clean promote-admin dlq ledger-check
+.PHONY: help deps gen gen-check render render-check lint buf-lint test unit breaking client-python clean-venv install up down status logs clean promote-admin dlq ledger-check
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -34,10 +33,10 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 
 deps: $(VENV)/.synced ## install pinned Python dependencies (uv.lock)
 
-gen: deps ## regenerate Python stubs and the Envoy descriptor set into gen/
+gen: deps ## regenerate gen/ (Python, descriptors, OpenAPI), the Go and TypeScript clients and docs/api
 	@$(PY) scripts/gen.py
 
-gen-check: deps ## fail if gen/ is not what `make gen` produces
+gen-check: deps ## fail if anything `make gen` writes is stale
 	@$(PY) scripts/gen.py --check
 
 render: deps ## render istio/, k8s/ and kafka/strimzi/ from mesh/mesh.yaml and kafka/topics.yaml
@@ -53,20 +52,17 @@ buf-lint: deps ## buf lint (STANDARD) and buf format on the contracts
 	@cd proto && ../$(VENV)/bin/buf format --diff --exit-code .
 	@echo "buf: lint and format clean"
 
-lint: deps buf-lint gen-check render-check ## ruff, mypy, buf lint/format, generation and render drift, manifest validation
+lint: deps buf-lint breaking gen-check render-check ## ruff, mypy, buf lint/format, buf breaking, generation and render drift, manifest validation
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/mypy
 
-breaking: deps ## buf breaking against the git tag $(BASELINE_TAG)
-	@git rev-parse -q --verify "refs/tags/$(BASELINE_TAG)" >/dev/null || \
-	  { echo "breaking: no tag $(BASELINE_TAG); create it deliberately: git tag -f $(BASELINE_TAG) <commit>"; exit 2; }
-	@rm -rf build/baseline && mkdir -p build/baseline
-	@git archive "$(BASELINE_TAG)" proto | tar -x -C build/baseline
-	@$(PY) scripts/gen.py --proto-root build/baseline/proto --image build/baseline.binpb
-	@$(PY) scripts/gen.py --image build/image.binpb
-	@cd proto && ../$(VENV)/bin/buf breaking ../build/image.binpb --against ../build/baseline.binpb --config buf.yaml
-	@echo "buf: no breaking changes against $(BASELINE_TAG)"
+breaking: deps ## buf breaking against the baseline commit recorded in proto/BASELINE
+	@$(PY) -m shopmesh_gen.breaking
+
+client-python: deps ## build the Python client's wheel (clients/python) into build/wheels
+	@$(UV) build --wheel --quiet --out-dir build/wheels clients/python
+	@ls build/wheels/shopmesh_client-*.whl
 
 install: deps ## install the stack's components (PostgreSQL, Kafka, FerretDB, grpcurl, localstripe)
 	@$(STACK) install

@@ -62,6 +62,9 @@ IDENTITY_SECRET = "edge_identity"
 CA_SECRET = "mesh_ca"
 SECRET_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
 WINDOWS = {"minute": 60, "hour": 3600}
+OPENAPI_PATH = "/api/v1/openapi.json"
+# Envoy refuses a direct_response body above this (its default is 4 KiB).
+MAX_DIRECT_RESPONSE_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,8 @@ class EdgeSettings:
     jwks_cache_seconds: float = 300.0
     # Mutual TLS towards the services (None: plaintext, e.g. behind Istio sidecars).
     upstream_tls: UpstreamTls | None = None
+    # gen/openapi/openapi.json, served at OPENAPI_PATH (None: no such route).
+    openapi_document: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -342,7 +347,27 @@ def platform_routes(mesh: MeshDeclaration) -> list[dict[str, Any]]:
     return table
 
 
-def routes(mesh: MeshDeclaration, policy: EdgePolicy, *, platform_api: bool) -> list[dict[str, Any]]:
+def openapi_route(document: Path, policy: EdgePolicy) -> dict[str, Any]:
+    """GET /api/v1/openapi.json: the document of `make gen`, answered by Envoy itself.
+
+    Envoy reads the file when it loads the config (a restart picks up a new one).
+    """
+    if document.stat().st_size > MAX_DIRECT_RESPONSE_BYTES:
+        raise ValueError(f"{document} is larger than the edge serves ({MAX_DIRECT_RESPONSE_BYTES} bytes)")
+    return {
+        "name": "openapi",
+        "match": {"path": OPENAPI_PATH, "headers": [{"name": ":method", "string_match": {"exact": "GET"}}]},
+        "direct_response": {"status": 200, "body": {"filename": str(document)}},
+        "response_headers_to_add": [
+            _header("content-type", "application/json"),
+            _header("x-api-version", policy.api_version),
+        ],
+    }
+
+
+def routes(
+    mesh: MeshDeclaration, policy: EdgePolicy, *, platform_api: bool, openapi_document: Path | None = None
+) -> list[dict[str, Any]]:
     table: list[dict[str, Any]] = [
         {
             "name": "healthz",
@@ -351,6 +376,8 @@ def routes(mesh: MeshDeclaration, policy: EdgePolicy, *, platform_api: bool) -> 
             "response_headers_to_add": [_header("x-api-version", policy.api_version)],
         }
     ]
+    if openapi_document is not None:
+        table.append(openapi_route(openapi_document, policy))
     table += [
         method_route(method, policy)
         for service in mesh.services.values()
@@ -785,12 +812,15 @@ def render(mesh: MeshDeclaration, settings: EdgeSettings) -> dict[str, Any]:
         "local_reply_config": local_reply_config(policy.api_version),
         "route_config": {
             "name": "edge",
+            "max_direct_response_body_size_bytes": MAX_DIRECT_RESPONSE_BYTES,
             "virtual_hosts": [
                 {
                     "name": "shopmesh",
                     "domains": ["*"],
                     "typed_per_filter_config": cors_policy(policy),
-                    "routes": routes(mesh, policy, platform_api=platform_api),
+                    "routes": routes(
+                        mesh, policy, platform_api=platform_api, openapi_document=settings.openapi_document
+                    ),
                 }
             ],
         },

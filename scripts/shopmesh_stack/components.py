@@ -581,6 +581,7 @@ class Edge(Component):
             admin_socket=self.admin_socket,
             upstream_ports={name: ports.grpc(name) for name in SERVICES_ORDER},
             descriptor=REPO / "gen" / "descriptors" / "shopmesh.binpb",
+            openapi_document=REPO / "gen" / "openapi" / "openapi.json",
             access_log=self.settings.log_dir / f"{self.name}-access.log",
             policy=self.policy(),
             profile=self.profile,
