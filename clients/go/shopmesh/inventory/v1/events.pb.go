@@ -31,7 +31,7 @@ type StockReserved struct {
 	OccurredAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
 	// The order (aggregate) id.
 	OrderId string `protobuf:"bytes,3,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
-	// When the reservation expires if unpaid.
+	// Not set: orders alone decides when an unpaid order expires.
 	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -232,6 +232,79 @@ func (x *StockReleased) GetReason() string {
 	return ""
 }
 
+// Committed stock came back to on-hand (a paid order was cancelled).
+type StockReturned struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Unique id of this event (UUID).
+	EventId string `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	// When the return was stored.
+	OccurredAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	// The order (aggregate) id.
+	OrderId string `protobuf:"bytes,3,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	// Why it was returned.
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StockReturned) Reset() {
+	*x = StockReturned{}
+	mi := &file_shopmesh_inventory_v1_events_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StockReturned) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StockReturned) ProtoMessage() {}
+
+func (x *StockReturned) ProtoReflect() protoreflect.Message {
+	mi := &file_shopmesh_inventory_v1_events_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StockReturned.ProtoReflect.Descriptor instead.
+func (*StockReturned) Descriptor() ([]byte, []int) {
+	return file_shopmesh_inventory_v1_events_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *StockReturned) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *StockReturned) GetOccurredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OccurredAt
+	}
+	return nil
+}
+
+func (x *StockReturned) GetOrderId() string {
+	if x != nil {
+		return x.OrderId
+	}
+	return ""
+}
+
+func (x *StockReturned) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // A reservation ran out unpaid; orders cancels the order on this event.
 type ReservationExpired struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -247,7 +320,7 @@ type ReservationExpired struct {
 
 func (x *ReservationExpired) Reset() {
 	*x = ReservationExpired{}
-	mi := &file_shopmesh_inventory_v1_events_proto_msgTypes[3]
+	mi := &file_shopmesh_inventory_v1_events_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -259,7 +332,7 @@ func (x *ReservationExpired) String() string {
 func (*ReservationExpired) ProtoMessage() {}
 
 func (x *ReservationExpired) ProtoReflect() protoreflect.Message {
-	mi := &file_shopmesh_inventory_v1_events_proto_msgTypes[3]
+	mi := &file_shopmesh_inventory_v1_events_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -272,7 +345,7 @@ func (x *ReservationExpired) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReservationExpired.ProtoReflect.Descriptor instead.
 func (*ReservationExpired) Descriptor() ([]byte, []int) {
-	return file_shopmesh_inventory_v1_events_proto_rawDescGZIP(), []int{3}
+	return file_shopmesh_inventory_v1_events_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ReservationExpired) GetEventId() string {
@@ -318,6 +391,12 @@ const file_shopmesh_inventory_v1_events_proto_rawDesc = "" +
 	"\voccurred_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"occurredAt\x12\x19\n" +
 	"\border_id\x18\x03 \x01(\tR\aorderId\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\x9a\x01\n" +
+	"\rStockReturned\x12\x19\n" +
+	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12;\n" +
+	"\voccurred_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"occurredAt\x12\x19\n" +
+	"\border_id\x18\x03 \x01(\tR\aorderId\x12\x16\n" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\"\x87\x01\n" +
 	"\x12ReservationExpired\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12;\n" +
@@ -337,25 +416,27 @@ func file_shopmesh_inventory_v1_events_proto_rawDescGZIP() []byte {
 	return file_shopmesh_inventory_v1_events_proto_rawDescData
 }
 
-var file_shopmesh_inventory_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_shopmesh_inventory_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_shopmesh_inventory_v1_events_proto_goTypes = []any{
 	(*StockReserved)(nil),         // 0: shopmesh.inventory.v1.StockReserved
 	(*StockCommitted)(nil),        // 1: shopmesh.inventory.v1.StockCommitted
 	(*StockReleased)(nil),         // 2: shopmesh.inventory.v1.StockReleased
-	(*ReservationExpired)(nil),    // 3: shopmesh.inventory.v1.ReservationExpired
-	(*timestamppb.Timestamp)(nil), // 4: google.protobuf.Timestamp
+	(*StockReturned)(nil),         // 3: shopmesh.inventory.v1.StockReturned
+	(*ReservationExpired)(nil),    // 4: shopmesh.inventory.v1.ReservationExpired
+	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
 }
 var file_shopmesh_inventory_v1_events_proto_depIdxs = []int32{
-	4, // 0: shopmesh.inventory.v1.StockReserved.occurred_at:type_name -> google.protobuf.Timestamp
-	4, // 1: shopmesh.inventory.v1.StockReserved.expires_at:type_name -> google.protobuf.Timestamp
-	4, // 2: shopmesh.inventory.v1.StockCommitted.occurred_at:type_name -> google.protobuf.Timestamp
-	4, // 3: shopmesh.inventory.v1.StockReleased.occurred_at:type_name -> google.protobuf.Timestamp
-	4, // 4: shopmesh.inventory.v1.ReservationExpired.occurred_at:type_name -> google.protobuf.Timestamp
-	5, // [5:5] is the sub-list for method output_type
-	5, // [5:5] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	5, // 0: shopmesh.inventory.v1.StockReserved.occurred_at:type_name -> google.protobuf.Timestamp
+	5, // 1: shopmesh.inventory.v1.StockReserved.expires_at:type_name -> google.protobuf.Timestamp
+	5, // 2: shopmesh.inventory.v1.StockCommitted.occurred_at:type_name -> google.protobuf.Timestamp
+	5, // 3: shopmesh.inventory.v1.StockReleased.occurred_at:type_name -> google.protobuf.Timestamp
+	5, // 4: shopmesh.inventory.v1.StockReturned.occurred_at:type_name -> google.protobuf.Timestamp
+	5, // 5: shopmesh.inventory.v1.ReservationExpired.occurred_at:type_name -> google.protobuf.Timestamp
+	6, // [6:6] is the sub-list for method output_type
+	6, // [6:6] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_shopmesh_inventory_v1_events_proto_init() }
@@ -369,7 +450,7 @@ func file_shopmesh_inventory_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shopmesh_inventory_v1_events_proto_rawDesc), len(file_shopmesh_inventory_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -39,6 +39,8 @@ const (
 	ReservationState_RESERVATION_STATE_RELEASED ReservationState = 3
 	// Released because it expired unpaid.
 	ReservationState_RESERVATION_STATE_EXPIRED ReservationState = 4
+	// Committed, then given back to on-hand (a paid order was cancelled).
+	ReservationState_RESERVATION_STATE_RETURNED ReservationState = 5
 )
 
 // Enum value maps for ReservationState.
@@ -49,6 +51,7 @@ var (
 		2: "RESERVATION_STATE_COMMITTED",
 		3: "RESERVATION_STATE_RELEASED",
 		4: "RESERVATION_STATE_EXPIRED",
+		5: "RESERVATION_STATE_RETURNED",
 	}
 	ReservationState_value = map[string]int32{
 		"RESERVATION_STATE_UNSPECIFIED": 0,
@@ -56,6 +59,7 @@ var (
 		"RESERVATION_STATE_COMMITTED":   2,
 		"RESERVATION_STATE_RELEASED":    3,
 		"RESERVATION_STATE_EXPIRED":     4,
+		"RESERVATION_STATE_RETURNED":    5,
 	}
 )
 
@@ -108,7 +112,9 @@ type Product struct {
 	// When the product was added.
 	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	// When the product last changed.
-	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// Whether customers see the product (inactive ones are hidden from the catalog).
+	Active        bool `protobuf:"varint,11,opt,name=active,proto3" json:"active,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -211,6 +217,13 @@ func (x *Product) GetUpdatedAt() *timestamppb.Timestamp {
 		return x.UpdatedAt
 	}
 	return nil
+}
+
+func (x *Product) GetActive() bool {
+	if x != nil {
+		return x.Active
+	}
+	return false
 }
 
 // Request for InventoryService.ListProducts.
@@ -396,7 +409,9 @@ type CreateProductRequest struct {
 	// Category.
 	Category string `protobuf:"bytes,7,opt,name=category,proto3" json:"category,omitempty"`
 	// Image URL.
-	ImageUrl      string `protobuf:"bytes,8,opt,name=image_url,json=imageUrl,proto3" json:"image_url,omitempty"`
+	ImageUrl string `protobuf:"bytes,8,opt,name=image_url,json=imageUrl,proto3" json:"image_url,omitempty"`
+	// Whether customers see the product; true when not given.
+	Active        *bool `protobuf:"varint,9,opt,name=active,proto3,oneof" json:"active,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -487,16 +502,26 @@ func (x *CreateProductRequest) GetImageUrl() string {
 	return ""
 }
 
+func (x *CreateProductRequest) GetActive() bool {
+	if x != nil && x.Active != nil {
+		return *x.Active
+	}
+	return false
+}
+
 // Request for InventoryService.AdjustStock.
 type AdjustStockRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Product id.
 	ProductId string `protobuf:"bytes,1,opt,name=product_id,json=productId,proto3" json:"product_id,omitempty"`
-	// Units to add (positive) or remove (negative); stock never goes below
-	// what is reserved.
+	// Units to add (positive) or remove (negative), never zero; stock never
+	// goes below what is reserved.
 	Delta int32 `protobuf:"varint,2,opt,name=delta,proto3" json:"delta,omitempty"`
 	// Idempotency key (AIP-155): a retry with the same key is applied once.
-	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Why the stock changes (e.g. "delivery from supplier", "damaged"); kept in
+	// the stock ledger.
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -548,6 +573,13 @@ func (x *AdjustStockRequest) GetDelta() int32 {
 func (x *AdjustStockRequest) GetRequestId() string {
 	if x != nil {
 		return x.RequestId
+	}
+	return ""
+}
+
+func (x *AdjustStockRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
 	}
 	return ""
 }
@@ -693,7 +725,8 @@ type Reservation struct {
 	Currency string `protobuf:"bytes,4,opt,name=currency,proto3" json:"currency,omitempty"`
 	// What became of it.
 	State ReservationState `protobuf:"varint,5,opt,name=state,proto3,enum=shopmesh.inventory.v1.ReservationState" json:"state,omitempty"`
-	// When an ACTIVE reservation expires.
+	// Not set by inventory: orders alone decides when an order expires, and
+	// inventory releases only when told (or when the order was never stored).
 	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -968,7 +1001,7 @@ var File_shopmesh_inventory_v1_inventory_service_proto protoreflect.FileDescript
 
 const file_shopmesh_inventory_v1_inventory_service_proto_rawDesc = "" +
 	"\n" +
-	"-shopmesh/inventory/v1/inventory_service.proto\x12\x15shopmesh.inventory.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#shopmesh/common/v1/validation.proto\"\xd9\x02\n" +
+	"-shopmesh/inventory/v1/inventory_service.proto\x12\x15shopmesh.inventory.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#shopmesh/common/v1/validation.proto\"\xf1\x02\n" +
 	"\aProduct\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
@@ -982,7 +1015,8 @@ const file_shopmesh_inventory_v1_inventory_service_proto_rawDesc = "" +
 	"created_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
 	"updated_at\x18\n" +
-	" \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\x8b\x01\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x16\n" +
+	"\x06active\x18\v \x01(\bR\x06active\"\x8b\x01\n" +
 	"\x13ListProductsRequest\x12&\n" +
 	"\tpage_size\x18\x01 \x01(\x05B\t\xbaH\x06\x1a\x04\x18d(\x00R\bpageSize\x12'\n" +
 	"\n" +
@@ -992,7 +1026,7 @@ const file_shopmesh_inventory_v1_inventory_service_proto_rawDesc = "" +
 	"\bproducts\x18\x01 \x03(\v2\x1e.shopmesh.inventory.v1.ProductR\bproducts\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"F\n" +
 	"\x11GetProductRequest\x121\n" +
-	"\x02id\x18\x01 \x01(\tB!\xbaH\x1er\x1c2\x1a^prod-[A-Za-z0-9_-]{1,64}$R\x02id\"\xd2\x02\n" +
+	"\x02id\x18\x01 \x01(\tB!\xbaH\x1er\x1c2\x1a^prod-[A-Za-z0-9_-]{1,64}$R\x02id\"\xfa\x02\n" +
 	"\x14CreateProductRequest\x121\n" +
 	"\x02id\x18\x01 \x01(\tB!\xbaH\x1er\x1c2\x1a^prod-[A-Za-z0-9_-]{1,64}$R\x02id\x12\x1e\n" +
 	"\x04name\x18\x02 \x01(\tB\n" +
@@ -1002,13 +1036,17 @@ const file_shopmesh_inventory_v1_inventory_service_proto_rawDesc = "" +
 	"\bcurrency\x18\x05 \x01(\tB\t\xbaH\x06r\x04\x90\x95+\x01R\bcurrency\x12!\n" +
 	"\x05stock\x18\x06 \x01(\x05B\v\xbaH\b\x1a\x06\x18\xc0\x84=(\x00R\x05stock\x12#\n" +
 	"\bcategory\x18\a \x01(\tB\a\xbaH\x04r\x02\x18dR\bcategory\x12+\n" +
-	"\timage_url\x18\b \x01(\tB\x0e\xbaH\v\xd8\x01\x01r\x06\x18\x80\x10\x88\x01\x01R\bimageUrl\"\xab\x01\n" +
+	"\timage_url\x18\b \x01(\tB\x0e\xbaH\v\xd8\x01\x01r\x06\x18\x80\x10\x88\x01\x01R\bimageUrl\x12\x1b\n" +
+	"\x06active\x18\t \x01(\bH\x00R\x06active\x88\x01\x01B\t\n" +
+	"\a_active\"\xd1\x01\n" +
 	"\x12AdjustStockRequest\x12@\n" +
 	"\n" +
-	"product_id\x18\x01 \x01(\tB!\xbaH\x1er\x1c2\x1a^prod-[A-Za-z0-9_-]{1,64}$R\tproductId\x12*\n" +
-	"\x05delta\x18\x02 \x01(\x05B\x14\xbaH\x11\x1a\x0f\x18\xc0\x84=(\xc0\xfb\xc2\xff\xff\xff\xff\xff\xff\x01R\x05delta\x12'\n" +
+	"product_id\x18\x01 \x01(\tB!\xbaH\x1er\x1c2\x1a^prod-[A-Za-z0-9_-]{1,64}$R\tproductId\x12,\n" +
+	"\x05delta\x18\x02 \x01(\x05B\x16\xbaH\x13\x1a\x118\x00\x18\xc0\x84=(\xc0\xfb\xc2\xff\xff\xff\xff\xff\xff\x01R\x05delta\x12'\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\trequestId\"\x80\x01\n" +
+	"request_id\x18\x03 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\trequestId\x12\"\n" +
+	"\x06reason\x18\x04 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\xf4\x03R\x06reason\"\x80\x01\n" +
 	"\x14ReservationLineInput\x12@\n" +
 	"\n" +
 	"product_id\x18\x01 \x01(\tB!\xbaH\x1er\x1c2\x1a^prod-[A-Za-z0-9_-]{1,64}$R\tproductId\x12&\n" +
@@ -1028,23 +1066,24 @@ const file_shopmesh_inventory_v1_inventory_service_proto_rawDesc = "" +
 	"\bcurrency\x18\x04 \x01(\tR\bcurrency\x12=\n" +
 	"\x05state\x18\x05 \x01(\x0e2'.shopmesh.inventory.v1.ReservationStateR\x05state\x129\n" +
 	"\n" +
-	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\x89\x01\n" +
+	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xf8\x01\n" +
 	"\x13ReserveStockRequest\x12#\n" +
-	"\border_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\aorderId\x12M\n" +
-	"\x05lines\x18\x02 \x03(\v2+.shopmesh.inventory.v1.ReservationLineInputB\n" +
-	"\xbaH\a\x92\x01\x04\b\x01\x102R\x05lines\"\\\n" +
+	"\border_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\aorderId\x12\xbb\x01\n" +
+	"\x05lines\x18\x02 \x03(\v2+.shopmesh.inventory.v1.ReservationLineInputBx\xbaHu\xba\x01k\n" +
+	"\x15lines.unique_products\x12(each product may appear in one line only\x1a(this.map(line, line.product_id).unique()\x92\x01\x04\b\x01\x102R\x05lines\"\\\n" +
 	"\x14ReserveStockResponse\x12D\n" +
 	"\vreservation\x18\x01 \x01(\v2\".shopmesh.inventory.v1.ReservationR\vreservation\"<\n" +
 	"\x15GetReservationRequest\x12#\n" +
 	"\border_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\aorderId\"^\n" +
 	"\x16GetReservationResponse\x12D\n" +
-	"\vreservation\x18\x01 \x01(\v2\".shopmesh.inventory.v1.ReservationR\vreservation*\xb3\x01\n" +
+	"\vreservation\x18\x01 \x01(\v2\".shopmesh.inventory.v1.ReservationR\vreservation*\xd3\x01\n" +
 	"\x10ReservationState\x12!\n" +
 	"\x1dRESERVATION_STATE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18RESERVATION_STATE_ACTIVE\x10\x01\x12\x1f\n" +
 	"\x1bRESERVATION_STATE_COMMITTED\x10\x02\x12\x1e\n" +
 	"\x1aRESERVATION_STATE_RELEASED\x10\x03\x12\x1d\n" +
-	"\x19RESERVATION_STATE_EXPIRED\x10\x042\xf1\x05\n" +
+	"\x19RESERVATION_STATE_EXPIRED\x10\x04\x12\x1e\n" +
+	"\x1aRESERVATION_STATE_RETURNED\x10\x052\xf1\x05\n" +
 	"\x10InventoryService\x12\x81\x01\n" +
 	"\fListProducts\x12*.shopmesh.inventory.v1.ListProductsRequest\x1a+.shopmesh.inventory.v1.ListProductsResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/api/v1/products\x12u\n" +
 	"\n" +
@@ -1119,6 +1158,7 @@ func file_shopmesh_inventory_v1_inventory_service_proto_init() {
 	if File_shopmesh_inventory_v1_inventory_service_proto != nil {
 		return
 	}
+	file_shopmesh_inventory_v1_inventory_service_proto_msgTypes[4].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -34,19 +34,29 @@ const (
 // The product catalog and stock. Prices are the catalog's: orders are priced
 // here, never from what a client sends.
 type InventoryServiceClient interface {
-	// Lists the public catalog a page at a time.
+	// Lists the public catalog a page at a time, ordered by id; inactive products
+	// are not listed. A `page_token` that this service did not issue, or one used
+	// with another `category`, is INVALID_ARGUMENT.
 	ListProducts(ctx context.Context, in *ListProductsRequest, opts ...grpc.CallOption) (*ListProductsResponse, error)
-	// Returns one product of the public catalog.
+	// Returns one product of the public catalog; an unknown or inactive product
+	// is NOT_FOUND.
 	GetProduct(ctx context.Context, in *GetProductRequest, opts ...grpc.CallOption) (*Product, error)
 	// Admin only: adds a product to the catalog. Retrying with the same id and
 	// the same content succeeds; a different product under a taken id is
 	// ALREADY_EXISTS.
 	CreateProduct(ctx context.Context, in *CreateProductRequest, opts ...grpc.CallOption) (*Product, error)
-	// Admin only: adds or removes stock of one product.
+	// Admin only: adds or removes stock of one product, with a reason kept in
+	// the stock ledger. Idempotent by `request_id`: a retry with the same key
+	// returns the product without changing the stock again. Removing more than
+	// is on hand and not reserved is FAILED_PRECONDITION.
 	AdjustStock(ctx context.Context, in *AdjustStockRequest, opts ...grpc.CallOption) (*Product, error)
 	// Internal (orders): prices the lines from the catalog and reserves their
-	// stock for one order until `expires_at`, all lines or none. Idempotent by
-	// order id: a retry returns the existing reservation. Not enough stock is
+	// stock for one order, all lines or none. The stock stays reserved until the
+	// order is cancelled (released) or confirmed (committed): orders alone decides
+	// when an order expires. Idempotent by order id: a retry with the same lines
+	// returns the existing reservation, other lines for the same order id are
+	// FAILED_PRECONDITION. An unknown or inactive product is INVALID_ARGUMENT
+	// naming the line; not enough stock, or lines in different currencies, is
 	// FAILED_PRECONDITION naming the product.
 	ReserveStock(ctx context.Context, in *ReserveStockRequest, opts ...grpc.CallOption) (*ReserveStockResponse, error)
 	// Internal: returns an order's reservation and its state.
@@ -128,19 +138,29 @@ func (c *inventoryServiceClient) GetReservation(ctx context.Context, in *GetRese
 // The product catalog and stock. Prices are the catalog's: orders are priced
 // here, never from what a client sends.
 type InventoryServiceServer interface {
-	// Lists the public catalog a page at a time.
+	// Lists the public catalog a page at a time, ordered by id; inactive products
+	// are not listed. A `page_token` that this service did not issue, or one used
+	// with another `category`, is INVALID_ARGUMENT.
 	ListProducts(context.Context, *ListProductsRequest) (*ListProductsResponse, error)
-	// Returns one product of the public catalog.
+	// Returns one product of the public catalog; an unknown or inactive product
+	// is NOT_FOUND.
 	GetProduct(context.Context, *GetProductRequest) (*Product, error)
 	// Admin only: adds a product to the catalog. Retrying with the same id and
 	// the same content succeeds; a different product under a taken id is
 	// ALREADY_EXISTS.
 	CreateProduct(context.Context, *CreateProductRequest) (*Product, error)
-	// Admin only: adds or removes stock of one product.
+	// Admin only: adds or removes stock of one product, with a reason kept in
+	// the stock ledger. Idempotent by `request_id`: a retry with the same key
+	// returns the product without changing the stock again. Removing more than
+	// is on hand and not reserved is FAILED_PRECONDITION.
 	AdjustStock(context.Context, *AdjustStockRequest) (*Product, error)
 	// Internal (orders): prices the lines from the catalog and reserves their
-	// stock for one order until `expires_at`, all lines or none. Idempotent by
-	// order id: a retry returns the existing reservation. Not enough stock is
+	// stock for one order, all lines or none. The stock stays reserved until the
+	// order is cancelled (released) or confirmed (committed): orders alone decides
+	// when an order expires. Idempotent by order id: a retry with the same lines
+	// returns the existing reservation, other lines for the same order id are
+	// FAILED_PRECONDITION. An unknown or inactive product is INVALID_ARGUMENT
+	// naming the line; not enough stock, or lines in different currencies, is
 	// FAILED_PRECONDITION naming the product.
 	ReserveStock(context.Context, *ReserveStockRequest) (*ReserveStockResponse, error)
 	// Internal: returns an order's reservation and its state.

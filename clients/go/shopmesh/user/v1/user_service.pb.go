@@ -990,9 +990,13 @@ func (*GetJwksRequest) Descriptor() ([]byte, []int) {
 type GetJwksResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The verification keys.
-	Keys          []*JsonWebKey `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Keys []*JsonWebKey `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	// The lifetime, in seconds, of the tokens the issuer signs: no token lives
+	// longer. Services replay revocations (`SessionRevoked`) from this far back
+	// when they start. Not part of RFC 7517; JWKS readers ignore unknown members.
+	TokenLifetimeSeconds int32 `protobuf:"varint,2,opt,name=token_lifetime_seconds,json=tokenLifetimeSeconds,proto3" json:"token_lifetime_seconds,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *GetJwksResponse) Reset() {
@@ -1030,6 +1034,13 @@ func (x *GetJwksResponse) GetKeys() []*JsonWebKey {
 		return x.Keys
 	}
 	return nil
+}
+
+func (x *GetJwksResponse) GetTokenLifetimeSeconds() int32 {
+	if x != nil {
+		return x.TokenLifetimeSeconds
+	}
+	return 0
 }
 
 // One public key (RFC 7517/8037). JSON names are the RFC's.
@@ -1200,9 +1211,10 @@ const file_shopmesh_user_v1_user_service_proto_rawDesc = "" +
 	"\x12SuspendUserRequest\x12\x18\n" +
 	"\x02id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x02id\x12 \n" +
 	"\x06reason\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xf4\x03R\x06reason\"\x10\n" +
-	"\x0eGetJwksRequest\"C\n" +
+	"\x0eGetJwksRequest\"y\n" +
 	"\x0fGetJwksResponse\x120\n" +
-	"\x04keys\x18\x01 \x03(\v2\x1c.shopmesh.user.v1.JsonWebKeyR\x04keys\"t\n" +
+	"\x04keys\x18\x01 \x03(\v2\x1c.shopmesh.user.v1.JsonWebKeyR\x04keys\x124\n" +
+	"\x16token_lifetime_seconds\x18\x02 \x01(\x05R\x14tokenLifetimeSeconds\"t\n" +
 	"\n" +
 	"JsonWebKey\x12\x10\n" +
 	"\x03kty\x18\x01 \x01(\tR\x03kty\x12\x10\n" +

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file shopmesh/inventory/v1/events.proto.
  */
 export const file_shopmesh_inventory_v1_events: GenFile = /*@__PURE__*/
-  fileDesc("CiJzaG9wbWVzaC9pbnZlbnRvcnkvdjEvZXZlbnRzLnByb3RvEhVzaG9wbWVzaC5pbnZlbnRvcnkudjEilAEKDVN0b2NrUmVzZXJ2ZWQSEAoIZXZlbnRfaWQYASABKAkSLwoLb2NjdXJyZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCG9yZGVyX2lkGAMgASgJEi4KCmV4cGlyZXNfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImUKDlN0b2NrQ29tbWl0dGVkEhAKCGV2ZW50X2lkGAEgASgJEi8KC29jY3VycmVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghvcmRlcl9pZBgDIAEoCSJ0Cg1TdG9ja1JlbGVhc2VkEhAKCGV2ZW50X2lkGAEgASgJEi8KC29jY3VycmVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghvcmRlcl9pZBgDIAEoCRIOCgZyZWFzb24YBCABKAkiaQoSUmVzZXJ2YXRpb25FeHBpcmVkEhAKCGV2ZW50X2lkGAEgASgJEi8KC29jY3VycmVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghvcmRlcl9pZBgDIAEoCWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("CiJzaG9wbWVzaC9pbnZlbnRvcnkvdjEvZXZlbnRzLnByb3RvEhVzaG9wbWVzaC5pbnZlbnRvcnkudjEilAEKDVN0b2NrUmVzZXJ2ZWQSEAoIZXZlbnRfaWQYASABKAkSLwoLb2NjdXJyZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCG9yZGVyX2lkGAMgASgJEi4KCmV4cGlyZXNfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImUKDlN0b2NrQ29tbWl0dGVkEhAKCGV2ZW50X2lkGAEgASgJEi8KC29jY3VycmVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghvcmRlcl9pZBgDIAEoCSJ0Cg1TdG9ja1JlbGVhc2VkEhAKCGV2ZW50X2lkGAEgASgJEi8KC29jY3VycmVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghvcmRlcl9pZBgDIAEoCRIOCgZyZWFzb24YBCABKAkidAoNU3RvY2tSZXR1cm5lZBIQCghldmVudF9pZBgBIAEoCRIvCgtvY2N1cnJlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIb3JkZXJfaWQYAyABKAkSDgoGcmVhc29uGAQgASgJImkKElJlc2VydmF0aW9uRXhwaXJlZBIQCghldmVudF9pZBgBIAEoCRIvCgtvY2N1cnJlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIb3JkZXJfaWQYAyABKAliBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * Stock was held for an order.
@@ -42,7 +42,7 @@ export type StockReserved = Message<"shopmesh.inventory.v1.StockReserved"> & {
   orderId: string;
 
   /**
-   * When the reservation expires if unpaid.
+   * Not set: orders alone decides when an unpaid order expires.
    *
    * @generated from field: google.protobuf.Timestamp expires_at = 4;
    */
@@ -134,6 +134,48 @@ export const StockReleasedSchema: GenMessage<StockReleased> = /*@__PURE__*/
   messageDesc(file_shopmesh_inventory_v1_events, 2);
 
 /**
+ * Committed stock came back to on-hand (a paid order was cancelled).
+ *
+ * @generated from message shopmesh.inventory.v1.StockReturned
+ */
+export type StockReturned = Message<"shopmesh.inventory.v1.StockReturned"> & {
+  /**
+   * Unique id of this event (UUID).
+   *
+   * @generated from field: string event_id = 1;
+   */
+  eventId: string;
+
+  /**
+   * When the return was stored.
+   *
+   * @generated from field: google.protobuf.Timestamp occurred_at = 2;
+   */
+  occurredAt?: Timestamp | undefined;
+
+  /**
+   * The order (aggregate) id.
+   *
+   * @generated from field: string order_id = 3;
+   */
+  orderId: string;
+
+  /**
+   * Why it was returned.
+   *
+   * @generated from field: string reason = 4;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message shopmesh.inventory.v1.StockReturned.
+ * Use `create(StockReturnedSchema)` to create a new message.
+ */
+export const StockReturnedSchema: GenMessage<StockReturned> = /*@__PURE__*/
+  messageDesc(file_shopmesh_inventory_v1_events, 3);
+
+/**
  * A reservation ran out unpaid; orders cancels the order on this event.
  *
  * @generated from message shopmesh.inventory.v1.ReservationExpired
@@ -166,5 +208,5 @@ export type ReservationExpired = Message<"shopmesh.inventory.v1.ReservationExpir
  * Use `create(ReservationExpiredSchema)` to create a new message.
  */
 export const ReservationExpiredSchema: GenMessage<ReservationExpired> = /*@__PURE__*/
-  messageDesc(file_shopmesh_inventory_v1_events, 3);
+  messageDesc(file_shopmesh_inventory_v1_events, 4);
 

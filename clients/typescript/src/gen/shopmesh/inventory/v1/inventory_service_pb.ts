@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file shopmesh/inventory/v1/inventory_service.proto.
  */
 export const file_shopmesh_inventory_v1_inventory_service: GenFile = /*@__PURE__*/
-  fileDesc("Ci1zaG9wbWVzaC9pbnZlbnRvcnkvdjEvaW52ZW50b3J5X3NlcnZpY2UucHJvdG8SFXNob3BtZXNoLmludmVudG9yeS52MSL3AQoHUHJvZHVjdBIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEhMKC2Rlc2NyaXB0aW9uGAMgASgJEg0KBXByaWNlGAQgASgBEhAKCGN1cnJlbmN5GAUgASgJEhcKD3N0b2NrX2F2YWlsYWJsZRgGIAEoBRIQCghjYXRlZ29yeRgHIAEoCRIRCglpbWFnZV91cmwYCCABKAkSLgoKY3JlYXRlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAibAoTTGlzdFByb2R1Y3RzUmVxdWVzdBIcCglwYWdlX3NpemUYASABKAVCCbpIBhoEGGQoABIcCgpwYWdlX3Rva2VuGAIgASgJQgi6SAVyAxiABBIZCghjYXRlZ29yeRgDIAEoCUIHukgEcgIYZCJhChRMaXN0UHJvZHVjdHNSZXNwb25zZRIwCghwcm9kdWN0cxgBIAMoCzIeLnNob3BtZXNoLmludmVudG9yeS52MS5Qcm9kdWN0EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJCChFHZXRQcm9kdWN0UmVxdWVzdBItCgJpZBgBIAEoCUIhukgechwyGl5wcm9kLVtBLVphLXowLTlfLV17MSw2NH0kIo8CChRDcmVhdGVQcm9kdWN0UmVxdWVzdBItCgJpZBgBIAEoCUIhukgechwyGl5wcm9kLVtBLVphLXowLTlfLV17MSw2NH0kEhgKBG5hbWUYAiABKAlCCrpIB3IFEAEYyAESHQoLZGVzY3JpcHRpb24YAyABKAlCCLpIBXIDGIgnEhgKBXByaWNlGAQgASgBQgm6SAYSBIiVKwESGwoIY3VycmVuY3kYBSABKAlCCbpIBnIEkJUrARIaCgVzdG9jaxgGIAEoBUILukgIGgYYwIQ9KAASGQoIY2F0ZWdvcnkYByABKAlCB7pIBHICGGQSIQoJaW1hZ2VfdXJsGAggASgJQg66SAtyBhiAEIgBAdgBASKOAQoSQWRqdXN0U3RvY2tSZXF1ZXN0EjUKCnByb2R1Y3RfaWQYASABKAlCIbpIHnIcMhpecHJvZC1bQS1aYS16MC05Xy1dezEsNjR9JBIjCgVkZWx0YRgCIAEoBUIUukgRGg8YwIQ9KMD7wv///////wESHAoKcmVxdWVzdF9pZBgDIAEoCUIIukgFcgOwAQEiawoUUmVzZXJ2YXRpb25MaW5lSW5wdXQSNQoKcHJvZHVjdF9pZBgBIAEoCUIhukgechwyGl5wcm9kLVtBLVphLXowLTlfLV17MSw2NH0kEhwKCHF1YW50aXR5GAIgASgFQgq6SAcaBRjoBygBIl8KD1Jlc2VydmF0aW9uTGluZRISCgpwcm9kdWN0X2lkGAEgASgJEgwKBG5hbWUYAiABKAkSEAoIcXVhbnRpdHkYAyABKAUSGAoQdW5pdF9wcmljZV9taW5vchgEIAEoAyLlAQoLUmVzZXJ2YXRpb24SEAoIb3JkZXJfaWQYASABKAkSNQoFbGluZXMYAiADKAsyJi5zaG9wbWVzaC5pbnZlbnRvcnkudjEuUmVzZXJ2YXRpb25MaW5lEhMKC3RvdGFsX21pbm9yGAMgASgDEhAKCGN1cnJlbmN5GAQgASgJEjYKBXN0YXRlGAUgASgOMicuc2hvcG1lc2guaW52ZW50b3J5LnYxLlJlc2VydmF0aW9uU3RhdGUSLgoKZXhwaXJlc19hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAieQoTUmVzZXJ2ZVN0b2NrUmVxdWVzdBIaCghvcmRlcl9pZBgBIAEoCUIIukgFcgOwAQESRgoFbGluZXMYAiADKAsyKy5zaG9wbWVzaC5pbnZlbnRvcnkudjEuUmVzZXJ2YXRpb25MaW5lSW5wdXRCCrpIB5IBBAgBEDIiTwoUUmVzZXJ2ZVN0b2NrUmVzcG9uc2USNwoLcmVzZXJ2YXRpb24YASABKAsyIi5zaG9wbWVzaC5pbnZlbnRvcnkudjEuUmVzZXJ2YXRpb24iMwoVR2V0UmVzZXJ2YXRpb25SZXF1ZXN0EhoKCG9yZGVyX2lkGAEgASgJQgi6SAVyA7ABASJRChZHZXRSZXNlcnZhdGlvblJlc3BvbnNlEjcKC3Jlc2VydmF0aW9uGAEgASgLMiIuc2hvcG1lc2guaW52ZW50b3J5LnYxLlJlc2VydmF0aW9uKrMBChBSZXNlcnZhdGlvblN0YXRlEiEKHVJFU0VSVkFUSU9OX1NUQVRFX1VOU1BFQ0lGSUVEEAASHAoYUkVTRVJWQVRJT05fU1RBVEVfQUNUSVZFEAESHwobUkVTRVJWQVRJT05fU1RBVEVfQ09NTUlUVEVEEAISHgoaUkVTRVJWQVRJT05fU1RBVEVfUkVMRUFTRUQQAxIdChlSRVNFUlZBVElPTl9TVEFURV9FWFBJUkVEEAQy8QUKEEludmVudG9yeVNlcnZpY2USgQEKDExpc3RQcm9kdWN0cxIqLnNob3BtZXNoLmludmVudG9yeS52MS5MaXN0UHJvZHVjdHNSZXF1ZXN0Gisuc2hvcG1lc2guaW52ZW50b3J5LnYxLkxpc3RQcm9kdWN0c1Jlc3BvbnNlIhiC0+STAhISEC9hcGkvdjEvcHJvZHVjdHMSdQoKR2V0UHJvZHVjdBIoLnNob3BtZXNoLmludmVudG9yeS52MS5HZXRQcm9kdWN0UmVxdWVzdBoeLnNob3BtZXNoLmludmVudG9yeS52MS5Qcm9kdWN0Ih2C0+STAhcSFS9hcGkvdjEvcHJvZHVjdHMve2lkfRJ5Cg1DcmVhdGVQcm9kdWN0Eisuc2hvcG1lc2guaW52ZW50b3J5LnYxLkNyZWF0ZVByb2R1Y3RSZXF1ZXN0Gh4uc2hvcG1lc2guaW52ZW50b3J5LnYxLlByb2R1Y3QiG4LT5JMCFSIQL2FwaS92MS9wcm9kdWN0czoBKhKOAQoLQWRqdXN0U3RvY2sSKS5zaG9wbWVzaC5pbnZlbnRvcnkudjEuQWRqdXN0U3RvY2tSZXF1ZXN0Gh4uc2hvcG1lc2guaW52ZW50b3J5LnYxLlByb2R1Y3QiNILT5JMCLiIpL2FwaS92MS9wcm9kdWN0cy97cHJvZHVjdF9pZH06YWRqdXN0U3RvY2s6ASoSZwoMUmVzZXJ2ZVN0b2NrEiouc2hvcG1lc2guaW52ZW50b3J5LnYxLlJlc2VydmVTdG9ja1JlcXVlc3QaKy5zaG9wbWVzaC5pbnZlbnRvcnkudjEuUmVzZXJ2ZVN0b2NrUmVzcG9uc2USbQoOR2V0UmVzZXJ2YXRpb24SLC5zaG9wbWVzaC5pbnZlbnRvcnkudjEuR2V0UmVzZXJ2YXRpb25SZXF1ZXN0Gi0uc2hvcG1lc2guaW52ZW50b3J5LnYxLkdldFJlc2VydmF0aW9uUmVzcG9uc2ViBnByb3RvMw", [file_buf_validate_validate, file_google_api_annotations, file_google_protobuf_timestamp, file_shopmesh_common_v1_validation]);
+  fileDesc("Ci1zaG9wbWVzaC9pbnZlbnRvcnkvdjEvaW52ZW50b3J5X3NlcnZpY2UucHJvdG8SFXNob3BtZXNoLmludmVudG9yeS52MSKHAgoHUHJvZHVjdBIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEhMKC2Rlc2NyaXB0aW9uGAMgASgJEg0KBXByaWNlGAQgASgBEhAKCGN1cnJlbmN5GAUgASgJEhcKD3N0b2NrX2F2YWlsYWJsZRgGIAEoBRIQCghjYXRlZ29yeRgHIAEoCRIRCglpbWFnZV91cmwYCCABKAkSLgoKY3JlYXRlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGYWN0aXZlGAsgASgIImwKE0xpc3RQcm9kdWN0c1JlcXVlc3QSHAoJcGFnZV9zaXplGAEgASgFQgm6SAYaBBhkKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYgAQSGQoIY2F0ZWdvcnkYAyABKAlCB7pIBHICGGQiYQoUTGlzdFByb2R1Y3RzUmVzcG9uc2USMAoIcHJvZHVjdHMYASADKAsyHi5zaG9wbWVzaC5pbnZlbnRvcnkudjEuUHJvZHVjdBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiQgoRR2V0UHJvZHVjdFJlcXVlc3QSLQoCaWQYASABKAlCIbpIHnIcMhpecHJvZC1bQS1aYS16MC05Xy1dezEsNjR9JCKvAgoUQ3JlYXRlUHJvZHVjdFJlcXVlc3QSLQoCaWQYASABKAlCIbpIHnIcMhpecHJvZC1bQS1aYS16MC05Xy1dezEsNjR9JBIYCgRuYW1lGAIgASgJQgq6SAdyBRABGMgBEh0KC2Rlc2NyaXB0aW9uGAMgASgJQgi6SAVyAxiIJxIYCgVwcmljZRgEIAEoAUIJukgGEgSIlSsBEhsKCGN1cnJlbmN5GAUgASgJQgm6SAZyBJCVKwESGgoFc3RvY2sYBiABKAVCC7pICBoGGMCEPSgAEhkKCGNhdGVnb3J5GAcgASgJQge6SARyAhhkEiEKCWltYWdlX3VybBgIIAEoCUIOukgLcgYYgBCIAQHYAQESEwoGYWN0aXZlGAkgASgISACIAQFCCQoHX2FjdGl2ZSKsAQoSQWRqdXN0U3RvY2tSZXF1ZXN0EjUKCnByb2R1Y3RfaWQYASABKAlCIbpIHnIcMhpecHJvZC1bQS1aYS16MC05Xy1dezEsNjR9JBIlCgVkZWx0YRgCIAEoBUIWukgTGhEYwIQ9KMD7wv///////wE4ABIcCgpyZXF1ZXN0X2lkGAMgASgJQgi6SAVyA7ABARIaCgZyZWFzb24YBCABKAlCCrpIB3IFEAEY9AMiawoUUmVzZXJ2YXRpb25MaW5lSW5wdXQSNQoKcHJvZHVjdF9pZBgBIAEoCUIhukgechwyGl5wcm9kLVtBLVphLXowLTlfLV17MSw2NH0kEhwKCHF1YW50aXR5GAIgASgFQgq6SAcaBRjoBygBIl8KD1Jlc2VydmF0aW9uTGluZRISCgpwcm9kdWN0X2lkGAEgASgJEgwKBG5hbWUYAiABKAkSEAoIcXVhbnRpdHkYAyABKAUSGAoQdW5pdF9wcmljZV9taW5vchgEIAEoAyLlAQoLUmVzZXJ2YXRpb24SEAoIb3JkZXJfaWQYASABKAkSNQoFbGluZXMYAiADKAsyJi5zaG9wbWVzaC5pbnZlbnRvcnkudjEuUmVzZXJ2YXRpb25MaW5lEhMKC3RvdGFsX21pbm9yGAMgASgDEhAKCGN1cnJlbmN5GAQgASgJEjYKBXN0YXRlGAUgASgOMicuc2hvcG1lc2guaW52ZW50b3J5LnYxLlJlc2VydmF0aW9uU3RhdGUSLgoKZXhwaXJlc19hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi6AEKE1Jlc2VydmVTdG9ja1JlcXVlc3QSGgoIb3JkZXJfaWQYASABKAlCCLpIBXIDsAEBErQBCgVsaW5lcxgCIAMoCzIrLnNob3BtZXNoLmludmVudG9yeS52MS5SZXNlcnZhdGlvbkxpbmVJbnB1dEJ4ukh1kgEECAEQMroBawoVbGluZXMudW5pcXVlX3Byb2R1Y3RzEihlYWNoIHByb2R1Y3QgbWF5IGFwcGVhciBpbiBvbmUgbGluZSBvbmx5Gih0aGlzLm1hcChsaW5lLCBsaW5lLnByb2R1Y3RfaWQpLnVuaXF1ZSgpIk8KFFJlc2VydmVTdG9ja1Jlc3BvbnNlEjcKC3Jlc2VydmF0aW9uGAEgASgLMiIuc2hvcG1lc2guaW52ZW50b3J5LnYxLlJlc2VydmF0aW9uIjMKFUdldFJlc2VydmF0aW9uUmVxdWVzdBIaCghvcmRlcl9pZBgBIAEoCUIIukgFcgOwAQEiUQoWR2V0UmVzZXJ2YXRpb25SZXNwb25zZRI3CgtyZXNlcnZhdGlvbhgBIAEoCzIiLnNob3BtZXNoLmludmVudG9yeS52MS5SZXNlcnZhdGlvbirTAQoQUmVzZXJ2YXRpb25TdGF0ZRIhCh1SRVNFUlZBVElPTl9TVEFURV9VTlNQRUNJRklFRBAAEhwKGFJFU0VSVkFUSU9OX1NUQVRFX0FDVElWRRABEh8KG1JFU0VSVkFUSU9OX1NUQVRFX0NPTU1JVFRFRBACEh4KGlJFU0VSVkFUSU9OX1NUQVRFX1JFTEVBU0VEEAMSHQoZUkVTRVJWQVRJT05fU1RBVEVfRVhQSVJFRBAEEh4KGlJFU0VSVkFUSU9OX1NUQVRFX1JFVFVSTkVEEAUy8QUKEEludmVudG9yeVNlcnZpY2USgQEKDExpc3RQcm9kdWN0cxIqLnNob3BtZXNoLmludmVudG9yeS52MS5MaXN0UHJvZHVjdHNSZXF1ZXN0Gisuc2hvcG1lc2guaW52ZW50b3J5LnYxLkxpc3RQcm9kdWN0c1Jlc3BvbnNlIhiC0+STAhISEC9hcGkvdjEvcHJvZHVjdHMSdQoKR2V0UHJvZHVjdBIoLnNob3BtZXNoLmludmVudG9yeS52MS5HZXRQcm9kdWN0UmVxdWVzdBoeLnNob3BtZXNoLmludmVudG9yeS52MS5Qcm9kdWN0Ih2C0+STAhcSFS9hcGkvdjEvcHJvZHVjdHMve2lkfRJ5Cg1DcmVhdGVQcm9kdWN0Eisuc2hvcG1lc2guaW52ZW50b3J5LnYxLkNyZWF0ZVByb2R1Y3RSZXF1ZXN0Gh4uc2hvcG1lc2guaW52ZW50b3J5LnYxLlByb2R1Y3QiG4LT5JMCFSIQL2FwaS92MS9wcm9kdWN0czoBKhKOAQoLQWRqdXN0U3RvY2sSKS5zaG9wbWVzaC5pbnZlbnRvcnkudjEuQWRqdXN0U3RvY2tSZXF1ZXN0Gh4uc2hvcG1lc2guaW52ZW50b3J5LnYxLlByb2R1Y3QiNILT5JMCLiIpL2FwaS92MS9wcm9kdWN0cy97cHJvZHVjdF9pZH06YWRqdXN0U3RvY2s6ASoSZwoMUmVzZXJ2ZVN0b2NrEiouc2hvcG1lc2guaW52ZW50b3J5LnYxLlJlc2VydmVTdG9ja1JlcXVlc3QaKy5zaG9wbWVzaC5pbnZlbnRvcnkudjEuUmVzZXJ2ZVN0b2NrUmVzcG9uc2USbQoOR2V0UmVzZXJ2YXRpb24SLC5zaG9wbWVzaC5pbnZlbnRvcnkudjEuR2V0UmVzZXJ2YXRpb25SZXF1ZXN0Gi0uc2hvcG1lc2guaW52ZW50b3J5LnYxLkdldFJlc2VydmF0aW9uUmVzcG9uc2ViBnByb3RvMw", [file_buf_validate_validate, file_google_api_annotations, file_google_protobuf_timestamp, file_shopmesh_common_v1_validation]);
 
 /**
  * A catalog product.
@@ -92,6 +92,13 @@ export type Product = Message<"shopmesh.inventory.v1.Product"> & {
    * @generated from field: google.protobuf.Timestamp updated_at = 10;
    */
   updatedAt?: Timestamp | undefined;
+
+  /**
+   * Whether customers see the product (inactive ones are hidden from the catalog).
+   *
+   * @generated from field: bool active = 11;
+   */
+  active: boolean;
 };
 
 /**
@@ -246,6 +253,13 @@ export type CreateProductRequest = Message<"shopmesh.inventory.v1.CreateProductR
    * @generated from field: string image_url = 8;
    */
   imageUrl: string;
+
+  /**
+   * Whether customers see the product; true when not given.
+   *
+   * @generated from field: optional bool active = 9;
+   */
+  active?: boolean | undefined;
 };
 
 /**
@@ -269,8 +283,8 @@ export type AdjustStockRequest = Message<"shopmesh.inventory.v1.AdjustStockReque
   productId: string;
 
   /**
-   * Units to add (positive) or remove (negative); stock never goes below
-   * what is reserved.
+   * Units to add (positive) or remove (negative), never zero; stock never
+   * goes below what is reserved.
    *
    * @generated from field: int32 delta = 2;
    */
@@ -282,6 +296,14 @@ export type AdjustStockRequest = Message<"shopmesh.inventory.v1.AdjustStockReque
    * @generated from field: string request_id = 3;
    */
   requestId: string;
+
+  /**
+   * Why the stock changes (e.g. "delivery from supplier", "damaged"); kept in
+   * the stock ledger.
+   *
+   * @generated from field: string reason = 4;
+   */
+  reason: string;
 };
 
 /**
@@ -403,7 +425,8 @@ export type Reservation = Message<"shopmesh.inventory.v1.Reservation"> & {
   state: ReservationState;
 
   /**
-   * When an ACTIVE reservation expires.
+   * Not set by inventory: orders alone decides when an order expires, and
+   * inventory releases only when told (or when the order was never stored).
    *
    * @generated from field: google.protobuf.Timestamp expires_at = 6;
    */
@@ -548,6 +571,13 @@ export enum ReservationState {
    * @generated from enum value: RESERVATION_STATE_EXPIRED = 4;
    */
   EXPIRED = 4,
+
+  /**
+   * Committed, then given back to on-hand (a paid order was cancelled).
+   *
+   * @generated from enum value: RESERVATION_STATE_RETURNED = 5;
+   */
+  RETURNED = 5,
 }
 
 /**
@@ -564,7 +594,9 @@ export const ReservationStateSchema: GenEnum<ReservationState> = /*@__PURE__*/
  */
 export const InventoryService: GenService<{
   /**
-   * Lists the public catalog a page at a time.
+   * Lists the public catalog a page at a time, ordered by id; inactive products
+   * are not listed. A `page_token` that this service did not issue, or one used
+   * with another `category`, is INVALID_ARGUMENT.
    *
    * @generated from rpc shopmesh.inventory.v1.InventoryService.ListProducts
    */
@@ -574,7 +606,8 @@ export const InventoryService: GenService<{
     output: typeof ListProductsResponseSchema;
   },
   /**
-   * Returns one product of the public catalog.
+   * Returns one product of the public catalog; an unknown or inactive product
+   * is NOT_FOUND.
    *
    * @generated from rpc shopmesh.inventory.v1.InventoryService.GetProduct
    */
@@ -596,7 +629,10 @@ export const InventoryService: GenService<{
     output: typeof ProductSchema;
   },
   /**
-   * Admin only: adds or removes stock of one product.
+   * Admin only: adds or removes stock of one product, with a reason kept in
+   * the stock ledger. Idempotent by `request_id`: a retry with the same key
+   * returns the product without changing the stock again. Removing more than
+   * is on hand and not reserved is FAILED_PRECONDITION.
    *
    * @generated from rpc shopmesh.inventory.v1.InventoryService.AdjustStock
    */
@@ -607,8 +643,12 @@ export const InventoryService: GenService<{
   },
   /**
    * Internal (orders): prices the lines from the catalog and reserves their
-   * stock for one order until `expires_at`, all lines or none. Idempotent by
-   * order id: a retry returns the existing reservation. Not enough stock is
+   * stock for one order, all lines or none. The stock stays reserved until the
+   * order is cancelled (released) or confirmed (committed): orders alone decides
+   * when an order expires. Idempotent by order id: a retry with the same lines
+   * returns the existing reservation, other lines for the same order id are
+   * FAILED_PRECONDITION. An unknown or inactive product is INVALID_ARGUMENT
+   * naming the line; not enough stock, or lines in different currencies, is
    * FAILED_PRECONDITION naming the product.
    *
    * @generated from rpc shopmesh.inventory.v1.InventoryService.ReserveStock
