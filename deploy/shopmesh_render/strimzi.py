@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from shopmesh_platform.events.topics import TopicSpec
 from shopmesh_platform.mesh import ServiceDecl
 from shopmesh_render.cluster import KAFKA_CLUSTER, KAFKA_TLS_PORT, PART_OF, Cluster
-from shopmesh_stack.topics import TopicSpec
 
 API = "kafka.strimzi.io/v1"
 NODE_POOL = "dual-role"

@@ -18,8 +18,8 @@ Routes are per method (exact gRPC path) with the method's timeout and the
 `X-API-Version` / `X-Service-Name` response headers; `internal` methods get no
 route. `/healthz` answers at the edge. In the profiles where mesh.yaml's
 `edge.platform_api` allows it, health checks and reflection go to the service
-named by `x-shopmesh-service` (default users; each service reflects only its own
-API), behind a per-address budget and a circuit breaker capping the open calls
+named by `x-shopmesh-service` (default: `edge.default_service`; each service
+reflects only its own API), behind a per-address budget and a circuit breaker capping the open calls
 per service; elsewhere they have no route. Envoy's own error replies to REST
 clients are `google.rpc.Status`-shaped JSON, like the services' errors.
 
@@ -40,13 +40,12 @@ from typing import Any
 import yaml
 
 from shopmesh_edge.policy import PLATFORM_API, EdgePolicy
-from shopmesh_platform.mesh import AccessClass, MeshDeclaration, MethodDecl
+from shopmesh_platform.mesh import AccessClass, MeshDeclaration, MeshDeclarationError, MethodDecl
 
 HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 SERVICE_SELECTOR_HEADER = "x-shopmesh-service"
 PLATFORM_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
-DEFAULT_PLATFORM_TARGET = "users"
-JWT_PROVIDER = "shopmesh_users"
+JWT_PROVIDER = "user_token"
 JWT_FILTER = "envoy.filters.http.jwt_authn"
 JWKS_CLUSTER = "edge_self_jwks"
 EDGE_METADATA = "shopmesh.edge"
@@ -312,8 +311,16 @@ def platform_cluster_name(service: str) -> str:
     return f"{service}_platform"
 
 
-def platform_routes(mesh: MeshDeclaration) -> list[dict[str, Any]]:
-    """Health and reflection, to the service named by `x-shopmesh-service` (default users).
+def default_service(mesh: MeshDeclaration, policy: EdgePolicy) -> str:
+    """The service for calls that name none: `edge.default_service`, else the first declared one."""
+    name = policy.default_service or next(iter(mesh.services))
+    if name not in mesh.services:
+        raise MeshDeclarationError(f"edge.default_service: {name!r} is not a service of the mesh")
+    return name
+
+
+def platform_routes(mesh: MeshDeclaration, policy: EdgePolicy) -> list[dict[str, Any]]:
+    """Health and reflection, to the service named by `x-shopmesh-service` (default: `default_service`).
 
     They go to each service's platform cluster, whose circuit breaker caps the open
     calls; they are anonymous and count against the `platform_api` budget per address.
@@ -339,7 +346,7 @@ def platform_routes(mesh: MeshDeclaration) -> list[dict[str, Any]]:
             {
                 "name": f"default.platform{prefix}",
                 "match": {"prefix": prefix},
-                "route": {"cluster": platform_cluster_name(DEFAULT_PLATFORM_TARGET), "timeout": "0s"},
+                "route": {"cluster": platform_cluster_name(default_service(mesh, policy)), "timeout": "0s"},
                 "metadata": metadata,
                 "typed_per_filter_config": per_route,
             }
@@ -385,7 +392,7 @@ def routes(
         if method.access is not AccessClass.INTERNAL
     ]
     if platform_api:
-        table += platform_routes(mesh)
+        table += platform_routes(mesh, policy)
     # CORS preflights keep their REST path (the transcoder leaves OPTIONS alone); the CORS
     # filter needs a route entry to act on and answers them itself, so nothing goes upstream.
     table.append(
@@ -399,7 +406,7 @@ def routes(
                     {"name": "access-control-request-method", "present_match": True},
                 ],
             },
-            "route": {"cluster": DEFAULT_PLATFORM_TARGET, "timeout": "5s"},
+            "route": {"cluster": default_service(mesh, policy), "timeout": "5s"},
         }
     )
     table.append(unknown_grpc_route())
@@ -457,7 +464,7 @@ def jwt_authn(settings: EdgeSettings) -> dict[str, Any]:
                 JWT_PROVIDER: {
                     "issuer": settings.jwt_issuer,
                     "audiences": [settings.jwt_audience],
-                    # The JWKS is the users service's, fetched through this edge (a public route).
+                    # The JWKS is the token issuer's, fetched through this edge (its public REST route).
                     # Cached for jwks_cache_seconds: a key added or retired reaches the edge within it.
                     "remote_jwks": {
                         "http_uri": {"uri": jwks_uri, "cluster": JWKS_CLUSTER, "timeout": "2s"},
@@ -793,6 +800,10 @@ def render(mesh: MeshDeclaration, settings: EdgeSettings) -> dict[str, Any]:
     policy = settings.policy
     if len(str(settings.admin_socket).encode()) > MAX_SOCKET_PATH:
         raise ValueError(f"admin socket path longer than {MAX_SOCKET_PATH} bytes: {settings.admin_socket}")
+    unplaced = [name for name in mesh.services if name not in settings.upstream_ports]
+    if unplaced:
+        # Every declared service gets a cluster: one without an address is a stack bug, not a 503 later.
+        raise ValueError(f"no upstream port for the declared services {unplaced}")
     platform_api = policy.platform_api.enabled(settings.profile)
     connection_manager = {
         "@type": HCM,

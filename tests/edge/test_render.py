@@ -15,7 +15,8 @@ from shopmesh_edge.policy import PLATFORM_API, PlatformApi, load_edge_policy
 from shopmesh_edge.render import PLATFORM_PREFIXES, EdgeSettings, render, render_yaml
 from shopmesh_platform.mesh import MeshDeclarationError, load_mesh
 from shopmesh_stack.install import envoy_binary
-from shopmesh_stack.settings import REPO, SERVICES_ORDER
+from shopmesh_stack.settings import REPO
+from tests.declared import SERVICES
 
 
 def settings(tmp_path: Path, profile: str = "developer") -> EdgeSettings:
@@ -23,7 +24,7 @@ def settings(tmp_path: Path, profile: str = "developer") -> EdgeSettings:
         listen_port=18080,
         metrics_port=19901,
         admin_socket=tmp_path / "admin.sock",
-        upstream_ports={name: 50051 + i for i, name in enumerate(SERVICES_ORDER)},
+        upstream_ports={name: 50051 + i for i, name in enumerate(SERVICES)},
         descriptor=REPO / "gen" / "descriptors" / "shopmesh.binpb",
         access_log=tmp_path / "access.log",
         policy=load_edge_policy(),

@@ -1,5 +1,5 @@
 """One real stack per test session: PostgreSQL, Kafka, FerretDB, localstripe, the
-five services and Envoy, in a temporary data directory on free ports.
+services of mesh/mesh.yaml and Envoy, in a temporary data directory on free ports.
 
 Started once, stopped at the end of the session, also on failure, Ctrl-C or
 SIGTERM, so nothing of ours outlives the run; if the run is SIGKILLed, the
@@ -23,8 +23,10 @@ from types import FrameType
 
 import pytest
 
+from shopmesh_edge.policy import PLATFORM_API, load_edge_policy
 from shopmesh_stack.settings import StackSettings
 from shopmesh_stack.stack import Stack
+from tests.declared import SERVICES
 
 # Per-instance service settings: tests vary these, never a developer's stack.
 TEST_SERVICE_ENV = {
@@ -42,20 +44,9 @@ TEST_SERVICE_ENV = {
 # The session's edge must not throttle the suite itself (it registers many users from
 # one address); rate limits are tested on an extra edge with small budgets.
 GENEROUS = {"per_minute": 100_000, "per_hour": 1_000_000}
+# Every budget class the declaration has: each service, each method with its own budget, platform_api.
 TEST_EDGE_RATE_LIMITS = json.dumps(
-    {
-        name: GENEROUS
-        for name in (
-            "users",
-            "orders",
-            "payments",
-            "inventory",
-            "notifications",
-            "users.Login",
-            "users.RegisterUser",
-            "platform_api",
-        )
-    }
+    dict.fromkeys((*SERVICES, *load_edge_policy().method_budgets, PLATFORM_API), GENEROUS)
 )
 TEST_EXTRA_ORIGIN = "https://shop.example.test"
 # The edge and the services refetch the JWKS this often, so key rotation is testable in seconds.

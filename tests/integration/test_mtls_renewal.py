@@ -28,8 +28,9 @@ from shopmesh.inventory.v1 import inventory_service_pb2_grpc as inventory_grpc
 from shopmesh_stack.admin_socket import admin_get
 from shopmesh_stack.channels import channel
 from shopmesh_stack.components import Component
-from shopmesh_stack.settings import SERVICES_ORDER, Ports
+from shopmesh_stack.settings import Ports
 from shopmesh_stack.stack import Stack
+from tests.declared import SERVICES
 from tests.integration.users_client import call, register
 from tests.polling import wait_for
 from tests.tls import served_certificate
@@ -66,7 +67,7 @@ def renewing(stack: Stack) -> Iterator[RenewingInstance]:
     data_dir = Path(tempfile.mkdtemp(prefix="shopmesh-renewal-"))
     shared = stack.settings.ports
     ports = replace(
-        Ports.free(),
+        Ports.free(stack.settings.mesh),
         postgres=shared.postgres,
         ferretdb=shared.ferretdb,
         kafka=shared.kafka,
@@ -92,7 +93,7 @@ def renewing(stack: Stack) -> Iterator[RenewingInstance]:
 @pytest.mark.timeout(300)
 def test_calls_keep_working_after_the_start_certificates_expired(renewing: RenewingInstance) -> None:
     pids = renewing.pids()
-    first = {service: renewing.presented(service) for service in SERVICES_ORDER}
+    first = {service: renewing.presented(service) for service in SERVICES}
     edge_first = renewing.edge_presents()
     assert all(
         cert.not_valid_after_utc - cert.not_valid_before_utc < dt.timedelta(minutes=6) for cert in first.values()

@@ -31,8 +31,8 @@ from shopmesh.payment.v1 import payment_service_pb2_grpc as payment_grpc
 from shopmesh.user.v1 import user_service_pb2 as user_pb
 from shopmesh.user.v1 import user_service_pb2_grpc as user_grpc
 from shopmesh_stack.channels import channel, health_status
-from shopmesh_stack.settings import SERVICES_ORDER
 from shopmesh_stack.stack import Stack
+from tests.declared import SERVICES
 from tests.integration.helpers import http
 from tests.integration.users_client import PASSWORD, Account, call, register
 from tests.polling import wait_for
@@ -104,7 +104,7 @@ def wait_for_verdict(
 
 
 def assert_accepted_everywhere(stack: Stack, token: str) -> None:
-    for service in SERVICES_ORDER:
+    for service in SERVICES:
         # A service that just (re)started may still be replaying revocations: wait for its verdict.
         wait_for_verdict(
             stack, service, token, lambda code: code != grpc.StatusCode.UNAVAILABLE, timeout=60, what="deciding"
@@ -115,7 +115,7 @@ def assert_accepted_everywhere(stack: Stack, token: str) -> None:
 
 def assert_refused_everywhere(stack: Stack, token: str) -> None:
     """Every service refuses `token` as UNAUTHENTICATED, directly and through the edge (401)."""
-    for service in SERVICES_ORDER:
+    for service in SERVICES:
         wait_for_verdict(
             stack,
             service,
@@ -215,7 +215,7 @@ async def publish_garbage_revocation(stack: Stack, key: str) -> None:
 
 
 def test_an_undecodable_revocation_is_skipped_and_the_next_one_applies_everywhere(stack: Stack) -> None:
-    feeding = [name for name in SERVICES_ORDER if name != "users"]  # users checks its own sessions
+    feeding = [name for name in SERVICES if name != "users"]  # users checks its own sessions
     account = register(stack)
     assert_accepted_everywhere(stack, account.token)
     skipped_before = {name: metric(stack, name, "revocation_records_skipped_total") for name in feeding}

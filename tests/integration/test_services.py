@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from grpc_health.v1 import health_pb2
 
-from shopmesh_stack.settings import SERVICES_ORDER
 from shopmesh_stack.stack import Stack
+from tests.declared import SERVICES
 from tests.integration.helpers import grpcurl, grpcurl_tls_flags, health_status, http
 
 SERVICE_NAMES = {
@@ -19,13 +19,13 @@ SERVICE_NAMES = {
 }
 
 
-@pytest.mark.parametrize("service", SERVICES_ORDER)
+@pytest.mark.parametrize("service", SERVICES)
 def test_service_is_serving(stack: Stack, service: str) -> None:
     assert health_status(stack.settings, service) == health_pb2.HealthCheckResponse.SERVING
     assert health_status(stack.settings, service, SERVICE_NAMES[service]) == health_pb2.HealthCheckResponse.SERVING
 
 
-@pytest.mark.parametrize("service", SERVICES_ORDER)
+@pytest.mark.parametrize("service", SERVICES)
 def test_grpcurl_lists_the_service_directly(stack: Stack, service: str) -> None:
     result = grpcurl(
         stack, *grpcurl_tls_flags(stack.settings, service), f"127.0.0.1:{stack.settings.ports.grpc(service)}", "list"
@@ -36,7 +36,7 @@ def test_grpcurl_lists_the_service_directly(stack: Stack, service: str) -> None:
     assert "grpc.health.v1.Health" in listed
 
 
-@pytest.mark.parametrize("service", SERVICES_ORDER)
+@pytest.mark.parametrize("service", SERVICES)
 def test_grpcurl_lists_the_service_through_the_edge(stack: Stack, service: str) -> None:
     result = grpcurl(
         stack, "-plaintext", "-H", f"x-shopmesh-service: {service}", f"127.0.0.1:{stack.settings.ports.edge}", "list"
