@@ -48,9 +48,11 @@ class EdgeRoute:
 def edge_routes(stack: Stack) -> tuple[dict[str, EdgeRoute], list[dict[str, Any]]]:
     """Contract routes of the running edge by gRPC path, and every other route."""
     configs = config_dump(edge_admin_address(stack), "static_route_configs")
+    # The edge listener's routes ("edge"); the metrics listener's are not the API.
     routes = [
         route
         for config in configs
+        if config["route_config"]["name"] == "edge"
         for host in config["route_config"]["virtual_hosts"]
         for route in host.get("routes", [])
     ]
