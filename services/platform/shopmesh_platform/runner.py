@@ -11,12 +11,17 @@ sessions table), the metrics registry the server exposes, and background tasks
 (the revocation feed when the deny-list is used, the outbox relay, and any a
 service adds with `add_background`), started with the server and cancelled when
 it has drained.
+
+`serve_with_postgres` and `serve_with_mongo` wire a service to its database:
+health follows the database, and the service's outbox (the PostgreSQL `outbox`
+table, or a docstore `TransitionLog`) is relayed to Kafka.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import sys
 from collections.abc import Callable, Coroutine, Mapping, Sequence
@@ -27,21 +32,27 @@ import asyncpg
 from google.protobuf import json_format
 from grpc import aio
 from prometheus_client import CollectorRegistry
+from pymongo.asynchronous.database import AsyncDatabase
 
 from shopmesh.user.v1 import user_service_pb2, user_service_pb2_grpc
 from shopmesh_platform.channel import create_channel
 from shopmesh_platform.config import ConfigError, PlatformConfig
+from shopmesh_platform.docstore import MongoOutboxStore, MongoRelay, SlotLease, TransitionLog, ensure_indexes
+from shopmesh_platform.docstore.records import Document
+from shopmesh_platform.docstore.schema import Indexed
 from shopmesh_platform.events.outbox import PostgresOutboxStore
 from shopmesh_platform.events.relay import OutboxRelay
 from shopmesh_platform.events.topics import TopicCatalog
 from shopmesh_platform.kafka import KafkaConfig
 from shopmesh_platform.logs import configure_logging
+from shopmesh_platform.mongo import MongoConfig, MongoReadiness, create_client
 from shopmesh_platform.postgres import PostgresConfig, PostgresReadiness, create_pool
 from shopmesh_platform.revocation_feed import RevocationFeed, issuer_replay_window
 from shopmesh_platform.revocations import RevocationList
 from shopmesh_platform.server import ReadinessProbe, ServiceBinding, create_server
 from shopmesh_platform.tokens import JwksSource, JwtVerifier, RevocationCheck, TokenConfig
 
+logger = logging.getLogger("shopmesh.runner")
 EXIT_CONFIG_ERROR = 2
 BackgroundTask = Callable[[CollectorRegistry], Coroutine[Any, Any, None]]
 
@@ -168,3 +179,75 @@ async def serve_with_postgres(
         await runtime.serve(bindings(runtime, pool), PostgresReadiness(pool), verifier, background=[relay])
     finally:
         await pool.close()
+
+
+@dataclass(frozen=True)
+class MongoService:
+    """What a MongoDB-backed service hands `serve_with_mongo`.
+
+    `prepare` (indexes, rebuilding derived caches) runs at start, retried until
+    it succeeds; health is NOT_SERVING until it has. `outbox` is the transition
+    log whose events are relayed to Kafka (one relay per service: `SlotLease`).
+    """
+
+    bindings: Sequence[ServiceBinding]
+    prepare: Callable[[], Coroutine[Any, Any, None]] | None = None
+    outbox: TransitionLog | None = None
+
+
+class _PreparedReadiness:
+    """Ready when the database answers and the service's preparation has finished."""
+
+    def __init__(self, database: ReadinessProbe) -> None:
+        self._database = database
+        self.prepared = asyncio.Event()
+
+    async def __call__(self) -> bool:
+        return self.prepared.is_set() and await self._database()
+
+    async def prepare(self, prepare: Callable[[], Coroutine[Any, Any, None]], *, max_backoff: float = 10.0) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                await prepare()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("preparing the database failed; retrying", extra={"error": type(exc).__name__})
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, max_backoff)
+                continue
+            self.prepared.set()
+            return
+
+
+async def serve_with_mongo(
+    service: str,
+    env: Mapping[str, str],
+    build: Callable[[ServiceRuntime, AsyncDatabase[Document]], MongoService],
+) -> None:
+    """Serve a MongoDB-backed service (FerretDB locally): health follows the `ping` of its
+    database and its preparation; its transition log is relayed to Kafka."""
+    runtime = ServiceRuntime(service, env)
+    database_config = MongoConfig.from_env(env)
+    client = create_client(database_config)
+    try:
+        database = client.get_database(database_config.database)
+        wiring = build(runtime, database)
+        relay_parts: list[Indexed] = []
+        if wiring.outbox is not None:
+            lease = SlotLease(database, service)
+            store = MongoOutboxStore(database, wiring.outbox, publisher=lease.holder)
+            relay_parts = [lease, store]
+            runtime.add_background(MongoRelay(store, lease, runtime.kafka, registry=runtime.registry).run)
+
+        async def prepare() -> None:
+            await ensure_indexes(*relay_parts)
+            if wiring.prepare is not None:
+                await wiring.prepare()
+
+        readiness = _PreparedReadiness(MongoReadiness(client))
+        runtime.add_background(lambda: readiness.prepare(prepare))
+        await runtime.serve(wiring.bindings, readiness, runtime.verifier())
+    finally:
+        await client.close()
