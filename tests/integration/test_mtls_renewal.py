@@ -15,6 +15,7 @@ import datetime as dt
 import json
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -133,7 +134,8 @@ def test_calls_keep_working_after_the_start_certificates_expired(renewing: Renew
 
     # Directly between identities: orders' current certificate, inventory's internal method.
     with channel(stack.settings, "inventory", identity="orders") as chan:
-        request = inventory_pb.GetReservationRequest(order_id="0b8e8a52-1a5f-4d8e-9a49-5d0c8f3f7e21")
+        # An order no other test reserves (test_mtls reserves the fixed id above).
+        request = inventory_pb.GetReservationRequest(order_id=str(uuid.uuid4()))
         with pytest.raises(grpc.RpcError) as answered:
             inventory_grpc.InventoryServiceStub(chan).GetReservation(request, timeout=10)
     # Authorized as orders (no reservation, or not built yet), not UNAVAILABLE.
