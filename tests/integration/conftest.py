@@ -35,9 +35,14 @@ TEST_SERVICE_ENV = {
     # no call in flight does not wait for it.
     "SHOPMESH_DRAIN_GRACE_SECONDS": "15",
     "SHOPMESH_LOG_LEVEL": "info",
-    # A reservation whose order is never seen is released after this long (test_inventory's orphan test).
-    "SHOPMESH_INVENTORY_ORPHAN_GRACE_SECONDS": "4",
+    # A reservation whose order is never seen is released after this long (test_inventory's orphan
+    # test). Real orders' OrderCreated must reach inventory within it, on a loaded machine too.
+    "SHOPMESH_INVENTORY_ORPHAN_GRACE_SECONDS": "10",
     "SHOPMESH_INVENTORY_REAPER_INTERVAL_SECONDS": "0.5",
+    # Unpaid orders expire after this long (test_orders' expiry tests); longer than the orphan
+    # grace, so an expired order's release (reason reservation_expired) shows it was not reaped.
+    "SHOPMESH_ORDERS_EXPIRY_SECONDS": "15",
+    "SHOPMESH_ORDERS_EXPIRY_SCAN_SECONDS": "0.5",
 }
 
 
