@@ -33,6 +33,13 @@ TEST_SERVICE_ENV = {
     # no call in flight does not wait for it.
     "SHOPMESH_DRAIN_GRACE_SECONDS": "15",
     "SHOPMESH_LOG_LEVEL": "info",
+    # Payments: a breaker that opens and probes within seconds, a quick reconciler.
+    "SHOPMESH_STRIPE_TIMEOUT_SECONDS": "3",
+    "SHOPMESH_STRIPE_BREAKER_FAILURES": "3",
+    "SHOPMESH_STRIPE_BREAKER_OPEN_SECONDS": "2",
+    "SHOPMESH_PAYMENTS_LEASE_SECONDS": "15",
+    "SHOPMESH_PAYMENTS_RECONCILE_AFTER_SECONDS": "1",
+    "SHOPMESH_PAYMENTS_RECONCILE_INTERVAL_SECONDS": "0.5",
 }
 
 
@@ -50,6 +57,7 @@ TEST_EDGE_RATE_LIMITS = json.dumps(
             "notifications",
             "users.Login",
             "users.RegisterUser",
+            "payments.HandleStripeWebhook",
             "platform_api",
         )
     }

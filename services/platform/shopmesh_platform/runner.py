@@ -137,10 +137,12 @@ async def serve_with_postgres(
     *,
     jwks_source: Callable[[ServiceRuntime], JwksSource] | None = None,
     revocations: Callable[[asyncpg.Pool], RevocationCheck] | None = None,
+    background: Callable[[ServiceRuntime, asyncpg.Pool], Sequence[BackgroundTask]] | None = None,
 ) -> None:
     """Serve a PostgreSQL-backed service: health follows its database; its outbox is relayed.
 
     `revocations` replaces the Kafka-fed deny-list (the users service checks its own sessions).
+    `background` adds the service's own background tasks (e.g. the payments reconciler).
     """
     runtime = ServiceRuntime(service, env)
     database = PostgresConfig.from_env(env)
@@ -156,6 +158,8 @@ async def serve_with_postgres(
                 service, store, kafka=runtime.kafka, catalog=TopicCatalog.load(), registry=registry
             ).run()
 
-        await runtime.serve(bindings(runtime, pool), PostgresReadiness(pool), verifier, background=[relay])
+        services = bindings(runtime, pool)
+        extra = background(runtime, pool) if background else ()
+        await runtime.serve(services, PostgresReadiness(pool), verifier, background=[relay, *extra])
     finally:
         await pool.close()
