@@ -163,7 +163,8 @@ def test_database_statuses_mirror_the_contract() -> None:
     check = re.search(r"status IN \(([^)]*)\)", sql[sql.index("payments_status_known") :])
     assert check is not None
     stored = {value.strip().strip("'") for value in check.group(1).split(",")}
-    contract = {name.removeprefix("PAYMENT_STATUS_") for name in pb.PaymentStatus.keys()} - {"UNSPECIFIED"}
+    names = pb.PaymentStatus.DESCRIPTOR.values_by_name
+    contract = {name.removeprefix("PAYMENT_STATUS_") for name in names} - {"UNSPECIFIED"}
     assert stored == contract == {status.value for status in PaymentStatus}
 
 

@@ -128,7 +128,9 @@ class StripeGateway:
     async def confirm_intent(self, intent_id: str, *, idempotency_key: str) -> IntentState:
         confirmed = await self._call(
             "confirm_intent",
-            lambda: self._client.v1.payment_intents.confirm_async(intent_id, options={"idempotency_key": idempotency_key}),
+            lambda: self._client.v1.payment_intents.confirm_async(
+                intent_id, options={"idempotency_key": idempotency_key}
+            ),
         )
         return intent_state(_as_dict(confirmed))
 
