@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import replace
@@ -37,6 +38,10 @@ if TYPE_CHECKING:
 LOCALSTRIPE_API_KEY = "sk_test_shopmesh_local"
 # Demo data per service (`<service>.sql`), loaded after the migrations by the local stack only.
 DEMO_DATA = Path(__file__).with_name("data")
+# The secret localstripe signs webhooks with (local only; production's comes from Stripe).
+LOCALSTRIPE_WEBHOOK_SECRET = "whsec_shopmesh_local"
+LOCALSTRIPE_WEBHOOK_ID = "shopmesh"
+WEBHOOK_PATH = "/api/v1/webhooks/stripe"
 
 
 def port_open(port: int) -> bool:
@@ -262,6 +267,7 @@ class LocalStripe(Component):
 
     name = "localstripe"
     api_key = LOCALSTRIPE_API_KEY
+    webhook_secret = LOCALSTRIPE_WEBHOOK_SECRET
 
     @property
     def port(self) -> int:
@@ -292,6 +298,21 @@ class LocalStripe(Component):
         )
         with urllib.request.urlopen(request, timeout=2) as response:
             return bool(response.status == 200)
+
+    def provision(self) -> None:
+        """Register the edge's webhook URL and signing secret (localstripe keeps them in memory only).
+
+        Envoy starts later; localstripe calls the URL only when an event happens.
+        """
+        body = urllib.parse.urlencode(
+            {"url": self.settings.edge_url + WEBHOOK_PATH, "secret": self.webhook_secret}
+        ).encode()
+        request = urllib.request.Request(
+            f"{self.api_base}/_config/webhooks/{LOCALSTRIPE_WEBHOOK_ID}", data=body, method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            if response.status != 200:
+                raise RuntimeError(f"localstripe: registering the webhook answered HTTP {response.status}")
 
 
 class Service(Component):

@@ -55,6 +55,7 @@ class Stack:
             "SHOPMESH_KAFKA_BOOTSTRAP": self.kafka.bootstrap,
             "SHOPMESH_STRIPE_API_BASE": self.localstripe.api_base,
             "SHOPMESH_STRIPE_API_KEY": self.localstripe.api_key,
+            "SHOPMESH_STRIPE_WEBHOOK_SECRET": self.localstripe.webhook_secret,
             "SHOPMESH_JWT_ISSUER": settings.jwt_issuer,
             "SHOPMESH_JWT_AUDIENCE": settings.jwt_audience,
             "SHOPMESH_JWKS_REFRESH_SECONDS": f"{settings.jwks_refresh_seconds:g}",

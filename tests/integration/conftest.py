@@ -43,6 +43,13 @@ TEST_SERVICE_ENV = {
     # grace, so an expired order's release (reason reservation_expired) shows it was not reaped.
     "SHOPMESH_ORDERS_EXPIRY_SECONDS": "15",
     "SHOPMESH_ORDERS_EXPIRY_SCAN_SECONDS": "0.5",
+    # Payments: a breaker that opens and probes within seconds, a quick reconciler.
+    "SHOPMESH_STRIPE_TIMEOUT_SECONDS": "3",
+    "SHOPMESH_STRIPE_BREAKER_FAILURES": "3",
+    "SHOPMESH_STRIPE_BREAKER_OPEN_SECONDS": "2",
+    "SHOPMESH_PAYMENTS_LEASE_SECONDS": "15",
+    "SHOPMESH_PAYMENTS_RECONCILE_AFTER_SECONDS": "1",
+    "SHOPMESH_PAYMENTS_RECONCILE_INTERVAL_SECONDS": "0.5",
 }
 
 

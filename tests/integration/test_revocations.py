@@ -56,11 +56,12 @@ USER_CALLS: dict[str, Callable[[grpc.Channel, Any], Any]] = {
     ),
 }
 # What each answers a customer whose token it accepts, i.e. past authentication:
-# users and orders serve GetMe and ListOrders, CreateProduct needs the admin role, the rest is not built yet.
+# users and orders serve GetMe and ListOrders, CreateProduct needs the admin role, payments
+# knows no such payment (NOT_FOUND), the rest is not built yet.
 ACCEPTED = {
     "users": grpc.StatusCode.OK,
     "orders": grpc.StatusCode.OK,
-    "payments": grpc.StatusCode.UNIMPLEMENTED,
+    "payments": grpc.StatusCode.NOT_FOUND,
     "inventory": grpc.StatusCode.PERMISSION_DENIED,
     "notifications": grpc.StatusCode.UNIMPLEMENTED,
 }
@@ -68,7 +69,7 @@ ACCEPTED = {
 EDGE_CALLS = {
     "users": ("GET", "/api/v1/users/me", None, 200),
     "orders": ("GET", "/api/v1/orders", None, 200),
-    "payments": ("GET", f"/api/v1/payments/{SOME_ID}", None, 501),
+    "payments": ("GET", f"/api/v1/payments/{SOME_ID}", None, 404),
     "inventory": ("POST", "/api/v1/products", "{}", 403),
     "notifications": ("GET", "/api/v1/notifications", None, 501),
 }
