@@ -6,7 +6,8 @@ passed through) on the same port. The REST mapping comes from the protos'
 `google.api.http` rules, never from here.
 
 Filter order: header_mutation (security headers on every answer, Envoy's own
-replies included; no `server` header) -> buffer (413 above the body limit,
+replies included; no `server` header; request headers gRPC cannot carry are
+dropped) -> buffer (413 above the body limit,
 counted on the body the client sent: after transcoding it would be the smaller
 protobuf) -> transcoder (every later filter sees the gRPC path and route) -> CORS
 (answers preflights before anything asks for a token) -> jwt_authn (`user`
@@ -16,7 +17,8 @@ anonymous ones; a minute and an hour bucket each) -> router.
 
 Routes are per method (exact gRPC path) with the method's timeout and the
 `X-API-Version` / `X-Service-Name` response headers; `internal` methods get no
-route. `/healthz` answers at the edge. In the profiles where mesh.yaml's
+route. `/healthz` answers at the edge. A malformed `grpc-timeout` or `grpc-encoding`
+is refused first (INVALID_ARGUMENT; REST: 400). In the profiles where mesh.yaml's
 `edge.platform_api` allows it, health checks and reflection go to the service
 named by `x-shopmesh-service` (default: `edge.default_service`; each service
 reflects only its own API), behind a per-address budget and a circuit breaker capping the open calls
@@ -307,6 +309,50 @@ def unknown_grpc_route() -> dict[str, Any]:
     }
 
 
+# gRPC protocol headers a client may send, and the values a gRPC server accepts. The
+# services' gRPC library fails a call with INTERNAL on any other value, before our code
+# runs; the edge refuses it itself: INVALID_ARGUMENT (REST: 400).
+GRPC_HEADER_GRAMMAR = {
+    "grpc-timeout": "[0-9]{1,8}[HMSmun]",
+    "grpc-encoding": "identity|gzip|deflate",
+}
+
+
+def malformed_grpc_header_routes() -> list[dict[str, Any]]:
+    """First routes: a request whose GRPC_HEADER_GRAMMAR header has another value is refused."""
+    table: list[dict[str, Any]] = []
+    for header, grammar in GRPC_HEADER_GRAMMAR.items():
+        malformed = [
+            {"name": header, "present_match": True},
+            {"name": header, "string_match": {"safe_regex": {"regex": grammar}}, "invert_match": True},
+        ]
+        message = f"malformed {header} header"
+        table.append(
+            {
+                "name": f"malformed-{header}-grpc",
+                "match": {
+                    "prefix": "/",
+                    "headers": [{"name": "content-type", "string_match": {"prefix": "application/grpc"}}, *malformed],
+                },
+                "direct_response": {"status": 200},
+                "response_headers_to_add": [
+                    _header("content-type", "application/grpc"),
+                    _header("grpc-status", "3"),
+                    _header("grpc-message", message),
+                ],
+                "typed_per_filter_config": NO_BUFFER,
+            }
+        )
+        table.append(
+            {
+                "name": f"malformed-{header}",
+                "match": {"prefix": "/", "headers": malformed},
+                "direct_response": {"status": 400, "body": {"inline_string": message}},
+            }
+        )
+    return table
+
+
 def platform_cluster_name(service: str) -> str:
     return f"{service}_platform"
 
@@ -376,12 +422,13 @@ def routes(
     mesh: MeshDeclaration, policy: EdgePolicy, *, platform_api: bool, openapi_document: Path | None = None
 ) -> list[dict[str, Any]]:
     table: list[dict[str, Any]] = [
+        *malformed_grpc_header_routes(),
         {
             "name": "healthz",
             "match": {"path": "/healthz"},
             "direct_response": {"status": 200, "body": {"inline_string": "ok\n"}},
             "response_headers_to_add": [_header("x-api-version", policy.api_version)],
-        }
+        },
     ]
     if openapi_document is not None:
         table.append(openapi_route(openapi_document, policy))
@@ -673,8 +720,27 @@ def admin_cluster(socket_path: Path) -> dict[str, Any]:
     }
 
 
+# Client headers the services' gRPC servers would refuse as metadata: a name outside
+# gRPC's alphabet (`a+b`), or a binary (`-bin`) value that may not be base64. gRPC
+# fails such a call with INTERNAL before any of our code runs, so the edge drops them
+# (none carries anything a service reads). Names arrive lower-cased; pseudo-headers
+# (`:path`) are in the alphabet.
+UNTRANSPORTABLE_REQUEST_HEADERS = (".*[^0-9a-z_.:-].*", ".*-bin")
+
+
+def request_header_hygiene() -> list[dict[str, Any]]:
+    """Request mutations dropping the headers of UNTRANSPORTABLE_REQUEST_HEADERS."""
+    return [
+        {"remove_on_match": {"key_matcher": {"safe_regex": {"regex": pattern}}}}
+        for pattern in UNTRANSPORTABLE_REQUEST_HEADERS
+    ]
+
+
 def security_headers() -> dict[str, Any]:
-    """First in the chain, so Envoy's own replies (401, 429, 413...) pass it too."""
+    """First in the chain, so Envoy's own replies (401, 429, 413...) pass it too.
+
+    It also drops request headers no gRPC server accepts (request_header_hygiene).
+    """
     # nosniff always; a service may set its own caching for a public, cacheable answer.
     actions = {"x-content-type-options": "OVERWRITE_IF_EXISTS_OR_ADD", "cache-control": "ADD_IF_ABSENT"}
     add = [
@@ -685,7 +751,10 @@ def security_headers() -> dict[str, Any]:
         "name": "envoy.filters.http.header_mutation",
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
-            "mutations": {"response_mutations": [*add, {"remove": "server"}]},
+            "mutations": {
+                "request_mutations": request_header_hygiene(),
+                "response_mutations": [*add, {"remove": "server"}],
+            },
         },
     }
 

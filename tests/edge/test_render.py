@@ -141,6 +141,25 @@ def test_security_headers_come_first_and_drop_the_server_header(tmp_path: Path) 
     assert hcm["server_header_transformation"] == "PASS_THROUGH"
 
 
+def test_request_headers_grpc_cannot_carry_are_dropped_and_malformed_protocol_headers_refused(
+    tmp_path: Path,
+) -> None:
+    hcm = connection_manager(render(load_mesh(), settings(tmp_path)), "edge")
+    request_mutations = hcm["http_filters"][0]["typed_config"]["mutations"]["request_mutations"]
+    patterns = [m["remove_on_match"]["key_matcher"]["safe_regex"]["regex"] for m in request_mutations]
+    assert patterns == [".*[^0-9a-z_.:-].*", ".*-bin"]
+    first_routes = hcm["route_config"]["virtual_hosts"][0]["routes"][:4]
+    assert [r["name"] for r in first_routes] == [
+        "malformed-grpc-timeout-grpc",
+        "malformed-grpc-timeout",
+        "malformed-grpc-encoding-grpc",
+        "malformed-grpc-encoding",
+    ]
+    assert first_routes[1]["direct_response"]["status"] == 400
+    grpc_status = {h["header"]["key"]: h["header"]["value"] for h in first_routes[0]["response_headers_to_add"]}
+    assert grpc_status["grpc-status"] == "3"
+
+
 def test_platform_api_declaration_is_checked() -> None:
     assert PlatformApi.parse({}).profiles == ("developer",)
     with pytest.raises(MeshDeclarationError, match="profiles"):
