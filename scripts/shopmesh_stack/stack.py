@@ -1,7 +1,7 @@
 """One stack instance: start everything in order, report, stop, wipe.
 
 Start order: PostgreSQL (then databases and migrations), Kafka (then topics),
-FerretDB, localstripe, the five services, and Envoy last. Each is awaited with a
+FerretDB, localstripe, Mailpit, the five services, and Envoy last. Each is awaited with a
 deadline (services: health SERVING, and `up` also waits until their revocation
 deny-lists are replayed, so user calls are answered when it returns); a failure
 names the component and its log file. `down` stops in reverse order, by pid, and
@@ -22,6 +22,7 @@ from shopmesh_stack.components import (
     FerretDB,
     Kafka,
     LocalStripe,
+    Mailpit,
     Postgres,
     Service,
 )
@@ -50,6 +51,7 @@ class Stack:
         self.kafka = Kafka(settings, self.installed)
         self.ferretdb = FerretDB(settings, self.installed, self.postgres)
         self.localstripe = LocalStripe(settings, self.installed)
+        self.mailpit = Mailpit(settings, self.installed)
         shared_env = {
             "SHOPMESH_KAFKA_BOOTSTRAP": self.kafka.bootstrap,
             "SHOPMESH_STRIPE_API_BASE": self.localstripe.api_base,
@@ -59,7 +61,9 @@ class Stack:
             "SHOPMESH_JWKS_REFRESH_SECONDS": f"{settings.jwks_refresh_seconds:g}",
         }
         self.services = {
-            name: Service(settings, self.installed, name, {**shared_env, **self._database_env(name)})
+            name: Service(
+                settings, self.installed, name, {**shared_env, **self._database_env(name), **self._mail_env(name)}
+            )
             for name in SERVICES_ORDER
         }
         self.edge = Edge(settings, self.installed)
@@ -73,6 +77,11 @@ class Stack:
             env["SHOPMESH_JWT_KEY_DIR"] = str(self.settings.data_dir / "users" / "jwt-keys")
         return env
 
+    def _mail_env(self, service: str) -> dict[str, str]:
+        if service != "notifications":
+            return {}
+        return {"SHOPMESH_SMTP_HOST": "127.0.0.1", "SHOPMESH_SMTP_PORT": str(self.settings.ports.mailpit_smtp)}
+
     @property
     def components(self) -> list[Component]:
         # The renewer first: the certificates stay current whatever else is slow to start.
@@ -82,6 +91,7 @@ class Stack:
             self.kafka,
             self.ferretdb,
             self.localstripe,
+            self.mailpit,
             *self.services.values(),
             self.edge,
         ]
