@@ -36,6 +36,10 @@ TEST_SERVICE_ENV = {
     # A reservation whose order is never seen is released after this long (test_inventory's orphan test).
     "SHOPMESH_INVENTORY_ORPHAN_GRACE_SECONDS": "4",
     "SHOPMESH_INVENTORY_REAPER_INTERVAL_SECONDS": "0.5",
+    # Mails wait at most a second between attempts while Mailpit is down (test_notifications).
+    "SHOPMESH_MAIL_POLL_SECONDS": "0.2",
+    "SHOPMESH_MAIL_RETRY_INITIAL_SECONDS": "0.2",
+    "SHOPMESH_MAIL_RETRY_MAX_SECONDS": "1",
 }
 
 
