@@ -17,7 +17,11 @@ anonymous ones; a minute and an hour bucket each) -> router.
 
 Routes are per method (exact gRPC path) with the method's timeout and the
 `X-API-Version` / `X-Service-Name` response headers; `internal` methods get no
-route. `/healthz` answers at the edge. A malformed `grpc-timeout` or `grpc-encoding`
+route. A server-streaming method (from the contracts' descriptor set, e.g.
+WatchNotifications) has neither a request timeout nor a stream idle timeout: it
+lives until the client leaves or the service ends it (on token expiry, at the
+latest); each stream it opens counts against the caller's budget, like a call.
+`/healthz` answers at the edge. A malformed `grpc-timeout` or `grpc-encoding`
 is refused first (INVALID_ARGUMENT; REST: 400). In the profiles where mesh.yaml's
 `edge.platform_api` allows it, health checks and reflection go to the service
 named by `x-shopmesh-service` (default: `edge.default_service`; each service
@@ -36,10 +40,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
+from google.protobuf import descriptor_pb2
 
 from shopmesh_edge.policy import PLATFORM_API, EdgePolicy
 from shopmesh_platform.mesh import AccessClass, MeshDeclaration, MeshDeclarationError, MethodDecl
@@ -66,6 +72,21 @@ WINDOWS = {"minute": 60, "hour": 3600}
 OPENAPI_PATH = "/api/v1/openapi.json"
 # Envoy refuses a direct_response body above this (its default is 4 KiB).
 MAX_DIRECT_RESPONSE_BYTES = 4 * 1024 * 1024
+# The contracts as `make gen` builds them: which methods stream (read here, not by Envoy).
+CONTRACTS = Path(__file__).resolve().parents[2] / "gen" / "descriptors" / "shopmesh.binpb"
+
+
+@cache
+def server_streaming_paths(descriptor_set: Path = CONTRACTS) -> frozenset[str]:
+    """The gRPC paths (`/package.Service/Method`) of every server-streaming method of the contracts."""
+    files = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set.read_bytes()).file
+    return frozenset(
+        f"/{file.package}.{service.name}/{method.name}"
+        for file in files
+        for service in file.service
+        for method in service.method
+        if method.server_streaming
+    )
 
 
 @dataclass(frozen=True)
@@ -257,10 +278,14 @@ def _rate_limit_class(policy: EdgePolicy, method: MethodDecl) -> str:
 
 
 def method_route(method: MethodDecl, policy: EdgePolicy) -> dict[str, Any]:
+    action: dict[str, Any] = {"cluster": method.service, "timeout": _seconds(method.timeout_seconds)}
+    if method.path in server_streaming_paths():
+        # A stream waits for events: no deadline, no idle cut; the service bounds its life.
+        action = {"cluster": method.service, "timeout": "0s", "idle_timeout": "0s"}
     route: dict[str, Any] = {
         "name": f"{method.service}.{method.name}",
         "match": {"path": method.path},
-        "route": {"cluster": method.service, "timeout": _seconds(method.timeout_seconds)},
+        "route": action,
         "metadata": {"filter_metadata": {EDGE_METADATA: {"rl_class": _rate_limit_class(policy, method)}}},
         "response_headers_to_add": [
             _header("x-api-version", policy.api_version),

@@ -36,6 +36,7 @@ shopmesh is up. Edge (REST and gRPC): {edge}   profile: {stack.edge.profile}
   curl -s {edge}/api/v1/products
   {through_edge}{grpcurl} {direct} -d '{{"service": ""}}' 127.0.0.1:{ports.grpc(example)} grpc.health.v1.Health/Check
 Edge metrics: http://127.0.0.1:{ports.edge_metrics}/stats/prometheus   (Envoy admin: {stack.edge.admin_socket})
+Mail (Mailpit UI and API): {stack.mailpit.ui_url}   SMTP: 127.0.0.1:{ports.mailpit_smtp}
 Logs: {stack.settings.log_dir}   Status: make status   Stop: make down"""
     )
 

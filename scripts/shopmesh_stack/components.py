@@ -315,6 +315,45 @@ class LocalStripe(Component):
                 raise RuntimeError(f"localstripe: registering the webhook answered HTTP {response.status}")
 
 
+class Mailpit(Component):
+    """Mailpit: the SMTP server notifications sends to, with a web UI and an HTTP API on a second port.
+
+    Its messages persist in the data directory (by default it forgets them on exit)
+    and are never pruned (by default it keeps only 500).
+    """
+
+    name = "mailpit"
+
+    @property
+    def port(self) -> int:
+        return self.settings.ports.mailpit_smtp
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.ports.mailpit_http}"
+
+    def argv(self) -> list[str]:
+        return [
+            str(self.installed.mailpit),
+            "--database",
+            str(self.settings.data_dir / "mailpit.db"),
+            "--max",
+            "0",
+            "--smtp",
+            f"127.0.0.1:{self.port}",
+            "--listen",
+            f"127.0.0.1:{self.settings.ports.mailpit_http}",
+            # No calls to GitHub asking for a newer release.
+            "--disable-version-check",
+        ]
+
+    def ready(self) -> bool:
+        if not port_open(self.port):
+            return False
+        with urllib.request.urlopen(f"{self.ui_url}/readyz", timeout=2) as response:
+            return bool(response.status == 200)
+
+
 class Service(Component):
     """One Python gRPC service of the mesh declaration."""
 

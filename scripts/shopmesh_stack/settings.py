@@ -70,6 +70,9 @@ class Ports:
     kafka: int = 9092
     kafka_controller: int = 9093
     localstripe: int = 8420
+    # Mailpit (the local SMTP server): SMTP, and its web UI and HTTP API.
+    mailpit_smtp: int = 1025
+    mailpit_http: int = 8025
 
     @staticmethod
     def component_names() -> tuple[str, ...]:

@@ -1,8 +1,8 @@
 """One stack instance: start everything in order, report, stop, wipe.
 
 Start order: PostgreSQL (then databases and migrations), Kafka (then topics),
-FerretDB, localstripe, the services of mesh/mesh.yaml in its order, and Envoy
-last. Each service gets the database its declaration names (`storage`). Each is awaited with a
+FerretDB, localstripe, Mailpit, the services of mesh/mesh.yaml in its order, and
+Envoy last. Each service gets the database its declaration names (`storage`). Each is awaited with a
 deadline (services: health SERVING, and `up` also waits until their revocation
 deny-lists are replayed, so user calls are answered when it returns); a failure
 names the component and its log file. `down` stops in reverse order, by pid, and
@@ -22,6 +22,7 @@ from shopmesh_stack.components import (
     FerretDB,
     Kafka,
     LocalStripe,
+    Mailpit,
     Postgres,
     Service,
 )
@@ -51,6 +52,7 @@ class Stack:
         self.kafka = Kafka(settings, self.installed)
         self.ferretdb = FerretDB(settings, self.installed, self.postgres)
         self.localstripe = LocalStripe(settings, self.installed)
+        self.mailpit = Mailpit(settings, self.installed)
         shared_env = {
             "SHOPMESH_KAFKA_BOOTSTRAP": self.kafka.bootstrap,
             "SHOPMESH_STRIPE_API_BASE": self.localstripe.api_base,
@@ -68,15 +70,21 @@ class Stack:
         self.renewer = CertificateRenewer(settings, self.installed)
 
     def _own_env(self, service: str) -> dict[str, str]:
-        """Its declared database, and a directory of its own for signing keys.
+        """Its declared database, a directory of its own for signing keys, the SMTP server.
 
-        Only the token issuer reads SHOPMESH_JWT_KEY_DIR; the others ignore it, so
-        no service has to be singled out here.
+        Only the token issuer reads SHOPMESH_JWT_KEY_DIR and only a mailing service
+        the SMTP settings; the others ignore them, so no service is singled out here.
         """
         database = storage_env(
             self.settings.mesh.service(service), postgres_dsn=self.postgres.dsn, mongo_url=self.ferretdb.url
         )
-        return {**database, "SHOPMESH_JWT_KEY_DIR": str(self.settings.service_dir(service) / "jwt-keys")}
+        return {
+            **database,
+            "SHOPMESH_JWT_KEY_DIR": str(self.settings.service_dir(service) / "jwt-keys"),
+            # Only a service that sends mail reads these (the local SMTP server, Mailpit).
+            "SHOPMESH_SMTP_HOST": "127.0.0.1",
+            "SHOPMESH_SMTP_PORT": str(self.settings.ports.mailpit_smtp),
+        }
 
     @property
     def components(self) -> list[Component]:
@@ -87,6 +95,7 @@ class Stack:
             self.kafka,
             self.ferretdb,
             self.localstripe,
+            self.mailpit,
             *self.services.values(),
             self.edge,
         ]

@@ -18,6 +18,7 @@ from typing import Any, cast
 
 import pytest
 
+from shopmesh_edge.render import server_streaming_paths
 from shopmesh_platform.context import Caller
 from shopmesh_platform.errors import DomainError
 from shopmesh_platform.interceptors.auth import PLATFORM_SERVICE_PREFIXES, AuthInterceptor
@@ -296,7 +297,9 @@ def test_retries_only_for_idempotent_methods(mesh: MeshDeclaration) -> None:
             if method is None:
                 assert route["retries"] == {"attempts": 0}
                 continue
-            assert route["timeout"] == f"{method.timeout_seconds:g}s"
+            # A server stream has no timeout ("0s"): it lives until the client leaves.
+            streaming = method.path in server_streaming_paths()
+            assert route["timeout"] == ("0s" if streaming else f"{method.timeout_seconds:g}s"), method.path
             assert (route["retries"]["attempts"] > 0) == method.idempotent, method.path
     rules = {r["metadata"]["name"]: r["spec"]["trafficPolicy"] for r in load_objects("istio/destination-rules.yaml")}
     assert rules["users"]["loadBalancer"] == {"simple": "ROUND_ROBIN"}

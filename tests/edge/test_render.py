@@ -172,3 +172,17 @@ def test_platform_api_budget_can_be_overridden_per_instance() -> None:
     policy = load_edge_policy(rate_limit_overrides='{"platform_api": {"per_minute": 3}}')
     assert policy.budget(PLATFORM_API).per_minute == 3
     assert "platform_api" not in policy.service_budgets
+
+
+def test_a_server_streaming_route_has_no_timeouts_and_counts_against_the_callers_budget(tmp_path: Path) -> None:
+    config = render(load_mesh(), settings(tmp_path))
+    by_path = {r["match"].get("path"): r for r in routes_of(config)}
+    watch = by_path["/shopmesh.notification.v1.NotificationService/WatchNotifications"]
+    assert watch["route"] == {"cluster": "notifications", "timeout": "0s", "idle_timeout": "0s"}
+    # A user method: the stream needs a token, and opening it takes from the subject's budget.
+    assert watch["typed_per_filter_config"]["envoy.filters.http.jwt_authn"]["requirement_name"] == "user"
+    assert watch["metadata"]["filter_metadata"]["shopmesh.edge"]["rl_class"] == "user:notifications"
+    # Unary methods keep their declared deadline.
+    listing = by_path["/shopmesh.notification.v1.NotificationService/ListNotifications"]
+    assert listing["route"]["timeout"] == "5s"
+    assert "idle_timeout" not in listing["route"]

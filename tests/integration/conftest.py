@@ -50,6 +50,10 @@ TEST_SERVICE_ENV = {
     "SHOPMESH_PAYMENTS_LEASE_SECONDS": "15",
     "SHOPMESH_PAYMENTS_RECONCILE_AFTER_SECONDS": "1",
     "SHOPMESH_PAYMENTS_RECONCILE_INTERVAL_SECONDS": "0.5",
+    # Mails wait at most a second between attempts while Mailpit is down (test_notifications).
+    "SHOPMESH_MAIL_POLL_SECONDS": "0.2",
+    "SHOPMESH_MAIL_RETRY_INITIAL_SECONDS": "0.2",
+    "SHOPMESH_MAIL_RETRY_MAX_SECONDS": "1",
 }
 
 

@@ -35,7 +35,7 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -367,13 +367,17 @@ class Runtime:
         *,
         workers: Sequence[Worker] = (),
         prepare: Sequence[Preparing] = (),
+        on_drain: Sequence[Callable[[], Awaitable[None]]] = (),
         readiness: ReadinessProbe | None = None,
     ) -> None:
         """Serve `servicers`, run `consumers`, `workers`, relays and the revocation feed; return once drained.
 
         `prepare` (indexes, derived caches) runs first, retried until it succeeds; health
-        is NOT_SERVING until it has, and a MongoDB relay starts only then. `readiness`
-        is only for a store the runtime does not manage (the deprecated
+        is NOT_SERVING until it has, and a MongoDB relay starts only then.
+        `on_drain` callbacks run once health is NOT_SERVING, before in-flight calls get
+        their grace period: they end long-lived streams (which would otherwise hold the
+        drain for the whole grace period) so clients reconnect to another replica.
+        `readiness` is only for a store the runtime does not manage (the deprecated
         shopmesh_platform.runner shape); otherwise health follows the store's probe.
         """
         verifier = self._verifier if self._verifier is not None else self.auth
@@ -399,6 +403,7 @@ class Runtime:
             await self._stop_requested.wait()
             logger.info("stopping: health NOT_SERVING, then consumers, calls, relays")
             await server.stop_taking_calls()
+            await asyncio.gather(*(callback() for callback in on_drain))
             await asyncio.gather(*(consumer.stop() for consumer in consumers))
             await server.stop()
         finally:
