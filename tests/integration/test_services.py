@@ -70,13 +70,13 @@ def test_edge_health(stack: Stack) -> None:
     assert reply.body.strip() == b"ok"
 
 
-def test_rest_reaches_a_service_and_unimplemented_is_501(stack: Stack) -> None:
+def test_rest_reaches_a_service_and_its_status_maps_to_http(stack: Stack) -> None:
+    # (UNIMPLEMENTED -> 501 with reason NOT_IMPLEMENTED is a platform test: every method is built.)
     reply = http(stack, "POST", "/api/v1/webhooks/stripe", '{"id": "evt_1"}')
-    assert reply.status == 501, reply.body
+    assert reply.status == 400, reply.body
     body = reply.json()
-    assert body["code"] == 12  # UNIMPLEMENTED: the Python service answered, through the transcoder
-    assert "HandleStripeWebhook" in body["message"]
-    assert body["details"][0]["reason"] == "NOT_IMPLEMENTED"
+    assert body["code"] == 3  # INVALID_ARGUMENT: the payments service answered, through the transcoder
+    assert body["details"][0]["reason"] == "WEBHOOK_SIGNATURE_MISSING"
 
 
 def test_invalid_argument_is_400_with_field_violations(stack: Stack) -> None:

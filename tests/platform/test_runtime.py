@@ -93,7 +93,7 @@ async def test_consumers_read_only_declared_topics(tmp_path: Path, mesh_document
     runtime = runtime_for(tmp_path, mesh_document)
     with pytest.raises(ConfigError, match=r"inventory does not declare consuming \['payment-events'\]"):
         runtime.consumer("payments", Handlers(), topics=["payment-events"])
-    with pytest.raises(ConfigError, match="consumers need the PostgreSQL store"):
+    with pytest.raises(ConfigError, match="consumers need the service.s store"):
         runtime.consumer("orders", Handlers(), topics=["order-events"])
     await runtime.postgres()
     consumer = runtime.consumer("orders", Handlers(), topics=["order-events"])

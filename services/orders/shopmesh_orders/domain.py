@@ -219,6 +219,53 @@ class Orders:
         self._metrics.entered(OrderStatus.CANCELLED)
         return order
 
+    # The checkout: what payments reports (each call carries its event's cause; see payment_events)
+
+    async def confirm_paid(self, order_id: str, payment_id: str, *, cause: str) -> Order | None:
+        """PENDING -> CONFIRMED (OrderConfirmed); None when the order is no longer PENDING.
+
+        An order cancelled first (expired, or by its owner) stays CANCELLED: payments
+        refunds the payment once it learns of the cancellation. `AlreadyApplied` for a
+        redelivered cause.
+        """
+
+        def decide(current: Order | None) -> tuple[Order, OutboxEvent] | None:
+            if current is None or current.status is not OrderStatus.PENDING:
+                return None
+            confirmed = current.moved_to(OrderStatus.CONFIRMED, utc_now_ms())
+            return confirmed, events.order_confirmed(confirmed, payment_id)
+
+        order = await self._settle_checkout(order_id, decide, cause)
+        if order is not None:
+            self._metrics.entered(OrderStatus.CONFIRMED)
+        return order
+
+    async def cancel_unpaid(self, order_id: str, *, cause: str) -> Order | None:
+        """PENDING -> CANCELLED (`payment_failed`, OrderCancelled); None when it is no longer PENDING."""
+
+        def decide(current: Order | None) -> tuple[Order, OutboxEvent] | None:
+            if current is None or current.status is not OrderStatus.PENDING:
+                return None
+            cancelled = current.moved_to(
+                OrderStatus.CANCELLED, utc_now_ms(), cancellation_reason=rules.REASON_PAYMENT_FAILED
+            )
+            return cancelled, events.order_cancelled(cancelled, was_paid=False)
+
+        order = await self._settle_checkout(order_id, decide, cause)
+        if order is not None:
+            self._metrics.entered(OrderStatus.CANCELLED)
+        return order
+
+    async def _settle_checkout(self, order_id: str, decide: Decision, cause: str) -> Order | None:
+        try:
+            return await self._store.transition(order_id, decide, cause=cause)
+        except TransitionRefused:
+            return None
+        except AlreadyApplied:
+            # A crash after the insert may have left the cache behind: show the log's state, then report.
+            await self._store.refresh_cache(order_id)
+            raise
+
     async def expire(self, order_id: str) -> bool:
         """Cancel an unpaid order past its deadline (`reservation_expired`); False if it is not (any more)."""
 

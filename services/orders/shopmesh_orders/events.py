@@ -24,6 +24,19 @@ def order_created(order: Order) -> OutboxEvent:
     )
 
 
+def order_confirmed(order: Order, payment_id: str) -> OutboxEvent:
+    return outbox_event(
+        ORDER_EVENTS,
+        order.id,
+        events_pb2.OrderConfirmed(
+            occurred_at=timestamp(order.updated_at),
+            order_id=order.id,
+            user_id=order.user_id,
+            payment_id=payment_id,
+        ),
+    )
+
+
 def order_cancelled(order: Order, *, was_paid: bool) -> OutboxEvent:
     return outbox_event(
         ORDER_EVENTS,

@@ -22,6 +22,7 @@ ORDER_ID_NAMESPACE = uuid.UUID("6f1c2a4e-8d3b-5c7a-9e21-4b0d8f6a3c15")
 REASON_EXPIRED = "reservation_expired"
 REASON_OWNER = "cancelled_by_owner"
 REASON_ADMIN = "cancelled_by_admin"
+REASON_PAYMENT_FAILED = "payment_failed"
 
 # What an admin may do with UpdateOrderStatus; PENDING -> CONFIRMED belongs to the checkout.
 ADMIN_TRANSITIONS: frozenset[tuple[OrderStatus, OrderStatus]] = frozenset(

@@ -387,6 +387,32 @@ class Payments:
             return None
         return await self._refund(payment.id, 0, "order cancelled", cancelled_order_refund_request(order_id))
 
+    async def record_cancelled_order(self, connection: asyncpg.Connection, order_id: str, reason: str) -> bool:
+        """Remember (in the caller's transaction) that the order was cancelled; False if known already.
+
+        A payment of it that succeeds later is refunded by the reconciler's sweep
+        (`refund_paid_cancelled_orders`).
+        """
+        return await store.record_cancelled_order(
+            connection, order_id, cancelled_order_refund_request(order_id), reason
+        )
+
+    async def refund_paid_cancelled_orders(self, limit: int = 20) -> int:
+        """Refund the paid payments of orders known cancelled that have no cancellation refund yet."""
+        async with self._pool.acquire() as connection:
+            order_ids = await store.paid_cancelled_orders_without_refund(connection, limit)
+        for order_id in order_ids:
+            try:
+                await self.refund_for_cancelled_order(order_id)
+            except Unavailable:
+                logger.info("refunding a cancelled order waits for the provider", extra={"order_id": order_id})
+            except FailedPrecondition as refused:
+                # Declined by the provider: the refund row records it; an admin takes over.
+                logger.warning(
+                    "refund of a cancelled order refused", extra={"order_id": order_id, "reason": refused.reason}
+                )
+        return len(order_ids)
+
     async def _refund(self, payment_id: str, amount_minor: int, reason: str | None, request_id: str) -> PaymentRecord:
         claimed: RefundRecord | None
         async with self._pool.acquire() as connection, connection.transaction():
@@ -548,7 +574,8 @@ class Payments:
     # The reconciler's pass
 
     async def reconcile_once(self, limit: int = 20) -> int:
-        """Re-read from Stripe the unsettled payments and pending refunds nobody holds; returns how many."""
+        """Re-read from Stripe the unsettled payments and pending refunds nobody holds, and refund
+        the paid payments of cancelled orders; returns how many were handled."""
         async with self._pool.acquire() as connection:
             payments = await store.claim_due(connection, self._settings.lease_seconds, limit)
             refunds = await store.claim_due_refunds(connection, self._settings.lease_seconds, limit)
@@ -565,7 +592,8 @@ class Payments:
                 await self.drive_refund(owner, refund, fresh=False)
             except Unavailable:
                 logger.info("reconciling a refund waits for the provider", extra={"refund_id": refund.id})
-        return len(payments) + len(refunds)
+        late = await self.refund_paid_cancelled_orders(limit)
+        return len(payments) + len(refunds) + late
 
 
 def _is_uuid(value: str) -> bool:

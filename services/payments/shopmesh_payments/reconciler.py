@@ -4,7 +4,9 @@ webhook or a crash mid-payment never leaves a payment (or refund) pending.
 Every `interval_seconds` it takes the unsettled payments and pending refunds
 nobody holds (their holder's lease expired, or the holder let go and asked for a
 recheck after `reconcile_after_seconds`) and drives them like the API would,
-applying the outcome once.
+applying the outcome once; and it refunds the paid payments of orders known
+cancelled that have no cancellation refund yet (a payment that succeeded after
+its order was cancelled, or a refund the provider could not take then).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import asyncpg
 
-from shopmesh_payments.records import UNSETTLED, PaymentRecord, PaymentStatus, RefundRecord
+from shopmesh_payments.records import PAID, UNSETTLED, PaymentRecord, PaymentStatus, RefundRecord
 
 ORDER_UNIQUE = "payments_order_unique"
 _UNSETTLED = [status.value for status in UNSETTLED]
@@ -359,3 +359,30 @@ async def mark_event_processed(connection: asyncpg.Connection, event_id: str, ev
         event_type,
     )
     return bool(inserted)
+
+
+async def record_cancelled_order(
+    connection: asyncpg.Connection, order_id: str, refund_request_id: str, reason: str
+) -> bool:
+    """Remember that the order was cancelled; False when it was known already."""
+    inserted = await connection.fetchval(
+        """INSERT INTO cancelled_orders (order_id, refund_request_id, reason) VALUES ($1, $2, $3)
+           ON CONFLICT (order_id) DO NOTHING RETURNING true""",
+        uuid.UUID(order_id),
+        uuid.UUID(refund_request_id),
+        reason,
+    )
+    return bool(inserted)
+
+
+async def paid_cancelled_orders_without_refund(connection: asyncpg.Connection, limit: int) -> list[str]:
+    """Orders known cancelled whose payment is paid and has no cancellation refund yet."""
+    rows = await connection.fetch(
+        """SELECT p.order_id FROM payments p JOIN cancelled_orders c ON c.order_id = p.order_id
+           WHERE p.status = ANY($1::text[])
+             AND NOT EXISTS (SELECT 1 FROM refunds r WHERE r.request_id = c.refund_request_id)
+           ORDER BY c.recorded_at LIMIT $2""",
+        [status.value for status in PAID],
+        limit,
+    )
+    return [str(row["order_id"]) for row in rows]

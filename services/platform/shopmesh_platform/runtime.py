@@ -51,6 +51,7 @@ from shopmesh_platform.auth.revocations import RevocationList
 from shopmesh_platform.auth.tokens import JwtVerifier, RevocationCheck, TokenConfig
 from shopmesh_platform.channel import create_channel
 from shopmesh_platform.config import ConfigError, PlatformConfig
+from shopmesh_platform.docstore.inbox import CauseInbox
 from shopmesh_platform.docstore.lease import SlotLease
 from shopmesh_platform.docstore.outbox import MongoOutboxStore
 from shopmesh_platform.docstore.relay import MongoRelay
@@ -64,7 +65,7 @@ from shopmesh_platform.events.consumer import (
     Handlers,
     consumer_group,
 )
-from shopmesh_platform.events.inbox import PostgresInbox
+from shopmesh_platform.events.inbox import Inbox, PostgresInbox
 from shopmesh_platform.events.outbox import PostgresOutboxStore
 from shopmesh_platform.events.relay import OutboxRelay
 from shopmesh_platform.events.topics import TopicCatalog
@@ -293,15 +294,23 @@ class Runtime:
         """An idempotent consumer in group `<service>.<name>` over the store's inbox.
 
         `topics` default to every topic the service declares it consumes; each must be declared.
+        PostgreSQL: the handlers get the inbox transaction's connection (effect and inbox
+        row commit together). MongoDB: the handlers get the cause `<group>:<event id>` and
+        must make their effect a transition with that cause (`docstore.CauseInbox`): the
+        transition's unique cause is the inbox, and nothing else guards against redelivery.
         """
         declared = self.declaration.consumes
         chosen = tuple(sorted(declared) if topics is None else topics)
         undeclared = sorted(set(chosen) - declared)
         if undeclared or not chosen:
             raise ConfigError(f"mesh.yaml: {self.service} does not declare consuming {undeclared or 'any topic'}")
-        if not isinstance(self._store, PostgresStore):
-            # The MongoDB inbox (an insert of `<consumer>:<event id>`) is not built yet.
-            raise ConfigError(f"{self.service}: consumers need the PostgreSQL store (call postgres() first)")
+        inbox: Inbox[Any]
+        if isinstance(self._store, PostgresStore):
+            inbox = self._store.inbox()
+        elif isinstance(self._store, MongoStore):
+            inbox = CauseInbox()
+        else:
+            raise ConfigError(f"{self.service}: consumers need the service's store (call postgres() or mongo() first)")
         settings = ConsumerSettings(group=consumer_group(self.service, name), topics=chosen)
         if retry is not None:
             settings = ConsumerSettings(group=settings.group, topics=chosen, retry=retry)
@@ -309,7 +318,7 @@ class Runtime:
             self.kafka,
             settings=settings,
             handlers=handlers,
-            inbox=self._store.inbox(),
+            inbox=inbox,
             catalog=self.catalog,
             metrics=self._consumer_metrics,
         )
@@ -350,7 +359,7 @@ class Runtime:
                     backoff = min(backoff * 2, max_backoff)
         self._prepared.set()
 
-    async def _relay_when_prepared(self, relay: Worker) -> None:
+    async def _run_when_prepared(self, relay: Worker | Consumer) -> None:
         await self._prepared.wait()
         await relay.run()
 
@@ -373,7 +382,7 @@ class Runtime:
         """Serve `servicers`, run `consumers`, `workers`, relays and the revocation feed; return once drained.
 
         `prepare` (indexes, derived caches) runs first, retried until it succeeds; health
-        is NOT_SERVING until it has, and a MongoDB relay starts only then.
+        is NOT_SERVING until it has, and relays and consumers start only then.
         `on_drain` callbacks run once health is NOT_SERVING, before in-flight calls get
         their grace period: they end long-lived streams (which would otherwise hold the
         drain for the whole grace period) so clients reconnect to another replica.
@@ -394,11 +403,12 @@ class Runtime:
                 background.append(asyncio.create_task(self._feed.run(), name="revocation-feed"))
             relays, relay_parts = self._relays()
             background.append(asyncio.create_task(self._prepare([*relay_parts, *prepare]), name="prepare"))
-            background += [
-                asyncio.create_task(self._relay_when_prepared(relay), name="outbox-relay") for relay in relays
-            ]
+            background += [asyncio.create_task(self._run_when_prepared(relay), name="outbox-relay") for relay in relays]
             background += [asyncio.create_task(worker.run(), name=type(worker).__name__) for worker in workers]
-            consuming = [asyncio.create_task(consumer.run(), name="consumer") for consumer in consumers]
+            # Consumers too wait for the store's preparation: a MongoDB consumer's inbox is a unique index.
+            consuming = [
+                asyncio.create_task(self._run_when_prepared(consumer), name="consumer") for consumer in consumers
+            ]
             await server.start()
             await self._stop_requested.wait()
             logger.info("stopping: health NOT_SERVING, then consumers, calls, relays")

@@ -1,10 +1,6 @@
-"""PENDING: CreatePayment end to end over REST, against the real orders service.
-
-NOT COLLECTED (the file name does not match test_*.py) until the orders service is
-built: today orders answers UNIMPLEMENTED, so every CreatePayment is UNAVAILABLE.
-To enable: rename to test_checkout_payments.py (and extend with the saga tests of
-issue 13 once the consumers exist). The same rules are tested today against a fake
-OrderLookup in test_payments_domain.py.
+"""CreatePayment end to end over REST, against the real orders service: success, a
+declined card, refusals that charge nothing, one PaymentIntent per order. What the
+payment then does to the order (the saga) is tested in test_checkout.py.
 """
 
 from __future__ import annotations
