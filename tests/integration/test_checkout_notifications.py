@@ -1,8 +1,4 @@
-"""PENDING (not collected: the name does not match test_*.py): the checkout end to end, for notifications.
-
-Enable once orders and payments publish their events (rename to
-test_checkout_notifications.py). Until then test_notifications.py produces the
-same events on the real topics itself.
+"""The checkout end to end, for notifications.
 
 A real checkout through the edge (register, order, pay with `pm_card_visa`)
 must give exactly: welcome, order placed, order confirmed, once each; after
