@@ -224,12 +224,11 @@ def test_a_topic_declared_only_in_the_topics_document_reaches_the_stack_and_the_
     # Without the topics document the declaration names an unknown topic: refused.
     with pytest.raises(ConfigError, match="review-events"):
         StackSettings.from_env({"SHOPMESH_MESH_FILE": str(mesh_file)})
-    settings = StackSettings.from_env(
-        {"SHOPMESH_MESH_FILE": str(mesh_file), "SHOPMESH_TOPICS_FILE": str(topics_file)}
-    )
+    settings = StackSettings.from_env({"SHOPMESH_MESH_FILE": str(mesh_file), "SHOPMESH_TOPICS_FILE": str(topics_file)})
     assert settings.mesh.service(EXTRA).publishes == frozenset({"review-events"})
     assert settings.topics_file == topics_file.resolve()
-    assert all(s.env()["SHOPMESH_TOPICS_FILE"] == str(topics_file.resolve()) for s in stack_of(settings).services.values())
+    services = stack_of(settings).services.values()
+    assert all(s.env()["SHOPMESH_TOPICS_FILE"] == str(topics_file.resolve()) for s in services)
 
 
 def test_a_service_without_migrations_of_its_own_gets_the_platforms_only_in_the_stack(tmp_path: Path) -> None:
