@@ -229,7 +229,8 @@ class Postgres(Component):
         import asyncpg
 
         # One database per PostgreSQL service, as mesh.yaml declares it; its migrations
-        # are migrations/platform then migrations/<service>.
+        # are migrations/platform then migrations/<service> (if it has any: a service only
+        # a declaration names gets the platform's tables).
         databases = postgres_databases(self.settings.mesh)
         connection = await asyncpg.connect(self.dsn("postgres"))
         try:
@@ -240,7 +241,7 @@ class Postgres(Component):
         finally:
             await connection.close()
         for service, database in databases.items():
-            applied = await migrate(self.dsn(database), service)
+            applied = await migrate(self.dsn(database), service, own_required=False)
             for name in applied:
                 print(f"    migrated {service}: {name}", flush=True)
         for service, database in databases.items():
@@ -385,6 +386,7 @@ class Service(Component):
             "SHOPMESH_METRICS_PORT": str(ports.metrics(self.name)),
             # The instance's declaration: the service checks its callers and finds its peers by it.
             "SHOPMESH_MESH_FILE": str(self.settings.mesh_file),
+            "SHOPMESH_TOPICS_FILE": str(self.settings.topics_file),
             **{address_variable(other): f"127.0.0.1:{ports.grpc(other)}" for other in self.settings.services},
             **self._tls_env(),
             **self.settings.service_env,
@@ -518,7 +520,7 @@ class Kafka(Component):
         from shopmesh_platform.events.topics import load_topic_specs
         from shopmesh_stack.topics import create_topics
 
-        created = asyncio.run(create_topics(self.bootstrap, load_topic_specs(), replication=1))
+        created = asyncio.run(create_topics(self.bootstrap, load_topic_specs(self.settings.topics_file), replication=1))
         for name in created:
             print(f"    created topic {name}", flush=True)
 

@@ -2,7 +2,8 @@
 
 `make up` uses `StackSettings.from_env()`: the data directory `.stack/` in the
 clone (SHOPMESH_DATA_DIR), the install cache `~/.cache/shopmesh` (SHOPMESH_CACHE),
-the mesh declaration (SHOPMESH_MESH_FILE, default mesh/mesh.yaml) and the default
+the mesh declaration (SHOPMESH_MESH_FILE, default mesh/mesh.yaml), the topic
+declaration it names topics of (SHOPMESH_TOPICS_FILE, default kafka/topics.yaml) and the default
 ports of DESIGN §2, each overridable (SHOPMESH_PORT_<NAME>). The services, their
 ports and their start order are the mesh declaration's: nothing here names one.
 Tests use `StackSettings.isolated()`: a temporary data directory, free ports and
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from shopmesh_platform.config import ConfigError, EnvReader
+from shopmesh_platform.events.topics import DEFAULT_TOPICS_FILE
 from shopmesh_platform.mesh import DEFAULT_MESH_FILE, MeshDeclaration, MeshDeclarationError, load_mesh
 from shopmesh_stack.pki import IdentityFiles
 
@@ -158,9 +160,9 @@ def _check_variables_unique(mesh: MeshDeclaration) -> None:
             seen[variable] = f"service {service!r}'s port"
 
 
-def load_stack_mesh(mesh_file: Path) -> MeshDeclaration:
+def load_stack_mesh(mesh_file: Path, topics_file: Path = DEFAULT_TOPICS_FILE) -> MeshDeclaration:
     try:
-        return load_mesh(mesh_file)
+        return load_mesh(mesh_file, topics_file)
     except MeshDeclarationError as exc:
         raise ConfigError(f"SHOPMESH_MESH_FILE: {exc}") from exc
 
@@ -174,6 +176,8 @@ class StackSettings:
     ports: Ports
     # The mesh declaration the instance runs (its services, their storage and topics).
     mesh_file: Path = DEFAULT_MESH_FILE
+    # The topics the instance creates and its declaration may name.
+    topics_file: Path = DEFAULT_TOPICS_FILE
     # Extra settings for every service of this instance (rate budgets, expiries...).
     service_env: Mapping[str, str] = field(default_factory=dict)
     jwt_issuer: str = "shopmesh-users"
@@ -196,7 +200,7 @@ class StackSettings:
     @functools.cached_property
     def mesh(self) -> MeshDeclaration:
         """The declaration of `mesh_file`, read once per settings object."""
-        return load_stack_mesh(self.mesh_file)
+        return load_stack_mesh(self.mesh_file, self.topics_file)
 
     @property
     def services(self) -> tuple[str, ...]:
@@ -243,12 +247,14 @@ class StackSettings:
         env = os.environ if env is None else env
         read = EnvReader(env)
         mesh_file = Path(read.string("SHOPMESH_MESH_FILE", str(DEFAULT_MESH_FILE))).resolve()
-        mesh = load_stack_mesh(mesh_file)
+        topics_file = Path(read.string("SHOPMESH_TOPICS_FILE", str(DEFAULT_TOPICS_FILE))).resolve()
+        mesh = load_stack_mesh(mesh_file, topics_file)
         return cls(
             data_dir=Path(read.string("SHOPMESH_DATA_DIR", str(REPO / ".stack"))).resolve(),
             cache_dir=Path(read.string("SHOPMESH_CACHE", str(Path.home() / ".cache" / "shopmesh"))).resolve(),
             ports=Ports.from_env(env, mesh),
             mesh_file=mesh_file,
+            topics_file=topics_file,
             jwks_refresh_seconds=read.number("SHOPMESH_JWKS_REFRESH_SECONDS", 300.0, minimum=1.0, maximum=24 * 3600),
             edge_rate_limits=env.get("SHOPMESH_EDGE_RATE_LIMITS", ""),
             edge_cors_origins=env.get("SHOPMESH_EDGE_CORS_ORIGINS", ""),
@@ -272,14 +278,17 @@ class StackSettings:
         edge_cors_origins: str = "",
         jwks_refresh_seconds: float | None = None,
         mesh_file: Path | None = None,
+        topics_file: Path | None = None,
     ) -> StackSettings:
         base = cls.from_env()
         mesh_file = base.mesh_file if mesh_file is None else mesh_file.resolve()
+        topics_file = base.topics_file if topics_file is None else topics_file.resolve()
         return replace(
             base,
             data_dir=data_dir.resolve(),
             mesh_file=mesh_file,
-            ports=Ports.free(load_stack_mesh(mesh_file)),
+            topics_file=topics_file,
+            ports=Ports.free(load_stack_mesh(mesh_file, topics_file)),
             service_env=dict(service_env or {}),
             jwks_refresh_seconds=base.jwks_refresh_seconds if jwks_refresh_seconds is None else jwks_refresh_seconds,
             edge_rate_limits=edge_rate_limits,

@@ -8,7 +8,7 @@ and the edge it renders. Nothing is started here.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,10 @@ import yaml
 
 from shopmesh_edge.render import render
 from shopmesh_platform.config import ConfigError
+from shopmesh_platform.events.topics import DEFAULT_TOPICS_FILE
 from shopmesh_platform.mesh import MeshDeclaration, StorageKind, load_mesh
-from shopmesh_stack.components import Edge, LocalStripe, Service
+from shopmesh_platform.migrations import MIGRATIONS_ROOT, MigrationError, discover, service_migrations
+from shopmesh_stack.components import Edge, LocalStripe, Mailpit, Service
 from shopmesh_stack.install import Installed
 from shopmesh_stack.settings import Ports, ServicePorts, StackSettings, service_port_variables
 from shopmesh_stack.stack import Stack
@@ -26,7 +28,7 @@ from shopmesh_stack.wiring import postgres_databases
 
 NOWHERE = Path("/nonexistent")
 # Constructing a Stack neither installs nor starts anything when given where the programs are.
-INSTALLED = Installed(*(NOWHERE for _ in range(7)))
+INSTALLED = Installed(*(NOWHERE for _ in fields(Installed)))
 # A service only a test declaration has.
 EXTRA = "reviews"
 
@@ -112,7 +114,8 @@ def test_services_start_in_declaration_order_after_the_infrastructure_and_before
     order = [c.name for c in stack.components]
     services = [c.name for c in stack.components if isinstance(c, Service)]
     assert services == list(mesh.services)
-    assert order.index(services[0]) == order.index(LocalStripe.name) + 1
+    assert order.index(services[0]) == order.index(Mailpit.name) + 1
+    assert order.index(LocalStripe.name) < order.index(Mailpit.name)
     assert order[-1] == stack.edge.name
     assert isinstance(stack.components[-1], Edge)
 
@@ -207,6 +210,37 @@ def test_a_service_declared_only_in_the_mesh_document_reaches_the_stack_and_the_
     routes = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
     paths = {r["match"].get("path") for r in routes["route_config"]["virtual_hosts"][0]["routes"]}
     assert {"/shopmesh.review.v1.ReviewService/ListReviews", "/shopmesh.review.v1.ReviewService/PostReview"} <= paths
+
+
+def test_a_topic_declared_only_in_the_topics_document_reaches_the_stack_and_the_services(
+    tmp_path: Path, mesh_document: dict[str, Any]
+) -> None:
+    topics_document = yaml.safe_load(DEFAULT_TOPICS_FILE.read_text())
+    topics_document["topics"]["review-events"] = {"partitions": 2, "retention_days": 1, "key": "review id"}
+    topics_file = tmp_path / "topics.yaml"
+    topics_file.write_text(yaml.safe_dump(topics_document))
+    mesh_document["services"][EXTRA] = {**extra_service(), "publishes": ["review-events"]}
+    mesh_file = write_mesh(tmp_path, mesh_document)
+    # Without the topics document the declaration names an unknown topic: refused.
+    with pytest.raises(ConfigError, match="review-events"):
+        StackSettings.from_env({"SHOPMESH_MESH_FILE": str(mesh_file)})
+    settings = StackSettings.from_env({"SHOPMESH_MESH_FILE": str(mesh_file), "SHOPMESH_TOPICS_FILE": str(topics_file)})
+    assert settings.mesh.service(EXTRA).publishes == frozenset({"review-events"})
+    assert settings.topics_file == topics_file.resolve()
+    services = stack_of(settings).services.values()
+    assert all(s.env()["SHOPMESH_TOPICS_FILE"] == str(topics_file.resolve()) for s in services)
+
+
+def test_a_service_without_migrations_of_its_own_gets_the_platforms_only_in_the_stack(tmp_path: Path) -> None:
+    (tmp_path / "platform").symlink_to(MIGRATIONS_ROOT / "platform")
+    (tmp_path / "users").symlink_to(MIGRATIONS_ROOT / "users")
+    assert service_migrations(EXTRA, tmp_path, required=False) == []
+    assert [m.name for m in service_migrations("users", tmp_path, required=False)] == [
+        m.name for m in discover("users", tmp_path)
+    ]
+    # Where one is required (the cluster's migration Jobs), a missing directory is still an error.
+    with pytest.raises(MigrationError, match="no migrations directory"):
+        service_migrations(EXTRA, tmp_path)
 
 
 def test_the_edge_refuses_to_render_a_declared_service_without_an_upstream(tmp_path: Path) -> None:
