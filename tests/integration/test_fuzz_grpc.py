@@ -48,6 +48,9 @@ from tests.integration.users_client import PASSWORD, Account
 
 SERVING = 1
 CALL_TIMEOUT_SECONDS = 20
+# A response stream that accepted its request stays open (WatchNotifications waits for news):
+# after this long the client leaves; DEADLINE_EXCEEDED then means "open", not a failure.
+STREAM_OPEN_SECONDS = 1.5
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 FORBIDDEN_CODES = frozenset({grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN})
 # What a leaked stack trace or source location looks like.
@@ -145,8 +148,14 @@ class GrpcFuzzRun:
                 else:
                     chan.stream_unary(method.path)(messages, metadata=metadata, timeout=CALL_TIMEOUT_SECONDS)
             elif descriptor.server_streaming:
-                for _ in chan.unary_stream(method.path)(payload, metadata=metadata, timeout=CALL_TIMEOUT_SECONDS):
-                    pass
+                try:
+                    for _ in chan.unary_stream(method.path)(payload, metadata=metadata, timeout=STREAM_OPEN_SECONDS):
+                        pass
+                except grpc.RpcError as error:
+                    if error.code() is not grpc.StatusCode.DEADLINE_EXCEEDED:
+                        raise
+                    self.codes["OPEN_STREAM"] = self.codes.get("OPEN_STREAM", 0) + 1
+                    return
             else:
                 chan.unary_unary(method.path)(payload, metadata=metadata, timeout=CALL_TIMEOUT_SECONDS)
         except grpc.RpcError as error:
