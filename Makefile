@@ -18,7 +18,7 @@ BASELINE_TAG ?= contracts-baseline
 STACK := $(PY) -m shopmesh_stack
 export SHOPMESH_UV_PATH := $(UV_HOME)/bin
 
-.PHONY: help deps gen gen-check lint buf-lint test unit breaking clean-venv install up down status logs clean promote-admin dlq
+.PHONY: help deps gen gen-check lint buf-lint test unit breaking clean-venv install up down status logs clean promote-admin dlq bench-platform
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -84,6 +84,9 @@ promote-admin: deps ## make an account of the local stack an admin: make promote
 
 dlq: deps ## dead letters and parked outbox rows: make dlq ARGS="list | redrive TOPIC | parked | unpark SERVICE"
 	@$(STACK) dlq $(ARGS)
+
+bench-platform: deps ## the platform's cost per call against a bare server (own stack; ~10 min; BENCH_DURATION=15 for longer runs)
+	@$(PY) -m shopmesh_bench
 
 unit: deps ## run the tests only
 	@$(VENV)/bin/pytest
