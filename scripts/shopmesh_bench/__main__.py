@@ -54,6 +54,7 @@ CHAIN_VARIANTS = (
 )
 RESULTS_DIR = REPO / "bench" / "results"
 BENCHMARKS = REPO / "BENCHMARKS.md"
+NOTES_FILE = REPO / "bench" / "NOTES.md"
 RAISED_BUDGET = {"per_minute": 10_000_000, "per_hour": 100_000_000}
 EDGE_RATE_LIMITS = json.dumps(
     {
@@ -183,7 +184,9 @@ def write_benchmarks(latest_markdown: str) -> None:
         "| run | load avg | Health QPS | GetMe QPS | GetMe CPU ms/call | REST p50 delta ms | REST QPS |\n"
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n"
     )
-    BENCHMARKS.write_text(intro + "\n".join(history_rows()) + "\n\n# Latest run\n\n" + latest_markdown)
+    # What the numbers mean and what stands in the way of the goal: written by people, kept across runs.
+    notes = NOTES_FILE.read_text() + "\n" if NOTES_FILE.exists() else ""
+    BENCHMARKS.write_text(intro + "\n".join(history_rows()) + "\n\n" + notes + "# Latest run\n\n" + latest_markdown)
 
 
 def main() -> None:
