@@ -17,7 +17,7 @@ PY := $(VENV)/bin/python
 STACK := $(PY) -m shopmesh_stack
 export SHOPMESH_UV_PATH := $(UV_HOME)/bin
 
-.PHONY: help deps gen gen-check render render-check lint buf-lint test unit fuzz breaking client-python clean-venv install up down status logs clean promote-admin dlq ledger-check
+.PHONY: help deps gen gen-check render render-check lint buf-lint test unit fuzz breaking client-python clean-venv install up down status logs clean promote-admin dlq ledger-check bench-platform
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -90,6 +90,9 @@ dlq: deps ## dead letters and parked outbox rows: make dlq ARGS="list | redrive 
 
 ledger-check: deps ## check every product's stock against the stock ledger (local stack; INVENTORY_DSN=... for another)
 	@$(PY) -m shopmesh_inventory.ledger_check --dsn "$${INVENTORY_DSN:-postgresql://postgres@127.0.0.1:$${SHOPMESH_PORT_POSTGRES:-55432}/inventory}"
+
+bench-platform: deps ## the platform's cost per call against a bare server (own stack; ~10 min; BENCH_DURATION=15 for longer runs)
+	@$(PY) -m shopmesh_bench
 
 unit: deps ## run the tests only
 	@$(VENV)/bin/pytest

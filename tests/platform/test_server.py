@@ -159,7 +159,7 @@ async def test_log_line_carries_request_and_trace_ids(channel: aio.Channel) -> N
     handler.setFormatter(JsonFormatter("inventory"))
     access_logger = logging.getLogger("shopmesh.access")
     access_logger.addHandler(handler)
-    access_logger.setLevel(logging.INFO)
+    access_logger.setLevel(logging.DEBUG)  # successful fast calls are logged at DEBUG
     try:
         call = inventory_grpc.InventoryServiceStub(channel).GetProduct(
             inventory_pb2.GetProductRequest(id="prod-7"), metadata=(("x-request-id", "req-log-42"),)
@@ -176,6 +176,48 @@ async def test_log_line_carries_request_and_trace_ids(channel: aio.Channel) -> N
     assert finished[0]["method"] == f"/{SERVICE}/GetProduct"
     assert finished[0]["grpc_code"] == "OK"
     assert len(finished[0]["trace_id"]) == 32
+
+
+def _capture_access_log(level: int) -> tuple[io.StringIO, logging.Handler]:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter("inventory"))
+    access_logger = logging.getLogger("shopmesh.access")
+    access_logger.addHandler(handler)
+    access_logger.setLevel(level)
+    return stream, handler
+
+
+async def test_at_info_only_failed_and_slow_calls_are_logged(channel: aio.Channel) -> None:
+    stream, handler = _capture_access_log(logging.INFO)
+    stub = inventory_grpc.InventoryServiceStub(channel)
+    try:
+        await stub.GetProduct(inventory_pb2.GetProductRequest(id="prod-fast"))
+        await stub.GetProduct(inventory_pb2.GetProductRequest(id="prod-slow"))
+        with pytest.raises(aio.AioRpcError):
+            await stub.GetProduct(inventory_pb2.GetProductRequest(id="prod-missing"))
+    finally:
+        logging.getLogger("shopmesh.access").removeHandler(handler)
+    finished = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(line["grpc_code"], line.get("slow", False), line["level"]) for line in finished] == [
+        ("OK", True, "info"),
+        ("NOT_FOUND", False, "info"),
+    ]
+
+
+async def test_an_incoming_traceparent_is_continued_in_the_log_line(channel: aio.Channel) -> None:
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    stream, handler = _capture_access_log(logging.DEBUG)
+    try:
+        await inventory_grpc.InventoryServiceStub(channel).GetProduct(
+            inventory_pb2.GetProductRequest(id="prod-7"),
+            metadata=(("traceparent", f"00-{trace_id}-00f067aa0ba902b7-01"),),
+        )
+    finally:
+        logging.getLogger("shopmesh.access").removeHandler(handler)
+    finished = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [line["trace_id"] for line in finished] == [trace_id]
+    assert finished[0]["span_id"] != "00f067aa0ba902b7"
 
 
 async def test_forged_request_id_is_replaced(channel: aio.Channel) -> None:

@@ -151,7 +151,7 @@ async def test_streams_are_counted_logged_and_traced_when_they_end(
     handler.setFormatter(JsonFormatter("inventory"))
     access_logger = logging.getLogger("shopmesh.access")
     access_logger.addHandler(handler)
-    access_logger.setLevel(logging.INFO)
+    access_logger.setLevel(logging.DEBUG)  # successful fast calls are logged at DEBUG
     stub = Stub(channel)
     try:
         ok = stub.WatchProduct(requests("prod-1")[0], metadata=(*GOOD_TOKEN, ("x-request-id", "req-stream-7")))

@@ -30,9 +30,9 @@ SCANNED_FILES = (
     REPO / "tests" / "integration" / "conftest.py",
     REPO / "tests" / "integration" / "extra_edge.py",
 )
-# Being reshaped on another branch (the runtime and the platform `auth` package);
-# they join the scan once that lands.
-PENDING: tuple[Path, ...] = ()
+# Not scanned: the platform benchmarks measure one chosen service's methods
+# (the users service's GetMe, Health/Check) against a bare server, by design.
+PENDING: tuple[Path, ...] = (REPO / "scripts" / "shopmesh_bench",)
 # The one place Python spells topic names: module-level constants, checked below.
 TOPIC_CONSTANTS = PLATFORM / "events" / "topics.py"
 # Words inside strings: what a service or topic name could be a whole word of.

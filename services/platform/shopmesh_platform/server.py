@@ -37,6 +37,9 @@ LIVENESS_SERVICE = "shopmesh.liveness"
 logger = logging.getLogger("shopmesh.server")
 
 ReadinessProbe = Callable[[], Awaitable[bool]]
+# Builds the interceptor chain (see interceptors.default_chain, which every service uses;
+# the benchmark harness passes its own to measure the chain with one interceptor removed).
+ChainFactory = Callable[..., list[aio.ServerInterceptor]]
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -75,6 +78,7 @@ class ShopmeshServer:
         readiness: ReadinessProbe,
         user_tokens: UserTokenVerifier | None,
         registry: CollectorRegistry | None = None,
+        interceptors: ChainFactory = default_chain,
     ) -> None:
         self.config = config
         self.registry = registry if registry is not None else CollectorRegistry()
@@ -88,7 +92,7 @@ class ShopmeshServer:
         self._tracer_provider = build_tracer_provider(config.service_name, config.otlp_endpoint)
         limits = config.limits
         self._server = aio.server(
-            interceptors=default_chain(
+            interceptors=interceptors(
                 auth=AuthInterceptor(
                     config.mesh,
                     user_tokens=user_tokens,
@@ -97,6 +101,7 @@ class ShopmeshServer:
                 ),
                 registry=self.registry,
                 tracer_provider=self._tracer_provider,
+                exporting=config.otlp_endpoint is not None,
             ),
             options=[
                 ("grpc.max_receive_message_length", limits.max_message_bytes),
@@ -214,10 +219,15 @@ def create_server(
     readiness: ReadinessProbe = always_ready,
     user_tokens: UserTokenVerifier | None = None,
     registry: CollectorRegistry | None = None,
+    interceptors: ChainFactory = default_chain,
 ) -> ShopmeshServer:
     """Build the server for `config.service_name`; call `serve()` (or `start()`) on it.
 
     `registry` holds its metrics (a new one if not given), beside those of the
-    service's consumers and relays.
+    service's consumers and relays. `interceptors` is called like `default_chain`
+    (keyword arguments `auth`, `registry`, `tracer_provider`, `exporting`); only
+    benchmarks pass anything else.
     """
-    return ShopmeshServer(config, services, readiness=readiness, user_tokens=user_tokens, registry=registry)
+    return ShopmeshServer(
+        config, services, readiness=readiness, user_tokens=user_tokens, registry=registry, interceptors=interceptors
+    )

@@ -128,6 +128,8 @@ def identity_from_spiffe(mesh: MeshDeclaration, uri: str) -> str | None:
 
 
 @functools.lru_cache(maxsize=256)
+# Every call on a connection presents the same certificate: parse each one once, not per call.
+@functools.lru_cache(maxsize=256)
 def _spiffe_uris(pem: bytes) -> tuple[str, ...]:
     try:
         cert = x509.load_pem_x509_certificate(pem)

@@ -22,11 +22,12 @@ from shopmesh_platform.interceptors.validation import ValidationInterceptor
 
 
 def default_chain(
-    *, auth: AuthInterceptor, registry: CollectorRegistry, tracer_provider: TracerProvider
+    *, auth: AuthInterceptor, registry: CollectorRegistry, tracer_provider: TracerProvider, exporting: bool = True
 ) -> list[aio.ServerInterceptor]:
+    """The chain; `exporting` says whether spans go anywhere (an OTLP endpoint is configured)."""
     return [
         RequestIdInterceptor(),
-        tracing_interceptor(tracer_provider),
+        tracing_interceptor(tracer_provider, exporting=exporting),
         AccessLogInterceptor(),
         MetricsInterceptor(registry),
         StatusInterceptor(),

@@ -1,0 +1,1 @@
+"""`make bench-platform`: the platform's cost per call, measured against a bare grpc.aio server."""
