@@ -25,6 +25,7 @@ from shopmesh_stack.components import Service
 from shopmesh_stack.procs import ManagedProcess
 from shopmesh_stack.settings import ServicePorts
 from shopmesh_stack.stack import Stack
+from tests.polling import wait_for
 
 WATCH = "WatchNotifications"
 
@@ -82,13 +83,18 @@ def watch(
     return call
 
 
-def open_streams(metrics_port: int) -> float:
-    """`notification_streams_open` of one replica (a stream counts once its subscription is in place)."""
+def metric(metrics_port: int, name: str) -> float | None:
+    """The value of an unlabelled metric of one replica, None if it has none."""
     with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as response:
         for line in response.read().decode().splitlines():
-            if line.startswith("notification_streams_open "):
+            if line.startswith(f"{name} "):
                 return float(line.split()[1])
-    return 0.0
+    return None
+
+
+def open_streams(metrics_port: int) -> float:
+    """`notification_streams_open` of one replica (a stream counts once its subscription is in place)."""
+    return metric(metrics_port, "notification_streams_open") or 0.0
 
 
 # --- Mailpit -------------------------------------------------------------------------------
@@ -149,6 +155,9 @@ def second_replica(stack: Stack, suffix: str = "2") -> Iterator[Replica]:
     replica = Replica(stack, suffix)
     try:
         stack.start(replica)
+        # Serving health is not enough for user calls: they fail closed until its deny-list has replayed.
+        port = replica.settings.ports.metrics("notifications")
+        wait_for(lambda: metric(port, "revocations_loaded") == 1.0, 60, "the replica's revocations loaded")
         yield replica
     finally:
         stack.stop(replica)
