@@ -1,24 +1,19 @@
-"""Opaque page tokens for ListNotifications: where the previous page ended, and with which filter.
+"""ListNotifications' page cursor: the last (created_at, id) of the previous page and its unread_only.
 
-A token is base64url of a small JSON document, opaque to clients but not
-secret (it only repeats what the client could list). One that does not decode,
-or one used with another `unread_only` than the listing it came from, is
-INVALID_ARGUMENT (AIP-158).
+The codec, page-size rule and refusals are the platform's (shopmesh_platform.paging).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
-import json
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from shopmesh_platform.errors import FieldViolation, InvalidArgument
+from shopmesh_platform.paging import MalformedCursor, PageTokens, page_size, require_keys, require_type
 
-DEFAULT_PAGE_SIZE = 20
-MAX_PAGE_SIZE = 100
+__all__ = ["Cursor", "decode", "encode", "page_size"]
 
 
 @dataclass(frozen=True)
@@ -30,39 +25,24 @@ class Cursor:
     unread_only: bool
 
 
-def page_size(requested: int) -> int:
-    return DEFAULT_PAGE_SIZE if requested <= 0 else min(requested, MAX_PAGE_SIZE)
-
-
-def encode(cursor: Cursor) -> str:
-    document = {"at": cursor.created_at.isoformat(), "id": cursor.id, "unread": cursor.unread_only}
-    return base64.urlsafe_b64encode(json.dumps(document, separators=(",", ":")).encode()).decode().rstrip("=")
-
-
-def decode(token: str, unread_only: bool) -> Cursor | None:
-    """The cursor of `token` (None for the first page); raises InvalidArgument if it is not ours."""
-    if not token:
-        return None
-    try:
-        document = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        if not isinstance(document, dict) or set(document) != {"at", "id", "unread"}:
-            raise ValueError
-        created_at = dt.datetime.fromisoformat(document["at"])
-        last_id = str(uuid.UUID(document["id"]))
-        unread = document["unread"]
-        if not isinstance(unread, bool) or created_at.tzinfo is None:
-            raise ValueError
-    except (binascii.Error, ValueError, TypeError):
-        raise _invalid("is not a page token this service issued") from None
-    if unread != unread_only:
-        raise _invalid("belongs to a listing with another unread_only")
-    return Cursor(created_at, last_id, unread)
-
-
-def _invalid(description: str) -> InvalidArgument:
-    return InvalidArgument(
-        f"page_token {description}",
-        reason="INVALID_PAGE_TOKEN",
-        domain="notifications",
-        field_violations=[FieldViolation("page_token", description, "page_token.valid")],
+def _from_document(document: Mapping[str, Any]) -> Cursor:
+    require_keys(document, "at", "id", "unread")
+    created_at = dt.datetime.fromisoformat(require_type(document["at"], str))
+    if created_at.tzinfo is None:
+        raise MalformedCursor
+    return Cursor(
+        created_at=created_at,
+        id=str(uuid.UUID(require_type(document["id"], str))),
+        unread_only=require_type(document["unread"], bool),
     )
+
+
+_TOKENS = PageTokens[Cursor](
+    domain="notifications",
+    filter_name="unread_only",
+    to_document=lambda cursor: {"at": cursor.created_at.isoformat(), "id": cursor.id, "unread": cursor.unread_only},
+    from_document=_from_document,
+    filter_of=lambda cursor: cursor.unread_only,
+)
+encode = _TOKENS.encode
+decode = _TOKENS.decode
