@@ -47,6 +47,8 @@ EDGE_DESCRIPTOR_FILE = "shopmesh.binpb"
 EDGE_ADMIN_PORT = 9901
 ISTIOD = {"namespace": "istio-system", "labels": {"app": "istiod"}, "ports": [15012]}
 STRIPE_HTTPS_PORT = 443
+# Mail submission with STARTTLS (RFC 6409) to the relay named in the notifications-smtp Secret.
+SMTP_SUBMISSION_PORT = 587
 
 
 def _meta(cluster: Cluster, name: str, app: str | None = None, **extra: Any) -> Object:
@@ -94,6 +96,9 @@ def settings(cluster: Cluster, decl: ServiceDecl) -> Object:
     }
     if decl.storage is not None and decl.storage.kind is StorageKind.MONGO:
         data["SHOPMESH_MONGODB_DATABASE"] = decl.storage.database
+    if decl.name == "notifications":
+        data["SHOPMESH_SMTP_PORT"] = str(SMTP_SUBMISSION_PORT)
+        data["SHOPMESH_SMTP_STARTTLS"] = "true"
     if decl.name == "users":
         data["SHOPMESH_JWT_KEY_DIR"] = JWT_KEYS
         data["SHOPMESH_JWT_GENERATE_KEY"] = "false"
@@ -118,6 +123,11 @@ def secret_env(decl: ServiceDecl) -> list[Object]:
     if decl.name == "payments":
         env.append(_secret_env("SHOPMESH_STRIPE_API_KEY", "payments-stripe", "api-key"))
         env.append(_secret_env("SHOPMESH_STRIPE_WEBHOOK_SECRET", "payments-stripe", "webhook-secret"))
+    if decl.name == "notifications":
+        env.append(_secret_env("SHOPMESH_SMTP_HOST", "notifications-smtp", "host"))
+        env.append(_secret_env("SHOPMESH_SMTP_USERNAME", "notifications-smtp", "username"))
+        env.append(_secret_env("SHOPMESH_SMTP_PASSWORD", "notifications-smtp", "password"))
+        env.append(_secret_env("SHOPMESH_MAIL_FROM", "notifications-smtp", "from"))
     return env
 
 
@@ -347,6 +357,8 @@ def network_policy(cluster: Cluster, decl: ServiceDecl) -> Object:
         egress.append({"ports": [{"protocol": "TCP", "port": DATABASE_PORTS[decl.storage.kind.value]}]})
     if decl.name == "payments":
         egress.append({"ports": [{"protocol": "TCP", "port": STRIPE_HTTPS_PORT}]})
+    if decl.name == "notifications":
+        egress.append({"ports": [{"protocol": "TCP", "port": SMTP_SUBMISSION_PORT}]})
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",

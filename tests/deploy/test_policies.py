@@ -286,6 +286,28 @@ def test_deployments_have_probes_limits_identity_and_no_inline_secret(mesh: Mesh
         assert settings[f"{name}-settings"]["MESH_TLS"] == "sidecar"
 
 
+def test_notifications_mails_through_the_relay_named_in_its_secret() -> None:
+    """The mail worker submits over 587 with STARTTLS to the relay named in notifications-smtp."""
+    deployment = next(d for d in k8s_objects("Deployment") if d["metadata"]["name"] == "notifications")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    from_secret = {
+        e["name"]: e["valueFrom"]["secretKeyRef"]
+        for e in container["env"]
+        if e["name"].startswith(("SHOPMESH_SMTP", "SHOPMESH_MAIL"))
+    }
+    assert {name: ref["name"] for name, ref in from_secret.items()} == {
+        "SHOPMESH_SMTP_HOST": "notifications-smtp",
+        "SHOPMESH_SMTP_USERNAME": "notifications-smtp",
+        "SHOPMESH_SMTP_PASSWORD": "notifications-smtp",
+        "SHOPMESH_MAIL_FROM": "notifications-smtp",
+    }
+    settings = next(c["data"] for c in k8s_objects("ConfigMap") if c["metadata"]["name"] == "notifications-settings")
+    assert settings["SHOPMESH_SMTP_STARTTLS"] == "true"
+    policy = next(p for p in k8s_objects("NetworkPolicy") if p["metadata"]["name"] == "notifications")
+    egress_ports = {port["port"] for rule in policy["spec"]["egress"] for port in rule.get("ports", [])}
+    assert int(settings["SHOPMESH_SMTP_PORT"]) in egress_ports
+
+
 def test_services_speak_grpc_and_scale_safely(mesh: MeshDeclaration) -> None:
     services = {s["metadata"]["name"]: s for s in k8s_objects("Service")}
     for name, decl in mesh.services.items():
