@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 import asyncpg
+from pymongo.errors import ServerSelectionTimeoutError
 
 from shopmesh.inventory.v1 import inventory_service_pb2 as inventory_pb2
 from shopmesh.inventory.v1 import inventory_service_pb2_grpc as inventory_grpc
@@ -54,6 +55,10 @@ class SampleInventory(inventory_grpc.InventoryServiceServicer):
             raise RuntimeError("secret internals: db password is hunter2")
         elif request.id == "prod-check":
             raise asyncpg.PostgresError.new(CHECK_VIOLATION_FIELDS)
+        elif request.id == "prod-db-gone":
+            raise ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5432)")
+        elif request.id == "prod-mongo-gone":
+            raise ServerSelectionTimeoutError("127.0.0.1:27017: [Errno 111] Connection refused")
         elif request.id == "prod-db-crash":
             try:
                 raise asyncpg.PostgresError.new(CHECK_VIOLATION_FIELDS)

@@ -16,11 +16,11 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc import aio
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import AutoReconnect, DuplicateKeyError
 
 from shopmesh.inventory.v1 import inventory_service_pb2 as inventory_pb2
 from shopmesh.inventory.v1 import inventory_service_pb2_grpc as inventory_grpc
-from shopmesh_platform.database_errors import format_exception, refusal
+from shopmesh_platform.database_errors import format_exception, outage, refusal
 from shopmesh_platform.errors import ErrorCode
 from shopmesh_platform.logs import JsonFormatter
 from shopmesh_platform.server import ShopmeshServer
@@ -87,6 +87,36 @@ async def test_a_database_error_inside_a_bug_is_logged_without_its_row(channel: 
     assert "could not store the product" in entry["exception"]
     assert "Failing row" not in logs.getvalue()
     assert "$argon2id$" not in logs.getvalue()
+
+
+@pytest.mark.parametrize("product_id", ["prod-db-gone", "prod-mongo-gone"])
+async def test_an_unreachable_database_is_unavailable_not_internal(channel: aio.Channel, product_id: str) -> None:
+    error = await get_product(channel, product_id)
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    [info] = [d for d in details_of(error) if isinstance(d, error_details_pb2.ErrorInfo)]
+    assert info.reason == "DATABASE_UNAVAILABLE"
+    assert "127.0.0.1" not in error.details()
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        ConnectionResetError(),
+        asyncpg.PostgresError.new({"C": "57P01", "M": "terminating connection due to administrator command"}),
+        asyncpg.PostgresError.new({"C": "57P03", "M": "the database system is starting up"}),
+        asyncpg.PostgresError.new({"C": "53300", "M": "too many clients"}),
+        AutoReconnect("connection closed"),
+    ],
+)
+def test_outages_are_told_apart_from_bugs_and_refusals(exc: BaseException) -> None:
+    unavailable = outage(exc)
+    assert unavailable is not None and unavailable.code is ErrorCode.UNAVAILABLE
+    assert refusal(exc) is None
+
+
+@pytest.mark.parametrize("exc", [RuntimeError("bug"), FileNotFoundError("x"), DuplicateKeyError("dup")])
+def test_other_errors_are_not_outages(exc: BaseException) -> None:
+    assert outage(exc) is None
 
 
 @pytest.mark.parametrize(

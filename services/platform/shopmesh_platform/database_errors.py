@@ -10,6 +10,10 @@ answers and logs, in one place:
   any other integrity violation (check, not null, foreign key, exclusion) is
   INVALID_ARGUMENT. The message and metadata name the constraint, table and
   column, never a value. The status interceptor applies it to every call.
+- `outage(exc)`: UNAVAILABLE for an error that says the database could not be
+  reached or went away mid-call (refused or reset connection, server shutting
+  down or not yet accepting connections, too many connections, no MongoDB
+  server selectable): the client may retry; it is not a bug, so not INTERNAL.
 - `format_exception(exc)`: a traceback for logs in which every database error
   is only its class, SQLSTATE/code, constraint, table and column. The JSON log
   formatter uses it, so no log line quotes a row, whoever logs the exception.
@@ -20,9 +24,9 @@ from __future__ import annotations
 import traceback
 
 import asyncpg
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
 
-from shopmesh_platform.errors import AlreadyExists, DomainError, FieldViolation, InvalidArgument
+from shopmesh_platform.errors import AlreadyExists, DomainError, FieldViolation, InvalidArgument, Unavailable
 
 DOMAIN = "database"
 CAUSE = "\nThe above exception was the direct cause of the following exception:\n\n"
@@ -62,6 +66,29 @@ def refusal(exc: BaseException) -> DomainError | None:
         domain=DOMAIN,
         metadata=names,
         field_violations=violations,
+    )
+
+
+# Errors meaning "the database is not there right now", never "the request is wrong".
+_OUTAGES: tuple[type[BaseException], ...] = (
+    ConnectionError,  # refused, reset, aborted, broken pipe
+    asyncpg.PostgresConnectionError,  # includes a connection lost mid-operation
+    asyncpg.CannotConnectNowError,  # starting up or in recovery
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+    ConnectionFailure,  # PyMongo: AutoReconnect, NetworkTimeout, no server selectable
+)
+
+
+def outage(exc: BaseException) -> DomainError | None:
+    """UNAVAILABLE when `exc` says the database could not be reached; None for anything else."""
+    if not isinstance(exc, _OUTAGES):
+        return None
+    return Unavailable(
+        "the database is unavailable; retry with the same request id",
+        reason="DATABASE_UNAVAILABLE",
+        domain=DOMAIN,
     )
 
 
