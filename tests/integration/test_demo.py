@@ -1,0 +1,70 @@
+"""`make demo` against the test instance: every step happens and is printed.
+
+The demo runs as `make demo` runs it (`python -m shopmesh_demo`), its endpoints
+chosen the way `make up`'s are (`SHOPMESH_PORT_<NAME>`), through an extra edge
+with the budgets mesh/mesh.yaml declares (the session's edge has generous ones),
+so it also shows that the demo fits a `make up` stack's default budgets.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from shopmesh_demo.__main__ import TRACE_STEP
+from shopmesh_demo.story import STEPS
+from shopmesh_stack.stack import Stack
+from tests.integration.extra_edge import running_edge
+
+UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+# Each asynchronous outcome (a Kafka hop or two) may take this long on a loaded machine.
+WAIT_SECONDS = 90
+# What the printed story must contain beyond the step titles: the calls and their outcomes.
+EXPECTED_LINES = [
+    r"POST /api/v1/users/register -> 200 .* is user " + UUID,
+    r"GET /api/v1/products\?category=stationery&pageSize=5 -> 200 .*available",
+    r"POST /api/v1/orders -> 200 .*order " + UUID + " PENDING",
+    r"POST /api/v1/payments -> 200 .*SUCCEEDED",
+    r"GET /api/v1/orders/" + UUID + r" -> 200 .*CONFIRMED after",
+    r"GET /api/v1/notifications\?pageSize=20 -> 200 .*confirmed",
+    r"GET /api/v1/search\?query=to:demo-[0-9a-f]{8}@example.com -> 200 .*confirmed",
+    r"GET /api/v1/products/prod-\d+ -> 200 +stock before: (\d+) available",
+    r"POST /api/v1/payments -> 200 .*FAILED",
+    r"GET /api/v1/orders/" + UUID + r" -> 200 +CANCELLED \(payment_failed\)",
+    r"GET /api/v1/products/prod-\d+ -> 200 +stock after: (\d+) available, restored",
+    r"POST /api/v1/orders/" + UUID + r":cancel -> 200 +CANCELLED \(cancelled_by_owner\)",
+    r"GET /api/v1/payments/" + UUID + r" -> 200 +REFUNDED, \d+\.\d\d USD back",
+    r"trace id [0-9a-f]{32}",
+    r"demo complete: every step happened",
+]
+
+
+@pytest.mark.timeout(WAIT_SECONDS * 5)
+def test_the_demo_tells_the_whole_story_within_the_declared_edge_budgets(stack: Stack) -> None:
+    with running_edge(stack, "envoy-demo", rate_limits="") as edge:
+        env = {**os.environ, **stack.settings.ports.variables(), "SHOPMESH_PORT_EDGE": str(edge.port)}
+        demo = subprocess.run(
+            [sys.executable, "-m", "shopmesh_demo", "--wait", str(WAIT_SECONDS)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=WAIT_SECONDS * 4,
+            check=False,
+        )
+    story = demo.stdout
+    assert demo.returncode == 0, story + demo.stderr
+    assert f"REST through the edge at {edge.url}" in story
+    for number, title in enumerate((*STEPS, TRACE_STEP), start=1):
+        assert f"\n[{number}] {title}\n" in story, (title, story)
+    for pattern in EXPECTED_LINES:
+        assert re.search(pattern, story), (pattern, story)
+    before = re.search(EXPECTED_LINES[7], story)
+    after = re.search(EXPECTED_LINES[10], story)
+    assert before and after and before.group(1) == after.group(1), story
+    # One trace id, announced at the start and printed at the end.
+    announced = re.search(r"traceparent 00-([0-9a-f]{32})-", story)
+    assert announced and f"trace id {announced.group(1)}" in story, story
