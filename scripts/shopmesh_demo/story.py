@@ -26,7 +26,7 @@ CONFIRMED = "Watch the order become CONFIRMED"
 NOTIFICATION = "See the notification"
 MAIL = "See the mail in Mailpit"
 DECLINED_CARD = f"A declined card ({DECLINED}): the order ends CANCELLED, its stock restored"
-REFUND = "The owner cancels the paid order: it is refunded"
+REFUND = "The owner cancels the paid order: refunded, its stock returned"
 # The steps in the order they are printed; the span tree of the trace follows them.
 STEPS = (REGISTER, BROWSE, ORDER, PAY, CONFIRMED, NOTIFICATION, MAIL, DECLINED_CARD, REFUND)
 
@@ -72,6 +72,8 @@ class Product:
     name: str
     price: float
     currency: str
+    # Available when browsed, before the demo's orders.
+    available: int
 
 
 class Story:
@@ -187,7 +189,9 @@ class Story:
         if not enough:
             raise DemoFailure(f"no product in {self.config.category!r} has {self.config.quantity} in stock")
         chosen = enough[0]
-        product = Product(chosen["id"], chosen["name"], float(chosen["price"]), chosen["currency"])
+        product = Product(
+            chosen["id"], chosen["name"], float(chosen["price"]), chosen["currency"], int(chosen["stockAvailable"])
+        )
         self.say.note(f"the demo buys {self.config.quantity} x {product.name} ({product.id})")
         return product
 
@@ -245,15 +249,19 @@ class Story:
         polled = self.order_status(customer, order["id"], "CANCELLED")
         reason = polled.reply.expect().get("cancellationReason", "")
         self.say.call(polled.reply, f"CANCELLED ({reason}) {polled.summary}")
-        restored = poll(
-            lambda: self.edge("GET", f"/api/v1/products/{product.id}"),
-            lambda found: int(found.get("stockAvailable", 0)) == before,
-            deadline=self.config.wait_seconds,
-            what=f"{product.id}'s stock back at {before}",
-        )
+        restored = self.stock_back(product, before)
         self.say.call(restored.reply, f"stock after: {before} available, restored ({restored.summary})")
 
-    def refunded(self, customer: Customer, order: dict[str, Any], payment: dict[str, Any]) -> None:
+    def stock_back(self, product: Product, available: int) -> Polled:
+        """Poll the product until `available` units are available again."""
+        return poll(
+            lambda: self.edge("GET", f"/api/v1/products/{product.id}"),
+            lambda found: int(found.get("stockAvailable", 0)) == available,
+            deadline=self.config.wait_seconds,
+            what=f"{product.id}'s stock back at {available}",
+        )
+
+    def refunded(self, customer: Customer, product: Product, order: dict[str, Any], payment: dict[str, Any]) -> None:
         self.say.step(REFUND)
         reply = self.edge("POST", f"/api/v1/orders/{order['id']}:cancel", customer, body={})
         cancelled = reply.expect()
@@ -271,6 +279,8 @@ class Story:
         self.say.call(polled.reply, f"REFUNDED, {amount} back to the card ({polled.summary})")
         noticed, item = self.notification(customer, "PAYMENT_REFUNDED", order["id"])
         self.say.call(noticed.reply, f'"{item.get("title")}": {item.get("body")}')
+        returned = self.stock_back(product, product.available)
+        self.say.call(returned.reply, f"{product.available} available: the paid units are back in stock")
 
     def run(self) -> None:
         customer = self.register()
@@ -281,4 +291,4 @@ class Story:
         subject = self.notified(customer, order)
         self.mailed(customer, subject)
         self.declined(customer, product)
-        self.refunded(customer, order, payment)
+        self.refunded(customer, product, order, payment)

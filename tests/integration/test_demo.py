@@ -38,6 +38,7 @@ EXPECTED_LINES = [
     r"GET /api/v1/products/prod-\d+ -> 200 +stock after: (\d+) available, restored",
     r"POST /api/v1/orders/" + UUID + r":cancel -> 200 +CANCELLED \(cancelled_by_owner\)",
     r"GET /api/v1/payments/" + UUID + r" -> 200 +REFUNDED, \d+\.\d\d USD back",
+    r"GET /api/v1/products/prod-\d+ -> 200 +\d+ available: the paid units are back in stock",
     r"trace id [0-9a-f]{32}",
     r"demo complete: every step happened",
 ]
