@@ -18,6 +18,7 @@ from shopmesh_demo.story import Story, StoryConfig
 from shopmesh_demo.trace import print_trace, trace_command
 from shopmesh_demo.tracecontext import TraceContext
 from shopmesh_platform.config import ConfigError
+from shopmesh_stack.install import InstallError
 from shopmesh_stack.settings import StackSettings
 from shopmesh_stack.stack import Stack
 
@@ -68,14 +69,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = StackSettings.from_env()
-    except ConfigError as exc:
+        if args.start and not stack_is_running(settings):
+            print("the stack is not (fully) up: starting it as `make up` does", flush=True)
+            if not start_stack():
+                print("error: the stack did not start (see above)", file=sys.stderr)
+                return 2
+    except (ConfigError, InstallError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.start and not stack_is_running(settings):
-        print("the stack is not (fully) up: starting it as `make up` does", flush=True)
-        if not start_stack():
-            print("error: the stack did not start (see above)", file=sys.stderr)
-            return 2
     return run(Endpoints.of(settings), StoryConfig(wait_seconds=args.wait), sys.stdout)
 
 
