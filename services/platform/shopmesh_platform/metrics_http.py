@@ -11,7 +11,7 @@ from __future__ import annotations
 import socket
 import threading
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, make_server
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
@@ -36,7 +36,9 @@ class MetricsEndpoint:
                 "allow_reuse_port": reuse_port,
             },
         )
-        self._httpd = make_server(host, port, make_wsgi_app(registry), server_class, handler_class=_QuietHandler)
+        self._httpd: WSGIServer = make_server(
+            host, port, make_wsgi_app(registry), server_class, handler_class=_QuietHandler
+        )
         self.port: int = self._httpd.server_port
         threading.Thread(target=self._httpd.serve_forever, name=f"metrics-{self.port}", daemon=True).start()
 
