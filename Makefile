@@ -17,7 +17,7 @@ PY := $(VENV)/bin/python
 STACK := $(PY) -m shopmesh_stack
 export SHOPMESH_UV_PATH := $(UV_HOME)/bin
 
-.PHONY: help deps gen gen-check render render-check lint buf-lint test unit fuzz breaking client-python clean-venv install up down status logs clean promote-admin dlq ledger-check bench-platform
+.PHONY: help deps gen gen-check render render-check lint buf-lint test unit fuzz breaking client-python clean-venv install up down status logs clean promote-admin dlq ledger-check bench-platform roll
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -78,6 +78,9 @@ status: deps ## each component: up/down, pid, port, log file
 
 logs: deps ## recent logs of every component (follow: make logs ARGS=-f, one: ARGS=kafka)
 	@$(STACK) logs $(ARGS)
+
+roll: deps ## replace services' processes without refusing a call: make roll SERVICE=orders (default: each in turn)
+	@$(STACK) roll $(SERVICE)
 
 clean: deps ## stop and delete the local stack's data (.stack/)
 	@$(STACK) clean

@@ -216,12 +216,12 @@ def test_only_idempotent_methods_are_retried_when_the_call_may_have_run(tmp_path
 def test_a_declaration_change_moves_a_method_between_the_retry_classes(tmp_path: Path) -> None:
     document = yaml.safe_load((REPO / "mesh" / "mesh.yaml").read_text())
     document["services"]["inventory"]["methods"]["GetProduct"]["idempotent"] = False
-    document["services"]["orders"]["methods"]["CancelOrder"]["idempotent"] = True
+    document["services"]["users"]["methods"]["UpdateUser"]["idempotent"] = True
     mesh_file = tmp_path / "mesh.yaml"
     mesh_file.write_text(yaml.safe_dump(document))
     rendered = {r["name"]: r for r in routes_of(render(load_mesh(mesh_file), settings(tmp_path)))}
     assert "unavailable" not in rendered["inventory.GetProduct"]["route"]["retry_policy"]["retry_on"]
-    assert "unavailable" in rendered["orders.CancelOrder"]["route"]["retry_policy"]["retry_on"]
+    assert "unavailable" in rendered["users.UpdateUser"]["route"]["retry_policy"]["retry_on"]
 
 
 def test_service_clusters_budget_their_retries(tmp_path: Path) -> None:
