@@ -11,8 +11,8 @@
   ingress -> edge per route, and edge/services -> service per method, with the
   declared timeouts; retries as the edge's (shopmesh_edge.render): a call the
   service never received (connect failure, refused stream, reset before the
-  request went out) for every method, one that may have run (reset, UNAVAILABLE)
-  only for idempotent methods (Istio's default retry policy would repeat a
+  request went out) for every method, one that may have run (reset, UNAVAILABLE,
+  CANCELLED) only for idempotent methods (Istio's default retry policy would repeat a
   non-idempotent call on UNAVAILABLE).
 - DestinationRules: the declared load balancer, a connection pool and outlier
   detection (`consecutive5xxErrors`; Istio has no `circuitBreaker` field).

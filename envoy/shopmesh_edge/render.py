@@ -25,7 +25,7 @@ Retries (`retry_policy`): every unary method is retried when the service
 provably never received the call (connection refused, stream refused by
 HTTP/2 REFUSED_STREAM or a GOAWAY, reset before the request went out); only
 a method mesh.yaml declares `idempotent` is also retried when it may have run
-(reset mid-call, UNAVAILABLE). That is what lets a service's process be
+(reset mid-call, UNAVAILABLE, CANCELLED). That is what lets a service's process be
 replaced under load (`make roll`): calls racing its drain land on the new one.
 A retry budget per service cluster bounds them.
 `/healthz` answers at the edge. A malformed `grpc-timeout` or `grpc-encoding`
@@ -82,7 +82,8 @@ MAX_DIRECT_RESPONSE_BYTES = 4 * 1024 * 1024
 # Retry conditions (Envoy's x-envoy-retry-on / x-envoy-retry-grpc-on names). The service never
 # saw the call: safe for every method. It may have run it: only for `idempotent` ones.
 NEVER_DELIVERED = ("connect-failure", "refused-stream", "reset-before-request")
-MAYBE_DELIVERED = ("reset", "unavailable")
+# `cancelled`: a server shutting down cancels the calls it had not yet handed to the service.
+MAYBE_DELIVERED = ("reset", "unavailable", "cancelled")
 EDGE_RETRIES = 3
 RETRY_BACK_OFF = {"base_interval": "0.05s", "max_interval": "0.5s"}
 # Retries in flight per service cluster: a share of its active calls, at least a floor

@@ -311,7 +311,7 @@ def test_retries_where_the_call_never_arrived_and_where_idempotent(mesh: MeshDec
             if streaming:
                 assert route["retries"] == {"attempts": 0}, method.path
             elif method.idempotent:
-                assert conditions == NEVER_DELIVERED | {"reset", "unavailable"}, method.path
+                assert conditions == NEVER_DELIVERED | {"reset", "unavailable", "cancelled"}, method.path
             else:
                 # Only where the service never saw the call; no per-try timeout (a timed-out try may have run).
                 assert conditions == NEVER_DELIVERED, method.path

@@ -204,7 +204,7 @@ def test_only_idempotent_methods_are_retried_when_the_call_may_have_run(tmp_path
             continue
         conditions = set(route["route"]["retry_policy"]["retry_on"].split(","))
         never_delivered = {"connect-failure", "refused-stream", "reset-before-request"}
-        expected = never_delivered | {"reset", "unavailable"} if method.idempotent else never_delivered
+        expected = never_delivered | {"reset", "unavailable", "cancelled"} if method.idempotent else never_delivered
         assert conditions == expected, name
         assert route["route"]["retry_policy"]["num_retries"] >= 1
     # The declaration decides: a method declared idempotent gets the wider retries, others never.

@@ -4,6 +4,7 @@ the second bind fails. The replacement's own probe port tells its health alone."
 
 from __future__ import annotations
 
+import asyncio
 import urllib.request
 
 import pytest
@@ -11,8 +12,10 @@ from grpc import aio
 
 from shopmesh.inventory.v1 import inventory_service_pb2 as inventory_pb2
 from shopmesh.inventory.v1 import inventory_service_pb2_grpc as inventory_grpc
+from shopmesh_platform.channel import create_channel
 from tests.conftest import ConfigFactory
 from tests.platform.sample_service import SampleInventory, build
+from tests.polling import eventually
 
 
 def metric(port: int, name: str) -> float | None:
@@ -96,3 +99,50 @@ async def test_health_serving_gauge_drops_when_draining(make_config: ConfigFacto
     await server.stop_taking_calls()
     assert metric(server.probe_port, "health_serving") == 0.0
     await server.stop()
+
+
+async def test_a_service_channel_rides_the_hand_over_without_a_failed_call(make_config: ConfigFactory) -> None:
+    """A caller's channel (shopmesh_platform.channel) keeps calling through a hand-over:
+    the call in flight on the old process finishes there, the next ones reach the successor."""
+    old_servicer, new_servicer = SampleInventory(), SampleInventory()
+    old = build(make_config(SHOPMESH_REUSE_PORT="on", SHOPMESH_DRAIN_GRACE_SECONDS="10"), old_servicer)
+    await old.start()
+    new_config = make_config(
+        SHOPMESH_REUSE_PORT="on",
+        SHOPMESH_GRPC_PORT=str(old.grpc_port),
+        SHOPMESH_METRICS_PORT=str(old.metrics_port),
+        SHOPMESH_DRAIN_GRACE_SECONDS="1",
+    )
+    new = None
+    caller = make_config("orders")
+    failures: list[str] = []
+    calls = 0
+    try:
+        async with create_channel(caller, "inventory", address=f"127.0.0.1:{old.grpc_port}") as channel:
+            stub = inventory_grpc.InventoryServiceStub(channel)
+            assert (await stub.GetProduct(inventory_pb2.GetProductRequest(id="prod-warm"))).id == "prod-warm"
+            in_flight = asyncio.ensure_future(stub.GetProduct(inventory_pb2.GetProductRequest(id="prod-slow")))
+
+            async def slow_call_arrived() -> int:
+                return old_servicer.attempts["prod-slow"]
+
+            await eventually(slow_call_arrived, bool, timeout=10)
+            # Built (bound: its socket takes connections from then on) just before it starts, as a process does.
+            new = build(new_config, new_servicer)
+            await new.start()
+            draining = asyncio.create_task(old.drain())
+            while not draining.done() or new_servicer.attempts.total() < 5:
+                calls += 1
+                try:
+                    await stub.GetProduct(inventory_pb2.GetProductRequest(id=f"prod-{calls}"))
+                except aio.AioRpcError as error:
+                    failures.append(f"call {calls}: {error.code()} {error.details()}")
+            await draining
+            assert (await in_flight).id == "prod-slow"
+    finally:
+        await old.drain()
+        if new is not None:
+            await new.drain()
+    assert not failures, failures
+    assert old_servicer.attempts["prod-slow"] == 1 and new_servicer.attempts["prod-slow"] == 0
+    assert new_servicer.attempts.total() >= 5
