@@ -432,7 +432,9 @@ class Service(Component):
         ports = self.settings.ports
         taken = [port for port in (ports.grpc(self.name), ports.metrics(self.name)) if not port_free(port)]
         if taken:
-            raise StartError(f"{self.name}: port {taken[0]} is in use by another process (not ours: no pid file)")
+            raise StartError(
+                f"{self.name}: port {taken[0]} is in use by a process this stack does not know (no pid file of ours)"
+            )
 
     def successor(self, probe_port: int) -> ManagedProcess:
         """A second process of this service on the same ports, with a metrics port of its own (`probe_port`)."""
