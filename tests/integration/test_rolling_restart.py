@@ -32,6 +32,7 @@ from typing import Any
 
 import pytest
 
+from shopmesh_stack.admin_socket import admin_get
 from shopmesh_stack.procs import _start_time
 from shopmesh_stack.stack import Handover, Stack
 from tests.declared import SERVICES
@@ -229,7 +230,9 @@ def test_every_service_is_replaced_under_load_without_a_failed_call(stack: Stack
         for worker in workers:
             worker.join(timeout=30)
 
+    retries = admin_get(stack.edge.admin_socket, "/stats?filter=upstream_rq_retry$")[1].split()
     print(f"calls: {load.total} {dict(sorted(load.calls.items()))}; CreateOrder resent: {load.resends}")
+    print(f"edge retries: {' '.join(retries)}")
     assert not load.failures, f"{len(load.failures)} of {load.total} calls failed:\n" + "\n".join(load.failures[:20])
     assert set(load.calls) == {name for name, _ in mix}
     for handover in handovers:
