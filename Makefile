@@ -17,7 +17,7 @@ PY := $(VENV)/bin/python
 STACK := $(PY) -m shopmesh_stack
 export SHOPMESH_UV_PATH := $(UV_HOME)/bin
 
-.PHONY: help deps gen gen-check render render-check lint buf-lint test unit fuzz breaking client-python clean-venv install up down status logs clean promote-admin dlq ledger-check bench-platform demo
+.PHONY: help deps gen gen-check render render-check lint buf-lint test unit fuzz breaking client-python clean-venv install up down status logs clean promote-admin dlq ledger-check bench-platform demo roll
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -81,6 +81,9 @@ logs: deps ## recent logs of every component (follow: make logs ARGS=-f, one: AR
 
 demo: deps ## a narrated checkout through the edge, as one trace (starts the stack as `make up` if it is not up)
 	@$(PY) -m shopmesh_demo --start
+
+roll: deps ## replace services' processes without refusing a call: make roll SERVICE=orders (default: each in turn)
+	@$(STACK) roll $(SERVICE)
 
 clean: deps ## stop and delete the local stack's data (.stack/)
 	@$(STACK) clean

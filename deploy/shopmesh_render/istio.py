@@ -9,8 +9,11 @@
 - RequestAuthentication: the users service's issuer and its in-mesh JWKS URI.
 - Gateway (TLS from a Secret, HTTP redirected to HTTPS) and VirtualServices:
   ingress -> edge per route, and edge/services -> service per method, with the
-  declared timeouts; retries only for idempotent methods, none otherwise (Istio
-  retries twice by default, which would repeat a non-idempotent call).
+  declared timeouts; retries as the edge's (shopmesh_edge.render): a call the
+  service never received (connect failure, refused stream, reset before the
+  request went out) for every method, one that may have run (reset, UNAVAILABLE,
+  CANCELLED) only for idempotent methods (Istio's default retry policy would repeat a
+  non-idempotent call on UNAVAILABLE).
 - DestinationRules: the declared load balancer, a connection pool and outlier
   detection (`consecutive5xxErrors`; Istio has no `circuitBreaker` field).
 - The fault-injection overlay (0.1 % of users calls delayed 5 s), opt-in.
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shopmesh_edge.render import server_streaming_paths
+from shopmesh_edge.render import MAYBE_DELIVERED, NEVER_DELIVERED, server_streaming_paths
 from shopmesh_platform.interceptors.auth import PLATFORM_SERVICE_PREFIXES
 from shopmesh_platform.mesh import AccessClass, LoadBalancer, MethodDecl
 from shopmesh_render.cluster import (
@@ -38,10 +41,11 @@ SECURITY = "security.istio.io/v1"
 NETWORKING = "networking.istio.io/v1"
 GATEWAY = "shopmesh-gateway"
 JWKS_PATH = "/.well-known/jwks.json"
-# Retries only where a repeat is harmless (idempotent methods), on failures that
-# say the call did not run or may safely run again. The original retried users
-# calls 3 times, 2 s each, on connect errors.
-RETRY_ON = "connect-failure,refused-stream,unavailable,reset"
+# Retries: for every method on failures that say the service never saw the call; for
+# idempotent methods also where it may have run. The same conditions as the edge's.
+# The original retried users calls 3 times, 2 s each, on connect errors.
+RETRY_ON_NEVER_DELIVERED = ",".join(NEVER_DELIVERED)
+RETRY_ON = ",".join(NEVER_DELIVERED + MAYBE_DELIVERED)
 RETRY_ATTEMPTS = 3
 PER_TRY_TIMEOUT_SECONDS = 2.0
 FAULT_DELAY = {"percentage": {"value": 0.1}, "fixedDelay": "5s"}
@@ -219,8 +223,11 @@ def gateway(cluster: Cluster) -> Object:
 
 
 def retries(method: MethodDecl) -> Object:
-    if not method.idempotent:
+    if method.path in server_streaming_paths():
         return {"attempts": 0}
+    if not method.idempotent:
+        # No per-try timeout: a try that timed out may have run.
+        return {"attempts": RETRY_ATTEMPTS, "retryOn": RETRY_ON_NEVER_DELIVERED}
     per_try = min(PER_TRY_TIMEOUT_SECONDS, method.timeout_seconds)
     return {"attempts": RETRY_ATTEMPTS, "perTryTimeout": _seconds(per_try), "retryOn": RETRY_ON}
 

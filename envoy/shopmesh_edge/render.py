@@ -21,6 +21,13 @@ route. A server-streaming method (from the contracts' descriptor set, e.g.
 WatchNotifications) has neither a request timeout nor a stream idle timeout: it
 lives until the client leaves or the service ends it (on token expiry, at the
 latest); each stream it opens counts against the caller's budget, like a call.
+Retries (`retry_policy`): every unary method is retried when the service
+provably never received the call (connection refused, stream refused by
+HTTP/2 REFUSED_STREAM or a GOAWAY, reset before the request went out); only
+a method mesh.yaml declares `idempotent` is also retried when it may have run
+(reset mid-call, UNAVAILABLE, CANCELLED). That is what lets a service's process be
+replaced under load (`make roll`): calls racing its drain land on the new one.
+A retry budget per service cluster bounds them.
 `/healthz` answers at the edge. A malformed `grpc-timeout` or `grpc-encoding`
 is refused first (INVALID_ARGUMENT; REST: 400). In the profiles where mesh.yaml's
 `edge.platform_api` allows it, health checks and reflection go to the service
@@ -72,6 +79,16 @@ WINDOWS = {"minute": 60, "hour": 3600}
 OPENAPI_PATH = "/api/v1/openapi.json"
 # Envoy refuses a direct_response body above this (its default is 4 KiB).
 MAX_DIRECT_RESPONSE_BYTES = 4 * 1024 * 1024
+# Retry conditions (Envoy's x-envoy-retry-on / x-envoy-retry-grpc-on names). The service never
+# saw the call: safe for every method. It may have run it: only for `idempotent` ones.
+NEVER_DELIVERED = ("connect-failure", "refused-stream", "reset-before-request")
+# `cancelled`: a server shutting down cancels the calls it had not yet handed to the service.
+MAYBE_DELIVERED = ("reset", "unavailable", "cancelled")
+EDGE_RETRIES = 3
+RETRY_BACK_OFF = {"base_interval": "0.05s", "max_interval": "0.5s"}
+# Retries in flight per service cluster: a share of its active calls, at least a floor
+# (Envoy's default is a flat 3, which a burst of calls racing one hand-over exceeds).
+RETRY_BUDGET = {"budget_percent": {"value": 25.0}, "min_retry_concurrency": 16}
 # The contracts as `make gen` builds them: which methods stream (read here, not by Envoy).
 CONTRACTS = Path(__file__).resolve().parents[2] / "gen" / "descriptors" / "shopmesh.binpb"
 
@@ -277,10 +294,21 @@ def _rate_limit_class(policy: EdgePolicy, method: MethodDecl) -> str:
     return f"{kind}:{policy.budget_class(method.service, method.name)}"
 
 
+def retry_policy(method: MethodDecl) -> dict[str, Any]:
+    """When the edge calls the service again: never twice for a call that may have run, unless idempotent."""
+    conditions = NEVER_DELIVERED + (MAYBE_DELIVERED if method.idempotent else ())
+    return {"retry_on": ",".join(conditions), "num_retries": EDGE_RETRIES, "retry_back_off": RETRY_BACK_OFF}
+
+
 def method_route(method: MethodDecl, policy: EdgePolicy) -> dict[str, Any]:
-    action: dict[str, Any] = {"cluster": method.service, "timeout": _seconds(method.timeout_seconds)}
+    action: dict[str, Any] = {
+        "cluster": method.service,
+        "timeout": _seconds(method.timeout_seconds),
+        "retry_policy": retry_policy(method),
+    }
     if method.path in server_streaming_paths():
         # A stream waits for events: no deadline, no idle cut; the service bounds its life.
+        # No retries: a stream that broke after it started must be reopened by the client.
         action = {"cluster": method.service, "timeout": "0s", "idle_timeout": "0s"}
     route: dict[str, Any] = {
         "name": f"{method.service}.{method.name}",
@@ -712,6 +740,7 @@ def cluster(name: str, port: int, *, http2: bool = True) -> dict[str, Any]:
 
 def service_cluster(mesh: MeshDeclaration, name: str, settings: EdgeSettings) -> dict[str, Any]:
     definition = cluster(name, settings.upstream_ports[name])
+    definition["circuit_breakers"] = {"thresholds": [{"priority": "DEFAULT", "retry_budget": RETRY_BUDGET}]}
     if settings.upstream_tls is not None:
         definition["transport_socket"] = upstream_tls_socket(name, settings.upstream_tls, mesh)
     return definition

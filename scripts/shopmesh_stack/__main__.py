@@ -69,6 +69,8 @@ def main() -> int:
     logs.add_argument("component", nargs="?")
     logs.add_argument("-f", "--follow", action="store_true")
     sub.add_parser("clean", help="stop and delete the data directory")
+    roll = sub.add_parser("roll", help="replace services' processes one by one without refusing a call")
+    roll.add_argument("service", nargs="*", help="services to replace, in this order (default: all, in start order)")
     dlq.add_parser(sub)
     args = parser.parse_args()
     try:
@@ -90,6 +92,9 @@ def main() -> int:
             command_logs(stack, args.component, args.follow)
         elif args.command == "clean":
             stack.clean()
+        elif args.command == "roll":
+            for name in args.service or stack.settings.services:
+                stack.roll(name)
     except (ConfigError, InstallError, StartError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

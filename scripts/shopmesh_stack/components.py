@@ -29,6 +29,7 @@ from shopmesh_stack.channels import health_status
 from shopmesh_stack.install import Installed
 from shopmesh_stack.procs import ManagedProcess, ProcessSpec
 from shopmesh_stack.settings import REPO, StackSettings
+from shopmesh_stack.waiting import StartError
 from shopmesh_stack.wiring import FERRETDB_DATABASE, address_variable, postgres_databases
 
 if TYPE_CHECKING:
@@ -48,6 +49,35 @@ def port_open(port: int) -> bool:
     with socket.socket() as probe:
         probe.settimeout(0.5)
         return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def port_free(port: int) -> bool:
+    """Whether nothing listens on 127.0.0.1:port (a listener with SO_REUSEPORT too)."""
+    with socket.socket() as probe:
+        # Connections of an earlier process in TIME_WAIT do not count, listeners do.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def scrape(port: int) -> dict[str, float]:
+    """The unlabelled samples of a Prometheus endpoint on 127.0.0.1:port."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+        lines = response.read().decode().splitlines()
+    return {
+        name: float(value)
+        for name, value in (line.split()[:2] for line in lines if line[:1].isalpha() and "{" not in line)
+    }
 
 
 class Component:
@@ -356,7 +386,12 @@ class Mailpit(Component):
 
 
 class Service(Component):
-    """One Python gRPC service of the mesh declaration."""
+    """One Python gRPC service of the mesh declaration.
+
+    Its ports are bound with SO_REUSEPORT, so a successor process can be started on
+    them while it runs (`Stack.roll`); a normal start first checks that nothing
+    listens on them, so no stale process shares them unnoticed.
+    """
 
     start_timeout = 30.0
 
@@ -389,8 +424,34 @@ class Service(Component):
             "SHOPMESH_TOPICS_FILE": str(self.settings.topics_file),
             **{address_variable(other): f"127.0.0.1:{ports.grpc(other)}" for other in self.settings.services},
             **self._tls_env(),
+            "SHOPMESH_REUSE_PORT": "on",
             **self.settings.service_env,
         }
+
+    def prepare(self) -> None:
+        ports = self.settings.ports
+        taken = [port for port in (ports.grpc(self.name), ports.metrics(self.name)) if not port_free(port)]
+        if taken:
+            raise StartError(
+                f"{self.name}: port {taken[0]} is in use by a process this stack does not know (no pid file of ours)"
+            )
+
+    def successor(self, probe_port: int) -> ManagedProcess:
+        """A second process of this service on the same ports, with a metrics port of its own (`probe_port`)."""
+        spec = self.process.spec
+        return ManagedProcess(
+            replace(
+                spec,
+                env={**spec.env, "SHOPMESH_PROBE_PORT": str(probe_port)},
+                pid_file=spec.pid_file.with_suffix(".successor.pid"),
+            )
+        )
+
+    @staticmethod
+    def serving_alone(probe_port: int) -> bool:
+        """Whether the process with this probe port is SERVING and answers user calls (deny-list replayed)."""
+        metrics = scrape(probe_port)
+        return metrics.get("health_serving") == 1.0 and metrics.get("revocations_loaded", 1.0) == 1.0
 
     def _tls_env(self) -> dict[str, str]:
         files = self.settings.tls_files(self.name)
@@ -412,12 +473,7 @@ class Service(Component):
         Health is SERVING before that (Kafka is no reason to stop serving), so `up`
         waits for this too before it says the stack is up.
         """
-        url = f"http://127.0.0.1:{self.settings.ports.metrics(self.name)}/metrics"
-        with urllib.request.urlopen(url, timeout=2) as response:
-            for line in response.read().decode().splitlines():
-                if line.startswith("revocations_loaded "):
-                    return float(line.split()[1]) == 1.0
-        return True
+        return scrape(self.settings.ports.metrics(self.name)).get("revocations_loaded", 1.0) == 1.0
 
 
 class Kafka(Component):

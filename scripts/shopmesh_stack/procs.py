@@ -61,6 +61,17 @@ class ProcessSpec:
     die_with_parent: bool = False
 
 
+@dataclass(frozen=True)
+class Exit:
+    """How a stopped process ended."""
+
+    pid: int
+    # Exited by itself within the timeout (else it was SIGKILLed).
+    in_time: bool
+    # Its exit code (negative: the signal) when it was our child and exited in time; else unknown.
+    code: int | None
+
+
 class ManagedProcess:
     """Start, find, and stop one background process by its pid file."""
 
@@ -118,22 +129,30 @@ class ManagedProcess:
 
     def stop(self, timeout: float = 20.0, sig: signal.Signals = signal.SIGTERM) -> bool:
         """Signal the process, wait for it to exit, SIGKILL after `timeout`. True if it was running."""
+        return self.end(timeout, sig) is not None
+
+    def end(self, timeout: float = 20.0, sig: signal.Signals = signal.SIGTERM) -> Exit | None:
+        """Like `stop`, telling how it ended; None if it was not running."""
         pid = self.pid()
         if pid is None:
-            return False
+            return None
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
         deadline = time.monotonic() + timeout
-        while _start_time(pid) is not None and time.monotonic() < deadline:
-            _reap(pid)
+        code: int | None = None
+        while (alive := _start_time(pid) is not None) and time.monotonic() < deadline:
+            code = _reap(pid) if code is None else code
             time.sleep(0.05)
-        if _start_time(pid) is not None:
+        if alive:
             os.kill(pid, signal.SIGKILL)
             while _start_time(pid) is not None:
                 _reap(pid)
                 time.sleep(0.05)
+        else:
+            # Our child leaves a zombie (no start time) until reaped: its status is here.
+            code = _reap(pid) if code is None else code
         self.spec.pid_file.unlink(missing_ok=True)
-        return True
+        return Exit(pid=pid, in_time=not alive, code=None if alive else code)
 
     def tail(self, lines: int = 20) -> str:
         try:
@@ -155,7 +174,10 @@ def _spawner() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="shopmesh-spawner")
 
 
-def _reap(pid: int) -> None:
-    """Collect a child that has exited so it does not linger as a zombie."""
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
+def _reap(pid: int) -> int | None:
+    """Collect a child that has exited so it does not linger as a zombie; its exit code if it was ours."""
+    try:
+        reaped, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return None
+    return os.waitstatus_to_exitcode(status) if reaped == pid else None

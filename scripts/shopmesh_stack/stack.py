@@ -7,6 +7,14 @@ deadline (services: health SERVING, and `up` also waits until their revocation
 deny-lists are replayed, so user calls are answered when it returns); a failure
 names the component and its log file. `down` stops in reverse order, by pid, and
 leaves the data; `clean` also deletes the data.
+
+`roll` replaces a running service's process without refusing a call: the
+successor starts on the same ports (SO_REUSEPORT; the kernel spreads new
+connections over both), and once it serves on its own (health SERVING and its
+deny-list replayed, read on a probe port of its own) the old one gets SIGTERM
+and drains (health NOT_SERVING, in-flight calls finish, listeners close). Calls
+that race the hand-over are retried by the edge and by the services' channels
+where that is safe (see shopmesh_edge.render and shopmesh_platform.channel).
 """
 
 from __future__ import annotations
@@ -25,12 +33,26 @@ from shopmesh_stack.components import (
     Mailpit,
     Postgres,
     Service,
+    free_port,
 )
 from shopmesh_stack.install import Installed, install_all
 from shopmesh_stack.pki import LocalCA
+from shopmesh_stack.procs import Exit
 from shopmesh_stack.settings import StackSettings
-from shopmesh_stack.waiting import wait_ready
+from shopmesh_stack.waiting import StartError, wait_ready
 from shopmesh_stack.wiring import storage_env
+
+# How long the old process of a roll may take to drain (its grace period, and then some).
+DRAIN_TIMEOUT_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Handover:
+    """One roll: the process replaced, the one now serving, and how the old one ended."""
+
+    service: str
+    old: Exit
+    new_pid: int
 
 
 @dataclass(frozen=True)
@@ -153,6 +175,32 @@ class Stack:
         self.grpcurl.parent.mkdir(exist_ok=True)
         self.grpcurl.unlink(missing_ok=True)
         self.grpcurl.symlink_to(self.installed.grpcurl)
+
+    def roll(self, name: str) -> Handover:
+        """Replace the running process of service `name` (see the module docstring)."""
+        if name not in self.services:
+            raise StartError(f"no service {name!r}; one of: {', '.join(self.services)}")
+        service = self.services[name]
+        if not service.process.running():
+            raise StartError(f"{name} is not running: nothing to replace (make up)")
+        probe_port = free_port()
+        successor = service.successor(probe_port)
+        new_pid = successor.start()
+        print(f"  {name:<14} successor starting (pid {new_pid}, port {service.port})", flush=True)
+        try:
+            wait_ready(f"{name} successor", lambda: service.serving_alone(probe_port), successor, service.start_timeout)
+        except StartError:
+            successor.stop()
+            raise
+        old = service.process.end(timeout=DRAIN_TIMEOUT_SECONDS)
+        # The successor is the service now: `status`, `down` and the next roll find it by the usual pid file.
+        successor.spec.pid_file.replace(service.process.spec.pid_file)
+        if old is None:
+            raise StartError(f"{name}: the old process exited during the hand-over; pid {new_pid} serves")
+        if not old.in_time:
+            raise StartError(f"{name}: pid {old.pid} did not drain within {DRAIN_TIMEOUT_SECONDS:.0f}s and was killed")
+        print(f"  {name:<14} pid {old.pid} drained and exited; pid {new_pid} serves", flush=True)
+        return Handover(name, old, new_pid)
 
     def stop(self, component: Component) -> bool:
         return component.process.stop(sig=component.stop_signal)

@@ -29,6 +29,8 @@ from shopmesh_render.__main__ import RENDERED_DIRS, render_all, stale_files
 from shopmesh_render.routes import rest_routes
 from tests.deploy.conftest import load_objects
 
+# Retry conditions under which the service provably never received the call.
+NEVER_DELIVERED = {"connect-failure", "refused-stream", "reset-before-request"}
 ISSUER_PRINCIPALS = ["shopmesh-users/*"]
 
 
@@ -317,7 +319,7 @@ def test_services_speak_grpc_and_scale_safely(mesh: MeshDeclaration) -> None:
     assert {h["metadata"]["name"] for h in k8s_objects("HorizontalPodAutoscaler")} == {*mesh.services, "edge"}
 
 
-def test_retries_only_for_idempotent_methods(mesh: MeshDeclaration) -> None:
+def test_retries_where_the_call_never_arrived_and_where_idempotent(mesh: MeshDeclaration) -> None:
     for service in load_objects("istio/virtual-services.yaml"):
         for route in service["spec"]["http"]:
             method = mesh.method(route["match"][0]["uri"]["exact"]) if "match" in route else None
@@ -327,7 +329,15 @@ def test_retries_only_for_idempotent_methods(mesh: MeshDeclaration) -> None:
             # A server stream has no timeout ("0s"): it lives until the client leaves.
             streaming = method.path in server_streaming_paths()
             assert route["timeout"] == ("0s" if streaming else f"{method.timeout_seconds:g}s"), method.path
-            assert (route["retries"]["attempts"] > 0) == method.idempotent, method.path
+            conditions = set(route["retries"].get("retryOn", "").split(","))
+            if streaming:
+                assert route["retries"] == {"attempts": 0}, method.path
+            elif method.idempotent:
+                assert conditions == NEVER_DELIVERED | {"reset", "unavailable", "cancelled"}, method.path
+            else:
+                # Only where the service never saw the call; no per-try timeout (a timed-out try may have run).
+                assert conditions == NEVER_DELIVERED, method.path
+                assert "perTryTimeout" not in route["retries"], method.path
     rules = {r["metadata"]["name"]: r["spec"]["trafficPolicy"] for r in load_objects("istio/destination-rules.yaml")}
     assert rules["users"]["loadBalancer"] == {"simple": "ROUND_ROBIN"}
     assert rules["orders"]["loadBalancer"] == {"simple": "LEAST_REQUEST"}

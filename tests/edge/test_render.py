@@ -10,13 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from shopmesh_edge.policy import PLATFORM_API, PlatformApi, load_edge_policy
-from shopmesh_edge.render import PLATFORM_PREFIXES, EdgeSettings, render, render_yaml
+from shopmesh_edge.render import PLATFORM_PREFIXES, EdgeSettings, render, render_yaml, server_streaming_paths
 from shopmesh_platform.mesh import MeshDeclarationError, load_mesh
 from shopmesh_stack.install import envoy_binary
 from shopmesh_stack.settings import REPO
-from tests.declared import SERVICES
+from tests.declared import MESH, SERVICES
+
+# Every routed method by its route name (`<service>.<Method>`).
+ROUTED = {f"{m.service}.{m.name}": m for m in MESH.all_methods()}
 
 
 def settings(tmp_path: Path, profile: str = "developer") -> EdgeSettings:
@@ -186,3 +190,43 @@ def test_a_server_streaming_route_has_no_timeouts_and_counts_against_the_callers
     listing = by_path["/shopmesh.notification.v1.NotificationService/ListNotifications"]
     assert listing["route"]["timeout"] == "5s"
     assert "idle_timeout" not in listing["route"]
+
+
+def test_only_idempotent_methods_are_retried_when_the_call_may_have_run(tmp_path: Path) -> None:
+    mesh = load_mesh()
+    method_routes = {r["name"]: r for r in routes_of(render(mesh, settings(tmp_path))) if r["name"] in ROUTED}
+    assert method_routes, "no method routes rendered"
+    streaming = server_streaming_paths()
+    for name, route in method_routes.items():
+        method = ROUTED[name]
+        if method.path in streaming:
+            assert "retry_policy" not in route["route"], name
+            continue
+        conditions = set(route["route"]["retry_policy"]["retry_on"].split(","))
+        never_delivered = {"connect-failure", "refused-stream", "reset-before-request"}
+        expected = never_delivered | {"reset", "unavailable", "cancelled"} if method.idempotent else never_delivered
+        assert conditions == expected, name
+        assert route["route"]["retry_policy"]["num_retries"] >= 1
+    # The declaration decides: a method declared idempotent gets the wider retries, others never.
+    assert "unavailable" in method_routes["inventory.GetProduct"]["route"]["retry_policy"]["retry_on"]
+    assert "unavailable" not in method_routes["orders.CreateOrder"]["route"]["retry_policy"]["retry_on"]
+    assert "reset," not in method_routes["payments.CreatePayment"]["route"]["retry_policy"]["retry_on"] + ","
+
+
+def test_a_declaration_change_moves_a_method_between_the_retry_classes(tmp_path: Path) -> None:
+    document = yaml.safe_load((REPO / "mesh" / "mesh.yaml").read_text())
+    document["services"]["inventory"]["methods"]["GetProduct"]["idempotent"] = False
+    document["services"]["users"]["methods"]["UpdateUser"]["idempotent"] = True
+    mesh_file = tmp_path / "mesh.yaml"
+    mesh_file.write_text(yaml.safe_dump(document))
+    rendered = {r["name"]: r for r in routes_of(render(load_mesh(mesh_file), settings(tmp_path)))}
+    assert "unavailable" not in rendered["inventory.GetProduct"]["route"]["retry_policy"]["retry_on"]
+    assert "unavailable" in rendered["users.UpdateUser"]["route"]["retry_policy"]["retry_on"]
+
+
+def test_service_clusters_budget_their_retries(tmp_path: Path) -> None:
+    config = render(load_mesh(), settings(tmp_path))
+    clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
+    for service in SERVICES:
+        [threshold] = clusters[service]["circuit_breakers"]["thresholds"]
+        assert threshold["retry_budget"]["min_retry_concurrency"] > 3  # Envoy's flat default max_retries

@@ -3,8 +3,11 @@
 Every call gets a deadline: the method's `timeout` from the mesh declaration
 (or the client default) through the gRPC service config, which gRPC applies
 when the caller sets none. Only methods declared `idempotent` get a retry
-policy (on UNAVAILABLE, with exponential backoff), so a retry can never
-duplicate a side effect.
+policy (on UNAVAILABLE, and CANCELLED: what a server shutting down answers a
+call it had not yet handed to the service, e.g. while its process is being
+replaced; with exponential backoff), so a retry can never duplicate a side
+effect. Calls that never left the channel, or that a server refused
+(REFUSED_STREAM, GOAWAY), gRPC retries transparently for every method.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ RETRY_POLICY = {
     "initialBackoff": "0.1s",
     "maxBackoff": "1s",
     "backoffMultiplier": 2,
-    "retryableStatusCodes": ["UNAVAILABLE"],
+    "retryableStatusCodes": ["UNAVAILABLE", "CANCELLED"],
 }
 
 

@@ -145,6 +145,13 @@ class PlatformConfig:
     service_addresses: Mapping[str, str]
     # kafka/topics.yaml (SHOPMESH_TOPICS_FILE): the topics the mesh declaration may name.
     topics_file: Path = DEFAULT_TOPICS_FILE
+    # SHOPMESH_REUSE_PORT=on: the gRPC and metrics ports are bound with SO_REUSEPORT, so a
+    # replacement process can listen beside this one during a hand-over (the local stack's
+    # rolling restart). Off by default: a port already taken is then an error at start.
+    reuse_port: bool = False
+    # SHOPMESH_PROBE_PORT: the metrics again on a port of this process alone, so the one
+    # starting a replacement can tell when *it* serves while both share the ports above.
+    probe_port: int | None = None
 
     def address_of(self, service: str) -> str:
         """host:port of another mesh service (SHOPMESH_ADDRESS_<NAME>, else the declared port)."""
@@ -201,4 +208,8 @@ class PlatformConfig:
                 if (address := read.optional(f"SHOPMESH_ADDRESS_{name.upper()}")) is not None
             },
             topics_file=topics_file,
+            reuse_port=read.choice("SHOPMESH_REUSE_PORT", "off", ("on", "off")) == "on",
+            probe_port=read.integer("SHOPMESH_PROBE_PORT", -1, minimum=0, maximum=65535)
+            if read.optional("SHOPMESH_PROBE_PORT") is not None
+            else None,
         )

@@ -7,6 +7,12 @@ needs to answer calls, as reported by its readiness probe (its database, never
 Kafka); it is NOT_SERVING while draining. SIGTERM or SIGINT drains: health goes
 NOT_SERVING, then `server.stop(grace)` lets in-flight calls finish, then
 `serve()` returns and the process exits 0.
+
+With `reuse_port` (SHOPMESH_REUSE_PORT=on) the gRPC and metrics ports are bound
+with SO_REUSEPORT: a replacement started on the same ports shares them (the
+kernel spreads new connections over both) until this process has drained and
+closed its listeners. Its `probe_port` serves the metrics (`health_serving`,
+`revocations_loaded`) of that one process while the others are shared.
 """
 
 from __future__ import annotations
@@ -24,13 +30,14 @@ from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, Gauge
 
 from shopmesh_platform import transport
 from shopmesh_platform.config import PlatformConfig, TransportSecurity
 from shopmesh_platform.interceptors import default_chain
 from shopmesh_platform.interceptors.auth import AuthInterceptor, UserTokenVerifier
 from shopmesh_platform.interceptors.tracing import build_tracer_provider
+from shopmesh_platform.metrics_http import MetricsEndpoint
 
 LIVENESS_SERVICE = "shopmesh.liveness"
 """The health service name a liveness probe asks for (Kubernetes gRPC probes)."""
@@ -87,7 +94,10 @@ class ShopmeshServer:
         self._health = health_aio.HealthServicer()
         self._draining = False
         self._probe_task: asyncio.Task[None] | None = None
-        self._metrics_httpd: Any = None
+        self._metrics_endpoints: list[MetricsEndpoint] = []
+        self._serving = Gauge(
+            "health_serving", "1 while this process's overall health is SERVING", registry=self.registry
+        )
         self._stopped = asyncio.Event()
         self._tracer_provider = build_tracer_provider(config.service_name, config.otlp_endpoint)
         limits = config.limits
@@ -110,7 +120,9 @@ class ShopmeshServer:
                 ("grpc.keepalive_timeout_ms", limits.keepalive_timeout_ms),
                 ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
                 ("grpc.max_concurrent_streams", limits.max_concurrent_streams),
-                ("grpc.so_reuseport", 0),
+                # Explicit either way: gRPC's own default on Linux is on, which would let a second
+                # process (a stale one, another stack) share the port without an error.
+                ("grpc.so_reuseport", 1 if config.reuse_port else 0),
             ],
         )
         for binding in self._services:
@@ -123,6 +135,7 @@ class ShopmeshServer:
         )
         self.grpc_port = transport.bind(self._server, config, f"{config.bind_host}:{config.grpc_port}")
         self.metrics_port = 0
+        self.probe_port: int | None = None
 
     @property
     def service_names(self) -> list[str]:
@@ -130,10 +143,14 @@ class ShopmeshServer:
 
     async def start(self) -> None:
         """Start serving, the metrics endpoint and the readiness probe loop."""
-        self._metrics_httpd, _ = start_http_server(
-            self.config.metrics_port, addr=self.config.bind_host, registry=self.registry
-        )
-        self.metrics_port = self._metrics_httpd.server_port
+        host, reuse = self.config.bind_host, self.config.reuse_port
+        shared = MetricsEndpoint(host, self.config.metrics_port, self.registry, reuse_port=reuse)
+        self._metrics_endpoints.append(shared)
+        self.metrics_port = shared.port
+        if self.config.probe_port is not None:
+            own = MetricsEndpoint(host, self.config.probe_port, self.registry, reuse_port=False)
+            self._metrics_endpoints.append(own)
+            self.probe_port = own.port
         await self._server.start()
         # Liveness: SERVING for as long as the process answers, whatever its database
         # says (a database outage must make a pod unready, not restart it).
@@ -148,6 +165,7 @@ class ShopmeshServer:
     async def _set_all(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
         for name in ("", *self.service_names):
             await self._health.set(name, status)
+        self._serving.set(1 if status == SERVING else 0)
 
     async def _apply_readiness(self) -> None:
         if self._draining:
@@ -190,9 +208,8 @@ class ShopmeshServer:
     async def stop(self) -> None:
         """Second drain phase: in-flight calls finish within the grace period, then everything stops."""
         await self._server.stop(self.config.drain_grace_seconds)
-        if self._metrics_httpd is not None:
-            self._metrics_httpd.shutdown()
-            self._metrics_httpd.server_close()
+        for endpoint in self._metrics_endpoints:
+            endpoint.close()
         self._tracer_provider.shutdown()
         logger.info("stopped")
         self._stopped.set()
