@@ -4,7 +4,8 @@ Every call gets a deadline: the method's `timeout` from the mesh declaration
 (or the client default) through the gRPC service config, which gRPC applies
 when the caller sets none. Only methods declared `idempotent` get a retry
 policy (on UNAVAILABLE, with exponential backoff), so a retry can never
-duplicate a side effect.
+duplicate a side effect. With a `Tracing` that exports, every call gets a
+client span and sends its context as `traceparent`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from grpc import aio
 from shopmesh_platform import transport
 from shopmesh_platform.config import PlatformConfig
 from shopmesh_platform.mesh import ServiceDecl
+from shopmesh_platform.traces import Tracing
 
 RETRY_POLICY = {
     "maxAttempts": 4,
@@ -47,11 +49,13 @@ def service_config(service: ServiceDecl, default_timeout: float) -> dict[str, An
     return {"methodConfig": method_configs}
 
 
-def create_channel(config: PlatformConfig, target: str, *, address: str | None = None) -> aio.Channel:
+def create_channel(
+    config: PlatformConfig, target: str, *, address: str | None = None, tracing: Tracing | None = None
+) -> aio.Channel:
     """A channel from this service to the mesh service named `target`.
 
     `address` overrides the configured address (SHOPMESH_ADDRESS_<NAME> or the
-    declared port on 127.0.0.1).
+    declared port on 127.0.0.1); `tracing` traces its calls (the Runtime passes the process's).
     """
     service = config.mesh.service(target)
     options: list[tuple[str, object]] = [
@@ -61,4 +65,5 @@ def create_channel(config: PlatformConfig, target: str, *, address: str | None =
         ("grpc.max_send_message_length", config.limits.max_message_bytes),
         ("grpc.keepalive_time_ms", config.limits.keepalive_time_ms),
     ]
-    return transport.dial(config, target, address or config.address_of(target), options, [])
+    interceptors = tracing.client_interceptors() if tracing is not None else []
+    return transport.dial(config, target, address or config.address_of(target), options, interceptors)
