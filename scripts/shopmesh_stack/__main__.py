@@ -13,6 +13,7 @@ from shopmesh_stack.channels import grpcurl_tls_flags
 from shopmesh_stack.install import InstallError, install_all
 from shopmesh_stack.settings import StackSettings
 from shopmesh_stack.stack import Stack
+from shopmesh_stack.traces import TraceQueryError, fetch_trace, render_tree
 from shopmesh_stack.waiting import StartError
 
 
@@ -55,6 +56,17 @@ def command_logs(stack: Stack, component: str | None, follow: bool) -> None:
         subprocess.run(["tail", "-n", "40", *(["-F"] if follow else []), *files], check=False)
 
 
+def command_trace(settings: StackSettings, trace_id: str) -> int:
+    """Print one trace's span tree, read from the running Jaeger's query API."""
+    query_url = f"http://127.0.0.1:{settings.ports.jaeger_query}"
+    found = fetch_trace(query_url, trace_id.strip().lower())
+    if found is None:
+        print(f"jaeger at {query_url} has no trace {trace_id} (yet)", file=sys.stderr)
+        return 1
+    print(render_tree(found))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="shopmesh_stack", description="the shopmesh local stack")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -66,12 +78,16 @@ def main() -> int:
     logs.add_argument("component", nargs="?")
     logs.add_argument("-f", "--follow", action="store_true")
     sub.add_parser("clean", help="stop and delete the data directory")
+    trace = sub.add_parser("trace", help="print a trace's span tree from Jaeger's query API")
+    trace.add_argument("trace_id", help="32 hex digits (the trace_id of a log line or a traceparent)")
     dlq.add_parser(sub)
     args = parser.parse_args()
     try:
         settings = StackSettings.from_env()
         if args.command == "dlq":
             return dlq.run(args, settings)
+        if args.command == "trace":
+            return command_trace(settings, args.trace_id)
         if args.command == "install":
             install_all(settings.cache_dir)
             print("all components installed")
@@ -87,7 +103,7 @@ def main() -> int:
             command_logs(stack, args.component, args.follow)
         elif args.command == "clean":
             stack.clean()
-    except (ConfigError, InstallError, StartError) as exc:
+    except (ConfigError, InstallError, StartError, TraceQueryError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

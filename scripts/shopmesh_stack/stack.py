@@ -1,7 +1,8 @@
 """One stack instance: start everything in order, report, stop, wipe.
 
 Start order: PostgreSQL (then databases and migrations), Kafka (then topics),
-FerretDB, localstripe, the five services, and Envoy last. Each is awaited with a
+FerretDB, localstripe, Jaeger (the services export traces to it), the five
+services, and Envoy last. Each is awaited with a
 deadline (services: health SERVING, and `up` also waits until their revocation
 deny-lists are replayed, so user calls are answered when it returns); a failure
 names the component and its log file. `down` stops in reverse order, by pid, and
@@ -20,6 +21,7 @@ from shopmesh_stack.components import (
     Component,
     Edge,
     FerretDB,
+    Jaeger,
     Kafka,
     LocalStripe,
     Postgres,
@@ -50,6 +52,7 @@ class Stack:
         self.kafka = Kafka(settings, self.installed)
         self.ferretdb = FerretDB(settings, self.installed, self.postgres)
         self.localstripe = LocalStripe(settings, self.installed)
+        self.jaeger = Jaeger(settings, self.installed)
         shared_env = {
             "SHOPMESH_KAFKA_BOOTSTRAP": self.kafka.bootstrap,
             "SHOPMESH_STRIPE_API_BASE": self.localstripe.api_base,
@@ -57,6 +60,7 @@ class Stack:
             "SHOPMESH_JWT_ISSUER": settings.jwt_issuer,
             "SHOPMESH_JWT_AUDIENCE": settings.jwt_audience,
             "SHOPMESH_JWKS_REFRESH_SECONDS": f"{settings.jwks_refresh_seconds:g}",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": self.jaeger.otlp_endpoint,
         }
         self.services = {
             name: Service(settings, self.installed, name, {**shared_env, **self._database_env(name)})
@@ -82,6 +86,7 @@ class Stack:
             self.kafka,
             self.ferretdb,
             self.localstripe,
+            self.jaeger,
             *self.services.values(),
             self.edge,
         ]

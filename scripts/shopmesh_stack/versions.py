@@ -10,3 +10,5 @@ SCALA = "2.13"
 FERRETDB = "v1.24.2"
 GRPCURL = "v1.9.3"
 LOCALSTRIPE = "1.15.10"
+# Jaeger v2 (cmd/jaeger); the Go module keeps v1.x tags for the v2 binary.
+JAEGER = "v1.76.0"
