@@ -17,7 +17,7 @@ PY := $(VENV)/bin/python
 STACK := $(PY) -m shopmesh_stack
 export SHOPMESH_UV_PATH := $(UV_HOME)/bin
 
-.PHONY: help deps gen gen-check render render-check lint buf-lint test unit breaking client-python clean-venv install up down status logs clean promote-admin dlq ledger-check bench-platform trace
+.PHONY: help deps gen gen-check render render-check lint buf-lint test unit fuzz breaking client-python clean-venv install up down status logs clean promote-admin dlq ledger-check bench-platform trace
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -99,6 +99,13 @@ bench-platform: deps ## the platform's cost per call against a bare server (own 
 
 unit: deps ## run the tests only
 	@$(VENV)/bin/pytest
+
+# `make test` runs the fuzzers too, with 30 reproducible inputs per REST operation and
+# kind, and per gRPC method and kind; this runs them alone with fresh random inputs.
+FUZZ_EXAMPLES ?= 300
+fuzz: deps install ## fuzz the REST surface (schemathesis) and every gRPC method (Hypothesis): make fuzz FUZZ_EXAMPLES=300
+	@SHOPMESH_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) SHOPMESH_FUZZ_DERANDOMIZE=false $(VENV)/bin/pytest -s \
+		tests/integration/test_fuzz_rest.py tests/integration/test_fuzz_grpc.py
 
 test: lint install unit ## lint, install the stack components, then every test (unit and real-stack)
 

@@ -15,12 +15,12 @@ from typing import Any
 import yaml
 
 from shopmesh_edge.policy import load_edge_policy
+from shopmesh_platform.events.topics import load_topic_specs
 from shopmesh_platform.mesh import DEFAULT_MESH_FILE, load_mesh
 from shopmesh_render import istio, kube, strimzi
 from shopmesh_render.cluster import Cluster
 from shopmesh_render.edge import cluster_edge_config
 from shopmesh_render.routes import DESCRIPTOR_SET, rest_routes
-from shopmesh_stack.topics import load_topics
 
 REPO = Path(__file__).resolve().parents[2]
 HEADER = (
@@ -76,7 +76,7 @@ def render_all() -> dict[Path, str]:
         files[Path("k8s") / name] = dump(objects)
     files[Path("k8s/kustomization.yaml")] = dump([kustomization([*k8s_files, "../istio"])])
 
-    strimzi_files = strimzi.render(cluster, load_topics())
+    strimzi_files = strimzi.render(cluster, load_topic_specs())
     for name, objects in strimzi_files.items():
         files[Path("kafka/strimzi") / name] = dump(objects)
     files[Path("kafka/strimzi/kustomization.yaml")] = dump([kustomization(list(strimzi_files))])

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from shopmesh_edge.render import server_streaming_paths
 from shopmesh_platform.interceptors.auth import PLATFORM_SERVICE_PREFIXES
 from shopmesh_platform.mesh import AccessClass, LoadBalancer, MethodDecl
 from shopmesh_render.cluster import (
@@ -225,11 +226,13 @@ def retries(method: MethodDecl) -> Object:
 
 
 def _route(name: str, match: list[Object], destination: str, port: int, method: MethodDecl) -> Object:
+    # A server stream (WatchNotifications) lives until the client leaves: "0s" is no timeout.
+    streaming = method.path in server_streaming_paths()
     return {
         "name": name,
         "match": match,
         "route": [{"destination": {"host": destination, "port": {"number": port}}}],
-        "timeout": _seconds(method.timeout_seconds),
+        "timeout": "0s" if streaming else _seconds(method.timeout_seconds),
         "retries": retries(method),
     }
 

@@ -6,7 +6,7 @@ auto-creation off; one `KafkaTopic` per topic and per `.dlq` twin (replication
 and min.insync.replicas of the topic declaration's `cluster` defaults); one
 `KafkaUser` per service whose ACLs are exactly what it publishes (Write) and
 consumes (Read), plus the `.dlq` twins of what it consumes (Write) and its own
-consumer groups (`<service>-` and `revocations-` prefixes). The Kafka pods run
+consumer groups (the `<service>.` prefix of `consumer_group`, and `revocations-`). The Kafka pods run
 without Istio sidecars: their listener does its own mutual TLS.
 """
 
@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from shopmesh_platform.events.consumer import consumer_group
+from shopmesh_platform.events.topics import TopicSpec
 from shopmesh_platform.mesh import ServiceDecl
 from shopmesh_render.cluster import KAFKA_CLUSTER, KAFKA_TLS_PORT, PART_OF, Cluster
-from shopmesh_stack.topics import TopicSpec
 
 API = "kafka.strimzi.io/v1"
 NODE_POOL = "dual-role"
@@ -131,7 +132,8 @@ def user(cluster: Cluster, decl: ServiceDecl) -> Object:
     acls = [_acl("topic", name, WRITE) for name in sorted(decl.publishes | decl.dead_letter_topics)]
     acls += [_acl("topic", name, READ) for name in sorted(decl.consumes)]
     if decl.consumes:
-        groups = (f"{decl.name}-", *SHARED_GROUP_PREFIXES)
+        # The runtime's consumers are in groups `<service>.<name>` (consumer_group).
+        groups = (consumer_group(decl.name, ""), *SHARED_GROUP_PREFIXES)
         acls += [_acl("group", prefix, ["Read"], pattern="prefix") for prefix in groups]
     return {
         "apiVersion": API,

@@ -123,6 +123,9 @@ class EdgePolicy:
     method_budgets: Mapping[str, Budget] = field(default_factory=dict)
     platform_api: PlatformApi = field(default_factory=PlatformApi)
     connections: ConnectionLimits = field(default_factory=ConnectionLimits)
+    # Where calls that name no service go (health and reflection without the selector
+    # header, CORS preflights): `edge.default_service`, else the first declared service.
+    default_service: str | None = None
 
     def budget_class(self, service: str, method: str) -> str:
         """The rate-limit class of a method: its own budget, or its service's."""
@@ -173,7 +176,15 @@ def parse_edge(document: Mapping[str, Any]) -> EdgePolicy:
         },
         platform_api=PlatformApi.parse(raw.get("platform_api") or {}),
         connections=ConnectionLimits.parse(raw.get("connections") or {}),
+        default_service=_optional_name(raw, "default_service", "edge"),
     )
+
+
+def _optional_name(raw: Mapping[str, Any], key: str, where: str) -> str | None:
+    value = raw.get(key)
+    if value is not None and (not isinstance(value, str) or not value):
+        raise MeshDeclarationError(f"{where}.{key}: must be a service name, got {value!r}")
+    return value
 
 
 def load_edge_policy(

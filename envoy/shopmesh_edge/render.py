@@ -6,7 +6,8 @@ passed through) on the same port. The REST mapping comes from the protos'
 `google.api.http` rules, never from here.
 
 Filter order: header_mutation (security headers on every answer, Envoy's own
-replies included; no `server` header) -> buffer (413 above the body limit,
+replies included; no `server` header; request headers gRPC cannot carry are
+dropped) -> buffer (413 above the body limit,
 counted on the body the client sent: after transcoding it would be the smaller
 protobuf) -> transcoder (every later filter sees the gRPC path and route) -> CORS
 (answers preflights before anything asks for a token) -> jwt_authn (`user`
@@ -16,10 +17,15 @@ anonymous ones; a minute and an hour bucket each) -> router.
 
 Routes are per method (exact gRPC path) with the method's timeout and the
 `X-API-Version` / `X-Service-Name` response headers; `internal` methods get no
-route. `/healthz` answers at the edge. In the profiles where mesh.yaml's
+route. A server-streaming method (from the contracts' descriptor set, e.g.
+WatchNotifications) has neither a request timeout nor a stream idle timeout: it
+lives until the client leaves or the service ends it (on token expiry, at the
+latest); each stream it opens counts against the caller's budget, like a call.
+`/healthz` answers at the edge. A malformed `grpc-timeout` or `grpc-encoding`
+is refused first (INVALID_ARGUMENT; REST: 400). In the profiles where mesh.yaml's
 `edge.platform_api` allows it, health checks and reflection go to the service
-named by `x-shopmesh-service` (default users; each service reflects only its own
-API), behind a per-address budget and a circuit breaker capping the open calls
+named by `x-shopmesh-service` (default: `edge.default_service`; each service
+reflects only its own API), behind a per-address budget and a circuit breaker capping the open calls
 per service; elsewhere they have no route. Envoy's own error replies to REST
 clients are `google.rpc.Status`-shaped JSON, like the services' errors.
 
@@ -34,19 +40,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
+from google.protobuf import descriptor_pb2
 
 from shopmesh_edge.policy import PLATFORM_API, EdgePolicy
-from shopmesh_platform.mesh import AccessClass, MeshDeclaration, MethodDecl
+from shopmesh_platform.mesh import AccessClass, MeshDeclaration, MeshDeclarationError, MethodDecl
 
 HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 SERVICE_SELECTOR_HEADER = "x-shopmesh-service"
 PLATFORM_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
-DEFAULT_PLATFORM_TARGET = "users"
-JWT_PROVIDER = "shopmesh_users"
+JWT_PROVIDER = "user_token"
 JWT_FILTER = "envoy.filters.http.jwt_authn"
 JWKS_CLUSTER = "edge_self_jwks"
 EDGE_METADATA = "shopmesh.edge"
@@ -65,6 +72,21 @@ WINDOWS = {"minute": 60, "hour": 3600}
 OPENAPI_PATH = "/api/v1/openapi.json"
 # Envoy refuses a direct_response body above this (its default is 4 KiB).
 MAX_DIRECT_RESPONSE_BYTES = 4 * 1024 * 1024
+# The contracts as `make gen` builds them: which methods stream (read here, not by Envoy).
+CONTRACTS = Path(__file__).resolve().parents[2] / "gen" / "descriptors" / "shopmesh.binpb"
+
+
+@cache
+def server_streaming_paths(descriptor_set: Path = CONTRACTS) -> frozenset[str]:
+    """The gRPC paths (`/package.Service/Method`) of every server-streaming method of the contracts."""
+    files = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set.read_bytes()).file
+    return frozenset(
+        f"/{file.package}.{service.name}/{method.name}"
+        for file in files
+        for service in file.service
+        for method in service.method
+        if method.server_streaming
+    )
 
 
 @dataclass(frozen=True)
@@ -256,10 +278,14 @@ def _rate_limit_class(policy: EdgePolicy, method: MethodDecl) -> str:
 
 
 def method_route(method: MethodDecl, policy: EdgePolicy) -> dict[str, Any]:
+    action: dict[str, Any] = {"cluster": method.service, "timeout": _seconds(method.timeout_seconds)}
+    if method.path in server_streaming_paths():
+        # A stream waits for events: no deadline, no idle cut; the service bounds its life.
+        action = {"cluster": method.service, "timeout": "0s", "idle_timeout": "0s"}
     route: dict[str, Any] = {
         "name": f"{method.service}.{method.name}",
         "match": {"path": method.path},
-        "route": {"cluster": method.service, "timeout": _seconds(method.timeout_seconds)},
+        "route": action,
         "metadata": {"filter_metadata": {EDGE_METADATA: {"rl_class": _rate_limit_class(policy, method)}}},
         "response_headers_to_add": [
             _header("x-api-version", policy.api_version),
@@ -308,12 +334,64 @@ def unknown_grpc_route() -> dict[str, Any]:
     }
 
 
+# gRPC protocol headers a client may send, and the values a gRPC server accepts. The
+# services' gRPC library fails a call with INTERNAL on any other value, before our code
+# runs; the edge refuses it itself: INVALID_ARGUMENT (REST: 400).
+GRPC_HEADER_GRAMMAR = {
+    "grpc-timeout": "[0-9]{1,8}[HMSmun]",
+    "grpc-encoding": "identity|gzip|deflate",
+}
+
+
+def malformed_grpc_header_routes() -> list[dict[str, Any]]:
+    """First routes: a request whose GRPC_HEADER_GRAMMAR header has another value is refused."""
+    table: list[dict[str, Any]] = []
+    for header, grammar in GRPC_HEADER_GRAMMAR.items():
+        malformed = [
+            {"name": header, "present_match": True},
+            {"name": header, "string_match": {"safe_regex": {"regex": grammar}}, "invert_match": True},
+        ]
+        message = f"malformed {header} header"
+        table.append(
+            {
+                "name": f"malformed-{header}-grpc",
+                "match": {
+                    "prefix": "/",
+                    "headers": [{"name": "content-type", "string_match": {"prefix": "application/grpc"}}, *malformed],
+                },
+                "direct_response": {"status": 200},
+                "response_headers_to_add": [
+                    _header("content-type", "application/grpc"),
+                    _header("grpc-status", "3"),
+                    _header("grpc-message", message),
+                ],
+                "typed_per_filter_config": NO_BUFFER,
+            }
+        )
+        table.append(
+            {
+                "name": f"malformed-{header}",
+                "match": {"prefix": "/", "headers": malformed},
+                "direct_response": {"status": 400, "body": {"inline_string": message}},
+            }
+        )
+    return table
+
+
 def platform_cluster_name(service: str) -> str:
     return f"{service}_platform"
 
 
-def platform_routes(mesh: MeshDeclaration) -> list[dict[str, Any]]:
-    """Health and reflection, to the service named by `x-shopmesh-service` (default users).
+def default_service(mesh: MeshDeclaration, policy: EdgePolicy) -> str:
+    """The service for calls that name none: `edge.default_service`, else the first declared one."""
+    name = policy.default_service or next(iter(mesh.services))
+    if name not in mesh.services:
+        raise MeshDeclarationError(f"edge.default_service: {name!r} is not a service of the mesh")
+    return name
+
+
+def platform_routes(mesh: MeshDeclaration, policy: EdgePolicy) -> list[dict[str, Any]]:
+    """Health and reflection, to the service named by `x-shopmesh-service` (default: `default_service`).
 
     They go to each service's platform cluster, whose circuit breaker caps the open
     calls; they are anonymous and count against the `platform_api` budget per address.
@@ -339,7 +417,7 @@ def platform_routes(mesh: MeshDeclaration) -> list[dict[str, Any]]:
             {
                 "name": f"default.platform{prefix}",
                 "match": {"prefix": prefix},
-                "route": {"cluster": platform_cluster_name(DEFAULT_PLATFORM_TARGET), "timeout": "0s"},
+                "route": {"cluster": platform_cluster_name(default_service(mesh, policy)), "timeout": "0s"},
                 "metadata": metadata,
                 "typed_per_filter_config": per_route,
             }
@@ -369,12 +447,13 @@ def routes(
     mesh: MeshDeclaration, policy: EdgePolicy, *, platform_api: bool, openapi_document: Path | None = None
 ) -> list[dict[str, Any]]:
     table: list[dict[str, Any]] = [
+        *malformed_grpc_header_routes(),
         {
             "name": "healthz",
             "match": {"path": "/healthz"},
             "direct_response": {"status": 200, "body": {"inline_string": "ok\n"}},
             "response_headers_to_add": [_header("x-api-version", policy.api_version)],
-        }
+        },
     ]
     if openapi_document is not None:
         table.append(openapi_route(openapi_document, policy))
@@ -385,7 +464,7 @@ def routes(
         if method.access is not AccessClass.INTERNAL
     ]
     if platform_api:
-        table += platform_routes(mesh)
+        table += platform_routes(mesh, policy)
     # CORS preflights keep their REST path (the transcoder leaves OPTIONS alone); the CORS
     # filter needs a route entry to act on and answers them itself, so nothing goes upstream.
     table.append(
@@ -399,7 +478,7 @@ def routes(
                     {"name": "access-control-request-method", "present_match": True},
                 ],
             },
-            "route": {"cluster": DEFAULT_PLATFORM_TARGET, "timeout": "5s"},
+            "route": {"cluster": default_service(mesh, policy), "timeout": "5s"},
         }
     )
     table.append(unknown_grpc_route())
@@ -457,7 +536,7 @@ def jwt_authn(settings: EdgeSettings) -> dict[str, Any]:
                 JWT_PROVIDER: {
                     "issuer": settings.jwt_issuer,
                     "audiences": [settings.jwt_audience],
-                    # The JWKS is the users service's, fetched through this edge (a public route).
+                    # The JWKS is the token issuer's, fetched through this edge (its public REST route).
                     # Cached for jwks_cache_seconds: a key added or retired reaches the edge within it.
                     "remote_jwks": {
                         "http_uri": {"uri": jwks_uri, "cluster": JWKS_CLUSTER, "timeout": "2s"},
@@ -666,8 +745,27 @@ def admin_cluster(socket_path: Path) -> dict[str, Any]:
     }
 
 
+# Client headers the services' gRPC servers would refuse as metadata: a name outside
+# gRPC's alphabet (`a+b`), or a binary (`-bin`) value that may not be base64. gRPC
+# fails such a call with INTERNAL before any of our code runs, so the edge drops them
+# (none carries anything a service reads). Names arrive lower-cased; pseudo-headers
+# (`:path`) are in the alphabet.
+UNTRANSPORTABLE_REQUEST_HEADERS = (".*[^0-9a-z_.:-].*", ".*-bin")
+
+
+def request_header_hygiene() -> list[dict[str, Any]]:
+    """Request mutations dropping the headers of UNTRANSPORTABLE_REQUEST_HEADERS."""
+    return [
+        {"remove_on_match": {"key_matcher": {"safe_regex": {"regex": pattern}}}}
+        for pattern in UNTRANSPORTABLE_REQUEST_HEADERS
+    ]
+
+
 def security_headers() -> dict[str, Any]:
-    """First in the chain, so Envoy's own replies (401, 429, 413...) pass it too."""
+    """First in the chain, so Envoy's own replies (401, 429, 413...) pass it too.
+
+    It also drops request headers no gRPC server accepts (request_header_hygiene).
+    """
     # nosniff always; a service may set its own caching for a public, cacheable answer.
     actions = {"x-content-type-options": "OVERWRITE_IF_EXISTS_OR_ADD", "cache-control": "ADD_IF_ABSENT"}
     add = [
@@ -678,7 +776,10 @@ def security_headers() -> dict[str, Any]:
         "name": "envoy.filters.http.header_mutation",
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
-            "mutations": {"response_mutations": [*add, {"remove": "server"}]},
+            "mutations": {
+                "request_mutations": request_header_hygiene(),
+                "response_mutations": [*add, {"remove": "server"}],
+            },
         },
     }
 
@@ -793,6 +894,10 @@ def render(mesh: MeshDeclaration, settings: EdgeSettings) -> dict[str, Any]:
     policy = settings.policy
     if len(str(settings.admin_socket).encode()) > MAX_SOCKET_PATH:
         raise ValueError(f"admin socket path longer than {MAX_SOCKET_PATH} bytes: {settings.admin_socket}")
+    unplaced = [name for name in mesh.services if name not in settings.upstream_ports]
+    if unplaced:
+        # Every declared service gets a cluster: one without an address is a stack bug, not a 503 later.
+        raise ValueError(f"no upstream port for the declared services {unplaced}")
     platform_api = policy.platform_api.enabled(settings.profile)
     connection_manager = {
         "@type": HCM,

@@ -80,6 +80,6 @@ def finish(document: dict[str, Any], mesh: MeshDeclaration) -> dict[str, Any]:
         "type": "http",
         "scheme": "bearer",
         "bearerFormat": "JWT",
-        "description": "A user token from POST /api/v1/users/login or /api/v1/users/register.",
+        "description": "A user token (JWT) from the token issuer's login or registration.",
     }
     return result

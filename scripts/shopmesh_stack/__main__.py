@@ -22,8 +22,10 @@ def command_up(stack: Stack) -> None:
     stack.up()
     edge = stack.settings.edge_url
     grpcurl = os.path.relpath(stack.grpcurl)
+    # The example calls the first service of the mesh directly, with the developer certificate.
+    example = stack.settings.services[0]
     direct = " ".join(
-        os.path.relpath(arg) if arg.startswith("/") else arg for arg in grpcurl_tls_flags(stack.settings, "users")
+        os.path.relpath(arg) if arg.startswith("/") else arg for arg in grpcurl_tls_flags(stack.settings, example)
     )
     ports = stack.settings.ports
     # Reflection through the edge exists only in the developer profile (mesh/mesh.yaml edge.platform_api).
@@ -33,8 +35,9 @@ def command_up(stack: Stack) -> None:
 shopmesh is up. Edge (REST and gRPC): {edge}   profile: {stack.edge.profile}
   curl -s {edge}/healthz
   curl -s {edge}/api/v1/products
-  {through_edge}{grpcurl} {direct} -d '{{"service": ""}}' 127.0.0.1:{ports.users} grpc.health.v1.Health/Check
+  {through_edge}{grpcurl} {direct} -d '{{"service": ""}}' 127.0.0.1:{ports.grpc(example)} grpc.health.v1.Health/Check
 Edge metrics: http://127.0.0.1:{ports.edge_metrics}/stats/prometheus   (Envoy admin: {stack.edge.admin_socket})
+Mail (Mailpit UI and API): {stack.mailpit.ui_url}   SMTP: 127.0.0.1:{ports.mailpit_smtp}
 Logs: {stack.settings.log_dir}   Status: make status   Stop: make down"""
     )
 

@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import replace
@@ -27,15 +28,20 @@ from shopmesh_stack.admin_socket import admin_get
 from shopmesh_stack.channels import health_status
 from shopmesh_stack.install import Installed
 from shopmesh_stack.procs import ManagedProcess, ProcessSpec
-from shopmesh_stack.settings import REPO, SERVICES_ORDER, StackSettings
+from shopmesh_stack.settings import REPO, StackSettings
+from shopmesh_stack.wiring import FERRETDB_DATABASE, address_variable, postgres_databases
 
 if TYPE_CHECKING:
     from shopmesh_edge.policy import EdgePolicy
+    from shopmesh_edge.render import EdgeSettings
 
-POSTGRES_SERVICES = ("users", "payments", "inventory", "notifications")
-FERRETDB_DATABASE = "ferretdb"
 LOCALSTRIPE_API_KEY = "sk_test_shopmesh_local"
-DEMO_CATALOG = Path(__file__).with_name("data") / "demo_catalog.sql"
+# Demo data per service (`<service>.sql`), loaded after the migrations by the local stack only.
+DEMO_DATA = Path(__file__).with_name("data")
+# The secret localstripe signs webhooks with (local only; production's comes from Stripe).
+LOCALSTRIPE_WEBHOOK_SECRET = "whsec_shopmesh_local"
+LOCALSTRIPE_WEBHOOK_ID = "shopmesh"
+WEBHOOK_PATH = "/api/v1/webhooks/stripe"
 
 
 def port_open(port: int) -> bool:
@@ -222,31 +228,39 @@ class Postgres(Component):
     async def _provision(self) -> None:
         import asyncpg
 
+        # One database per PostgreSQL service, as mesh.yaml declares it; its migrations
+        # are migrations/platform then migrations/<service> (if it has any: a service only
+        # a declaration names gets the platform's tables).
+        databases = postgres_databases(self.settings.mesh)
         connection = await asyncpg.connect(self.dsn("postgres"))
         try:
             existing = {r["datname"] for r in await connection.fetch("SELECT datname FROM pg_database")}
-            for database in (*POSTGRES_SERVICES, FERRETDB_DATABASE):
+            for database in (*databases.values(), FERRETDB_DATABASE):
                 if database not in existing:
                     await connection.execute(f'CREATE DATABASE "{database}"')
         finally:
             await connection.close()
-        for service in POSTGRES_SERVICES:
-            applied = await migrate(self.dsn(service), service)
+        for service, database in databases.items():
+            applied = await migrate(self.dsn(database), service, own_required=False)
             for name in applied:
                 print(f"    migrated {service}: {name}", flush=True)
-        await self._load_demo_catalog()
+        for service, database in databases.items():
+            await self._load_demo_data(service, database)
 
-    async def _load_demo_catalog(self) -> None:
-        """The demo products, once: existing ones are left alone (see the SQL file)."""
+    async def _load_demo_data(self, service: str, database: str) -> None:
+        """A service's demo data (DEMO_DATA/<service>.sql), if it has any; idempotent (see the file)."""
         import asyncpg
 
-        connection = await asyncpg.connect(self.dsn("inventory"))
+        script = DEMO_DATA / f"{service}.sql"
+        if not script.exists():
+            return
+        connection = await asyncpg.connect(self.dsn(database))
         try:
-            status = await connection.execute(DEMO_CATALOG.read_text())
+            status = await connection.execute(script.read_text())
         finally:
             await connection.close()
         if status != "INSERT 0 0":
-            print(f"    loaded the demo catalog into inventory ({status.split()[-1]} stocked products)", flush=True)
+            print(f"    loaded {service}'s demo data ({status.split()[-1]} rows)", flush=True)
 
 
 class LocalStripe(Component):
@@ -254,6 +268,7 @@ class LocalStripe(Component):
 
     name = "localstripe"
     api_key = LOCALSTRIPE_API_KEY
+    webhook_secret = LOCALSTRIPE_WEBHOOK_SECRET
 
     @property
     def port(self) -> int:
@@ -283,6 +298,60 @@ class LocalStripe(Component):
             f"{self.api_base}/v1/customers?limit=1", headers={"Authorization": f"Bearer {LOCALSTRIPE_API_KEY}"}
         )
         with urllib.request.urlopen(request, timeout=2) as response:
+            return bool(response.status == 200)
+
+    def provision(self) -> None:
+        """Register the edge's webhook URL and signing secret (localstripe keeps them in memory only).
+
+        Envoy starts later; localstripe calls the URL only when an event happens.
+        """
+        body = urllib.parse.urlencode(
+            {"url": self.settings.edge_url + WEBHOOK_PATH, "secret": self.webhook_secret}
+        ).encode()
+        request = urllib.request.Request(
+            f"{self.api_base}/_config/webhooks/{LOCALSTRIPE_WEBHOOK_ID}", data=body, method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            if response.status != 200:
+                raise RuntimeError(f"localstripe: registering the webhook answered HTTP {response.status}")
+
+
+class Mailpit(Component):
+    """Mailpit: the SMTP server notifications sends to, with a web UI and an HTTP API on a second port.
+
+    Its messages persist in the data directory (by default it forgets them on exit)
+    and are never pruned (by default it keeps only 500).
+    """
+
+    name = "mailpit"
+
+    @property
+    def port(self) -> int:
+        return self.settings.ports.mailpit_smtp
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.ports.mailpit_http}"
+
+    def argv(self) -> list[str]:
+        return [
+            str(self.installed.mailpit),
+            "--database",
+            str(self.settings.data_dir / "mailpit.db"),
+            "--max",
+            "0",
+            "--smtp",
+            f"127.0.0.1:{self.port}",
+            "--listen",
+            f"127.0.0.1:{self.settings.ports.mailpit_http}",
+            # No calls to GitHub asking for a newer release.
+            "--disable-version-check",
+        ]
+
+    def ready(self) -> bool:
+        if not port_open(self.port):
+            return False
+        with urllib.request.urlopen(f"{self.ui_url}/readyz", timeout=2) as response:
             return bool(response.status == 200)
 
 
@@ -366,7 +435,7 @@ class Jaeger(Component):
 
 
 class Service(Component):
-    """One of the five Python gRPC services."""
+    """One Python gRPC service of the mesh declaration."""
 
     start_timeout = 30.0
 
@@ -394,7 +463,10 @@ class Service(Component):
             "PYTHONUNBUFFERED": "1",
             "SHOPMESH_GRPC_PORT": str(ports.grpc(self.name)),
             "SHOPMESH_METRICS_PORT": str(ports.metrics(self.name)),
-            **{f"SHOPMESH_ADDRESS_{other.upper()}": f"127.0.0.1:{ports.grpc(other)}" for other in SERVICES_ORDER},
+            # The instance's declaration: the service checks its callers and finds its peers by it.
+            "SHOPMESH_MESH_FILE": str(self.settings.mesh_file),
+            "SHOPMESH_TOPICS_FILE": str(self.settings.topics_file),
+            **{address_variable(other): f"127.0.0.1:{ports.grpc(other)}" for other in self.settings.services},
             **self._tls_env(),
             **self.settings.service_env,
         }
@@ -524,9 +596,10 @@ class Kafka(Component):
         return port_open(self.port) and asyncio.run(broker_answers(self.bootstrap))
 
     def provision(self) -> None:
-        from shopmesh_stack.topics import create_topics, load_topics
+        from shopmesh_platform.events.topics import load_topic_specs
+        from shopmesh_stack.topics import create_topics
 
-        created = asyncio.run(create_topics(self.bootstrap, load_topics(), replication=1))
+        created = asyncio.run(create_topics(self.bootstrap, load_topic_specs(self.settings.topics_file), replication=1))
         for name in created:
             print(f"    created topic {name}", flush=True)
 
@@ -628,7 +701,11 @@ class Edge(Component):
     def policy(self) -> EdgePolicy:
         from shopmesh_edge.policy import load_edge_policy
 
-        policy = load_edge_policy(rate_limit_overrides=self._rate_limits, extra_origins=self.settings.edge_cors_origins)
+        policy = load_edge_policy(
+            self.settings.mesh_file,
+            rate_limit_overrides=self._rate_limits,
+            extra_origins=self.settings.edge_cors_origins,
+        )
         return replace(policy, **self._policy_overrides)
 
     def argv(self) -> list[str]:
@@ -647,18 +724,17 @@ class Edge(Component):
             "warn",
         ]
 
-    def prepare(self) -> None:
-        from shopmesh_edge.render import EdgeSettings, UpstreamTls, render_yaml, sds_resources
-        from shopmesh_platform.mesh import load_mesh
+    def edge_settings(self) -> EdgeSettings:
+        """What this instance renders: its ports, an upstream for every service of the mesh, its files."""
+        from shopmesh_edge.render import EdgeSettings, UpstreamTls
         from shopmesh_stack.pki import ISSUED_MARKERS
 
         ports = self.settings.ports
-        self.config_file.parent.mkdir(parents=True, exist_ok=True)
-        edge = EdgeSettings(
+        return EdgeSettings(
             listen_port=self.port,
             metrics_port=self.metrics_port,
             admin_socket=self.admin_socket,
-            upstream_ports={name: ports.grpc(name) for name in SERVICES_ORDER},
+            upstream_ports={name: ports.grpc(name) for name in self.settings.services},
             descriptor=REPO / "gen" / "descriptors" / "shopmesh.binpb",
             openapi_document=REPO / "gen" / "openapi" / "openapi.json",
             access_log=self.settings.log_dir / f"{self.name}-access.log",
@@ -673,11 +749,17 @@ class Edge(Component):
             if (files := self.settings.tls_files("edge"))
             else None,
         )
+
+    def prepare(self) -> None:
+        from shopmesh_edge.render import render_yaml, sds_resources
+
+        self.config_file.parent.mkdir(parents=True, exist_ok=True)
+        edge = self.edge_settings()
         if edge.upstream_tls is not None:
             for path, resource in sds_resources(edge.upstream_tls).items():
                 path.parent.mkdir(exist_ok=True)
                 path.write_text(resource)
-        self.config_file.write_text(render_yaml(load_mesh(), edge))
+        self.config_file.write_text(render_yaml(self.settings.mesh, edge))
         result = subprocess.run(
             [str(self.installed.envoy), "--mode", "validate", "-c", str(self.config_file)],
             capture_output=True,
@@ -694,7 +776,7 @@ class Edge(Component):
         return body
 
     def ready(self) -> bool:
-        # Serving, and the users service's JWKS fetched (else every token would be refused).
+        # Serving, and the token issuer's JWKS fetched (else every token would be refused).
         if self._admin("/ready").strip() != "LIVE":
             return False
         stats = self._admin("/stats?filter=jwks_fetch_success")

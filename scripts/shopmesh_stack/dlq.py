@@ -19,14 +19,14 @@ from shopmesh_platform.events.dlq import read_dead_letters, redrive
 from shopmesh_platform.events.outbox import PostgresOutboxStore
 from shopmesh_platform.events.topics import DLQ_SUFFIX, TopicCatalog
 from shopmesh_platform.kafka import KafkaConfig
-from shopmesh_stack.components import POSTGRES_SERVICES
 from shopmesh_stack.settings import StackSettings
+from shopmesh_stack.wiring import postgres_databases
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     dlq = sub.add_parser("dlq", help="dead-lettered messages and parked outbox rows: list, redrive, unpark")
     dlq.add_argument("--bootstrap", help="Kafka bootstrap servers (default: the stack's)")
-    dlq.add_argument("--database-url", help="the service database (default: the stack's, per service)")
+    dlq.add_argument("--database-url", help="the service database (default: the stack's, as mesh.yaml declares it)")
     actions = dlq.add_subparsers(dest="action", required=True)
     listing = actions.add_parser("list", help="dead letters per topic with their error headers")
     listing.add_argument("topics", nargs="*", metavar="TOPIC")
@@ -46,13 +46,17 @@ def run(args: argparse.Namespace, settings: StackSettings) -> int:
 
 async def _run(args: argparse.Namespace, settings: StackSettings) -> int:
     kafka = KafkaConfig(args.bootstrap or f"127.0.0.1:{settings.ports.kafka}", 10_000)
+    databases = postgres_databases(settings.mesh)
 
     def store(service: str) -> PostgresOutboxStore:
-        dsn = args.database_url or f"postgresql://postgres@127.0.0.1:{settings.ports.postgres}/{service}"
+        if args.database_url is None and service not in databases:
+            known = ", ".join(databases)
+            raise SystemExit(f"dlq: {service!r} is not a PostgreSQL service of the mesh (one of: {known})")
+        dsn = args.database_url or f"postgresql://postgres@127.0.0.1:{settings.ports.postgres}/{databases[service]}"
         return PostgresOutboxStore(dsn, service)
 
     if args.action == "list":
-        topics = args.topics or sorted(t for t in TopicCatalog.load().topics if not t.endswith(DLQ_SUFFIX))
+        topics = args.topics or TopicCatalog.load().base_topics()
         for topic in topics:
             letters = await read_dead_letters(kafka, topic)
             print(f"{topic}{DLQ_SUFFIX}: {len(letters)} message(s)")
@@ -68,7 +72,7 @@ async def _run(args: argparse.Namespace, settings: StackSettings) -> int:
             print(f"redriven event-id={letter.event_id} to {letter.original_topic}")
         print(f"{len(sent)} message(s) redriven")
     elif args.action == "parked":
-        for service in args.services or POSTGRES_SERVICES:
+        for service in args.services or databases:
             rows = await store(service).parked()
             print(f"{service}: {len(rows)} parked row(s)")
             for row in rows:

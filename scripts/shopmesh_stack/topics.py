@@ -1,4 +1,4 @@
-"""Kafka topics from kafka/topics.yaml: parsed once, created if missing.
+"""Kafka topics of kafka/topics.yaml (read by shopmesh_platform.events.topics): created if missing.
 
 Every declared topic also gets its `<name>.dlq` twin (same partitions,
 `dlq_retention_days`). Creating is idempotent: topics that exist are left alone.
@@ -6,40 +6,10 @@ Every declared topic also gets its `<name>.dlq` twin (same partitions,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-
-import yaml
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import for_code
 
-from shopmesh_stack.settings import REPO
-
-TOPICS_FILE = REPO / "kafka" / "topics.yaml"
-DAY_MS = 24 * 60 * 60 * 1000
-
-
-@dataclass(frozen=True)
-class TopicSpec:
-    name: str
-    partitions: int
-    retention_days: int
-    min_insync_replicas: dict[str, int]
-    replication: dict[str, int]
-
-    def retention_ms(self) -> int:
-        return self.retention_days * DAY_MS
-
-
-def load_topics(path: Path = TOPICS_FILE) -> list[TopicSpec]:
-    document = yaml.safe_load(path.read_text())
-    defaults = document["defaults"]
-    specs = []
-    for name, raw in document["topics"].items():
-        common = {"replication": defaults["replication"], "min_insync_replicas": defaults["min_insync_replicas"]}
-        specs.append(TopicSpec(name, int(raw["partitions"]), int(raw["retention_days"]), **common))
-        specs.append(TopicSpec(f"{name}.dlq", int(raw["partitions"]), int(defaults["dlq_retention_days"]), **common))
-    return specs
+from shopmesh_platform.events.topics import TopicSpec
 
 
 async def broker_answers(bootstrap: str) -> bool:

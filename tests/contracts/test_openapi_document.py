@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from shopmesh_edge.render import server_streaming_paths
 from shopmesh_gen import openapi
 from shopmesh_platform.mesh import AccessClass, load_mesh
 from shopmesh_stack.settings import REPO
@@ -61,8 +62,11 @@ def test_committed_document_matches_the_mesh_declaration() -> None:
         for op in item.values()
         if "operationId" in op
     }
-    routed = {m.path: m for m in mesh.all_methods() if m.access is not AccessClass.INTERNAL}
-    # Every non-internal method has an HTTP rule, so each is documented; no internal one is.
+    streams = server_streaming_paths()
+    routed = {m.path: m for m in mesh.all_methods() if m.access is not AccessClass.INTERNAL and m.path not in streams}
+    # Every non-internal unary method has an HTTP rule, so each is documented; no internal one is,
+    # nor a server stream (gRPC only: WatchNotifications).
+    assert "/shopmesh.notification.v1.NotificationService/WatchNotifications" in streams
     assert set(documented) == set(routed)
     for path, op in documented.items():
         assert (op["security"] == [{"bearerAuth": []}]) == (routed[path].access is AccessClass.USER)

@@ -18,8 +18,10 @@ from typing import Any, cast
 
 import pytest
 
+from shopmesh_edge.render import server_streaming_paths
 from shopmesh_platform.context import Caller
 from shopmesh_platform.errors import DomainError
+from shopmesh_platform.events.consumer import consumer_group
 from shopmesh_platform.interceptors.auth import PLATFORM_SERVICE_PREFIXES, AuthInterceptor
 from shopmesh_platform.interceptors.base import CallInfo
 from shopmesh_platform.mesh import AccessClass, MeshDeclaration, load_mesh
@@ -228,6 +230,10 @@ def test_strimzi_acls_equal_the_declared_topics(mesh: MeshDeclaration) -> None:
         assert written == decl.publishes | {f"{t}.dlq" for t in decl.consumes}, name
         assert read == decl.consumes, name
         assert {a["resource"]["type"] for a in acls} <= {"topic", "group"}
+        # Every consumer group the runtime names for this service (`<service>.<name>`) may be read.
+        group_prefixes = [a["resource"]["name"] for a in acls if a["resource"]["type"] == "group"]
+        if decl.consumes:
+            assert any(consumer_group(name, "order-events").startswith(p) for p in group_prefixes), name
         for topic in written:
             writers.setdefault(topic, set()).add(name)
     assert writers["payment-events"] == {"payments"}
@@ -296,7 +302,9 @@ def test_retries_only_for_idempotent_methods(mesh: MeshDeclaration) -> None:
             if method is None:
                 assert route["retries"] == {"attempts": 0}
                 continue
-            assert route["timeout"] == f"{method.timeout_seconds:g}s"
+            # A server stream has no timeout ("0s"): it lives until the client leaves.
+            streaming = method.path in server_streaming_paths()
+            assert route["timeout"] == ("0s" if streaming else f"{method.timeout_seconds:g}s"), method.path
             assert (route["retries"]["attempts"] > 0) == method.idempotent, method.path
     rules = {r["metadata"]["name"]: r["spec"]["trafficPolicy"] for r in load_objects("istio/destination-rules.yaml")}
     assert rules["users"]["loadBalancer"] == {"simple": "ROUND_ROBIN"}

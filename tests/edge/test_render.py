@@ -15,7 +15,8 @@ from shopmesh_edge.policy import PLATFORM_API, PlatformApi, load_edge_policy
 from shopmesh_edge.render import PLATFORM_PREFIXES, EdgeSettings, render, render_yaml
 from shopmesh_platform.mesh import MeshDeclarationError, load_mesh
 from shopmesh_stack.install import envoy_binary
-from shopmesh_stack.settings import REPO, SERVICES_ORDER
+from shopmesh_stack.settings import REPO
+from tests.declared import SERVICES
 
 
 def settings(tmp_path: Path, profile: str = "developer") -> EdgeSettings:
@@ -23,7 +24,7 @@ def settings(tmp_path: Path, profile: str = "developer") -> EdgeSettings:
         listen_port=18080,
         metrics_port=19901,
         admin_socket=tmp_path / "admin.sock",
-        upstream_ports={name: 50051 + i for i, name in enumerate(SERVICES_ORDER)},
+        upstream_ports={name: 50051 + i for i, name in enumerate(SERVICES)},
         descriptor=REPO / "gen" / "descriptors" / "shopmesh.binpb",
         access_log=tmp_path / "access.log",
         policy=load_edge_policy(),
@@ -140,6 +141,25 @@ def test_security_headers_come_first_and_drop_the_server_header(tmp_path: Path) 
     assert hcm["server_header_transformation"] == "PASS_THROUGH"
 
 
+def test_request_headers_grpc_cannot_carry_are_dropped_and_malformed_protocol_headers_refused(
+    tmp_path: Path,
+) -> None:
+    hcm = connection_manager(render(load_mesh(), settings(tmp_path)), "edge")
+    request_mutations = hcm["http_filters"][0]["typed_config"]["mutations"]["request_mutations"]
+    patterns = [m["remove_on_match"]["key_matcher"]["safe_regex"]["regex"] for m in request_mutations]
+    assert patterns == [".*[^0-9a-z_.:-].*", ".*-bin"]
+    first_routes = hcm["route_config"]["virtual_hosts"][0]["routes"][:4]
+    assert [r["name"] for r in first_routes] == [
+        "malformed-grpc-timeout-grpc",
+        "malformed-grpc-timeout",
+        "malformed-grpc-encoding-grpc",
+        "malformed-grpc-encoding",
+    ]
+    assert first_routes[1]["direct_response"]["status"] == 400
+    grpc_status = {h["header"]["key"]: h["header"]["value"] for h in first_routes[0]["response_headers_to_add"]}
+    assert grpc_status["grpc-status"] == "3"
+
+
 def test_platform_api_declaration_is_checked() -> None:
     assert PlatformApi.parse({}).profiles == ("developer",)
     with pytest.raises(MeshDeclarationError, match="profiles"):
@@ -152,3 +172,17 @@ def test_platform_api_budget_can_be_overridden_per_instance() -> None:
     policy = load_edge_policy(rate_limit_overrides='{"platform_api": {"per_minute": 3}}')
     assert policy.budget(PLATFORM_API).per_minute == 3
     assert "platform_api" not in policy.service_budgets
+
+
+def test_a_server_streaming_route_has_no_timeouts_and_counts_against_the_callers_budget(tmp_path: Path) -> None:
+    config = render(load_mesh(), settings(tmp_path))
+    by_path = {r["match"].get("path"): r for r in routes_of(config)}
+    watch = by_path["/shopmesh.notification.v1.NotificationService/WatchNotifications"]
+    assert watch["route"] == {"cluster": "notifications", "timeout": "0s", "idle_timeout": "0s"}
+    # A user method: the stream needs a token, and opening it takes from the subject's budget.
+    assert watch["typed_per_filter_config"]["envoy.filters.http.jwt_authn"]["requirement_name"] == "user"
+    assert watch["metadata"]["filter_metadata"]["shopmesh.edge"]["rl_class"] == "user:notifications"
+    # Unary methods keep their declared deadline.
+    listing = by_path["/shopmesh.notification.v1.NotificationService/ListNotifications"]
+    assert listing["route"]["timeout"] == "5s"
+    assert "idle_timeout" not in listing["route"]

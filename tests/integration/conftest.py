@@ -1,5 +1,5 @@
 """One real stack per test session: PostgreSQL, Kafka, FerretDB, localstripe, the
-five services and Envoy, in a temporary data directory on free ports.
+services of mesh/mesh.yaml and Envoy, in a temporary data directory on free ports.
 
 Started once, stopped at the end of the session, also on failure, Ctrl-C or
 SIGTERM, so nothing of ours outlives the run; if the run is SIGKILLed, the
@@ -23,8 +23,10 @@ from types import FrameType
 
 import pytest
 
+from shopmesh_edge.policy import PLATFORM_API, load_edge_policy
 from shopmesh_stack.settings import StackSettings
 from shopmesh_stack.stack import Stack
+from tests.declared import SERVICES
 
 # Per-instance service settings: tests vary these, never a developer's stack.
 TEST_SERVICE_ENV = {
@@ -33,29 +35,34 @@ TEST_SERVICE_ENV = {
     # no call in flight does not wait for it.
     "SHOPMESH_DRAIN_GRACE_SECONDS": "15",
     "SHOPMESH_LOG_LEVEL": "info",
-    # A reservation whose order is never seen is released after this long (test_inventory's orphan test).
-    "SHOPMESH_INVENTORY_ORPHAN_GRACE_SECONDS": "4",
+    # A reservation whose order is never seen is released after this long (test_inventory's orphan
+    # test). Real orders' OrderCreated must reach inventory within it, on a loaded machine too.
+    "SHOPMESH_INVENTORY_ORPHAN_GRACE_SECONDS": "10",
     "SHOPMESH_INVENTORY_REAPER_INTERVAL_SECONDS": "0.5",
+    # Unpaid orders expire after this long (test_orders' expiry tests); longer than the orphan
+    # grace, so an expired order's release (reason reservation_expired) shows it was not reaped.
+    "SHOPMESH_ORDERS_EXPIRY_SECONDS": "15",
+    "SHOPMESH_ORDERS_EXPIRY_SCAN_SECONDS": "0.5",
+    # Payments: a breaker that opens and probes within seconds, a quick reconciler.
+    "SHOPMESH_STRIPE_TIMEOUT_SECONDS": "3",
+    "SHOPMESH_STRIPE_BREAKER_FAILURES": "3",
+    "SHOPMESH_STRIPE_BREAKER_OPEN_SECONDS": "2",
+    "SHOPMESH_PAYMENTS_LEASE_SECONDS": "15",
+    "SHOPMESH_PAYMENTS_RECONCILE_AFTER_SECONDS": "1",
+    "SHOPMESH_PAYMENTS_RECONCILE_INTERVAL_SECONDS": "0.5",
+    # Mails wait at most a second between attempts while Mailpit is down (test_notifications).
+    "SHOPMESH_MAIL_POLL_SECONDS": "0.2",
+    "SHOPMESH_MAIL_RETRY_INITIAL_SECONDS": "0.2",
+    "SHOPMESH_MAIL_RETRY_MAX_SECONDS": "1",
 }
 
 
 # The session's edge must not throttle the suite itself (it registers many users from
 # one address); rate limits are tested on an extra edge with small budgets.
 GENEROUS = {"per_minute": 100_000, "per_hour": 1_000_000}
+# Every budget class the declaration has: each service, each method with its own budget, platform_api.
 TEST_EDGE_RATE_LIMITS = json.dumps(
-    {
-        name: GENEROUS
-        for name in (
-            "users",
-            "orders",
-            "payments",
-            "inventory",
-            "notifications",
-            "users.Login",
-            "users.RegisterUser",
-            "platform_api",
-        )
-    }
+    dict.fromkeys((*SERVICES, *load_edge_policy().method_budgets, PLATFORM_API), GENEROUS)
 )
 TEST_EXTRA_ORIGIN = "https://shop.example.test"
 # The edge and the services refetch the JWKS this often, so key rotation is testable in seconds.

@@ -31,11 +31,11 @@ from shopmesh_platform.events.envelope import EventHeaders
 from shopmesh_platform.events.inbox import PostgresInbox
 from shopmesh_platform.events.outbox import PostgresOutboxStore, append_event
 from shopmesh_platform.events.relay import OutboxRelay, RelaySettings
-from shopmesh_platform.events.topics import TopicCatalog
+from shopmesh_platform.events.topics import TopicCatalog, TopicSpec
 from shopmesh_platform.kafka import KafkaConfig
 from shopmesh_platform.migrations import MIGRATIONS_ROOT, migrate
 from shopmesh_stack.settings import REPO
-from shopmesh_stack.topics import TopicSpec, create_topics
+from shopmesh_stack.topics import create_topics
 
 EFFECTS_SQL = """CREATE TABLE effects (
     id           bigserial PRIMARY KEY,

@@ -8,23 +8,25 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping
-from dataclasses import fields, replace
+from dataclasses import replace
 from typing import Any
 
 from shopmesh_stack.components import Edge
-from shopmesh_stack.settings import SERVICES_ORDER, Ports, StackSettings
+from shopmesh_stack.settings import Ports, StackSettings
 from shopmesh_stack.stack import Stack
 
 
 def edge_ports(stack: Stack, upstreams: Mapping[str, int] | None = None) -> Ports:
     """Fresh ports for an edge's own listeners; its upstreams are the session's services (or `upstreams`)."""
-    services = {name: stack.settings.ports.grpc(name) for name in SERVICES_ORDER}
-    return replace(Ports.free(), **{**services, **(upstreams or {})})
+    session = stack.settings.ports.services
+    grpc = {name: ports.grpc for name, ports in session.items()} | dict(upstreams or {})
+    services = {name: replace(ports, grpc=grpc[name]) for name, ports in session.items()}
+    return replace(Ports.free(stack.settings.mesh), services=services)
 
 
 def port_env(ports: Ports) -> dict[str, str]:
     """The `SHOPMESH_PORT_<NAME>` variables that select `ports`, as `make up` reads them."""
-    return {f"SHOPMESH_PORT_{f.name.upper()}": str(getattr(ports, f.name)) for f in fields(ports)}
+    return ports.variables()
 
 
 @contextlib.contextmanager

@@ -6,9 +6,8 @@ decodes in its own language (ErrorInfo reason, BadRequest field violations). The
 test checks what it reports against the edge's REST answers, which come from
 the same services by another path.
 
-Gated: the smoke programs also list products, create an order and read it back
-(`--with-orders`); the inventory and orders services are not built yet on this
-branch, so WITH_ORDERS stays False until they are.
+The smoke programs also list products, create an order and read it back
+(`--with-orders`), which the test checks against the order's REST answer.
 """
 
 from __future__ import annotations
@@ -29,8 +28,7 @@ from shopmesh_stack.stack import Stack
 from tests.integration.helpers import http
 from tests.integration.users_client import PASSWORD, unique_email
 
-# Flip once the inventory and orders services answer ListProducts/CreateOrder/GetOrder.
-WITH_ORDERS = False
+WITH_ORDERS = True
 INVALID_REGISTRATION = {"email": "not-an-email", "password": "x", "firstName": "A", "lastName": "L"}
 BUILD_TIMEOUT = 600
 

@@ -21,10 +21,10 @@ from pymongo import AsyncMongoClient
 from shopmesh.user.v1 import events_pb2 as user_events
 from shopmesh_platform.events.envelope import envelope, header
 from shopmesh_platform.events.producer import EventProducer
+from shopmesh_platform.events.topics import load_topic_specs
 from shopmesh_platform.kafka import KafkaConfig
-from shopmesh_stack.settings import SERVICES_ORDER
 from shopmesh_stack.stack import Stack
-from shopmesh_stack.topics import load_topics
+from tests.declared import POSTGRES_SERVICES, SERVICES
 from tests.integration.helpers import health_status
 from tests.polling import wait_for
 
@@ -36,11 +36,11 @@ async def test_every_declared_topic_exists_with_its_partitions(stack: Stack) -> 
     admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka.bootstrap)
     await admin.start()
     try:
-        described = await admin.describe_topics([spec.name for spec in load_topics()])
+        described = await admin.describe_topics([spec.name for spec in load_topic_specs()])
     finally:
         await admin.close()
     partitions = {topic["topic"]: len(topic["partitions"]) for topic in described}
-    expected = {spec.name: spec.partitions for spec in load_topics()}
+    expected = {spec.name: spec.partitions for spec in load_topic_specs()}
     assert partitions == expected
     assert partitions["order-events"] == 6
     assert partitions["user-events.dlq"] == 3
@@ -118,16 +118,15 @@ def test_localstripe_answers_payment_intents(stack: Stack) -> None:
 # Long enough for many readiness probes (every 0.2 s in tests) and for the outbox
 # relays and consumers to have met the outage.
 KAFKA_OUTAGE_SECONDS = 6
-POSTGRES_SERVICES = ("users", "payments", "inventory", "notifications")
 
 
 def health_of_every_service(stack: Stack) -> dict[str, int | None]:
-    return {service: health_status(stack.settings, service) for service in SERVICES_ORDER}
+    return {service: health_status(stack.settings, service) for service in SERVICES}
 
 
 @pytest.mark.stops_components
 def test_health_follows_postgres_but_not_kafka(stack: Stack) -> None:
-    every_serving = dict.fromkeys(SERVICES_ORDER, SERVING)
+    every_serving = dict.fromkeys(SERVICES, SERVING)
     assert health_of_every_service(stack) == every_serving
 
     stack.stop(stack.kafka)

@@ -39,10 +39,11 @@ from shopmesh_platform.docstore import (
     ensure_indexes,
 )
 from shopmesh_platform.docstore.ids import inbox_id
+from shopmesh_platform.events.topics import TopicSpec
 from shopmesh_platform.kafka import KafkaConfig, header
 from shopmesh_stack.settings import REPO
 from shopmesh_stack.stack import Stack
-from shopmesh_stack.topics import TopicSpec, create_topics
+from shopmesh_stack.topics import create_topics
 from tests.integration.docstore_relay import LOG_NAME, SERVICE
 from tests.polling import eventually
 

@@ -20,9 +20,9 @@ from shopmesh.order.v1 import order_service_pb2 as order_pb
 from shopmesh.payment.v1 import payment_service_pb2 as payment_pb
 from shopmesh.user.v1 import user_service_pb2 as user_pb
 from shopmesh_stack.channels import channel
-from shopmesh_stack.settings import SERVICES_ORDER
 from shopmesh_stack.stack import Stack
 from shopmesh_users.keys import SIGNING_MARKER, mark_signing, write_new_key
+from tests.declared import SERVICES
 from tests.integration.conftest import TEST_JWKS_REFRESH_SECONDS
 from tests.integration.helpers import http
 from tests.integration.users_client import PASSWORD, register
@@ -60,7 +60,7 @@ def service_verdict(stack: Stack, service: str, token: str) -> grpc.StatusCode:
 
 def refused_by(stack: Stack, token: str) -> set[str]:
     """The services (and "edge") that answer UNAUTHENTICATED / 401 to the token."""
-    refusing = {s for s in SERVICES_ORDER if service_verdict(stack, s, token) == grpc.StatusCode.UNAUTHENTICATED}
+    refusing = {s for s in SERVICES if service_verdict(stack, s, token) == grpc.StatusCode.UNAUTHENTICATED}
     if http(stack, "GET", "/api/v1/users/me", headers={"Authorization": f"Bearer {token}"}).status == 401:
         refusing.add("edge")
     return refusing
@@ -104,7 +104,7 @@ def test_rotating_the_signing_key_end_to_end(stack: Stack) -> None:
     # Retire the old key.
     (key_dir / f"{old_kid}.pem").unlink()
     restart_users(stack)
-    everyone = {*SERVICES_ORDER, "edge"}
+    everyone = {*SERVICES, "edge"}
     wait_for(lambda: refused_by(stack, old_token) == everyone, DEADLINE, "everyone refusing the retired key")
     assert refused_by(stack, new_token) == set()
     assert (key_dir / SIGNING_MARKER).read_text().strip() == f"{added.kid}.pem"

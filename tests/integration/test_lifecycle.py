@@ -11,7 +11,6 @@ import subprocess
 import sys
 import urllib.request
 import uuid
-from dataclasses import fields
 
 import asyncpg
 import grpc
@@ -40,7 +39,7 @@ def cli(stack: Stack, command: str) -> subprocess.CompletedProcess[str]:
         "SHOPMESH_EDGE_RATE_LIMITS": settings.edge_rate_limits,
         "SHOPMESH_EDGE_CORS_ORIGINS": settings.edge_cors_origins,
         "SHOPMESH_JWKS_REFRESH_SECONDS": f"{settings.jwks_refresh_seconds:g}",
-        **{f"SHOPMESH_PORT_{f.name.upper()}": str(getattr(settings.ports, f.name)) for f in fields(settings.ports)},
+        **settings.ports.variables(),
     }
     return subprocess.run(
         [sys.executable, "-m", "shopmesh_stack", command],

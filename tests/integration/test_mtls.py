@@ -93,7 +93,7 @@ def login(stack: Stack, identity: str) -> grpc.StatusCode:
     [
         (reserve_stock, "orders", grpc.StatusCode.OK),
         (get_reservation, "orders", grpc.StatusCode.NOT_FOUND),
-        (get_order_without_token, "payments", grpc.StatusCode.UNIMPLEMENTED),
+        (get_order_without_token, "payments", grpc.StatusCode.NOT_FOUND),  # answered: no such order
         (get_jwks, "orders", grpc.StatusCode.OK),
         (get_jwks, "notifications", grpc.StatusCode.OK),
         (login, "edge", grpc.StatusCode.UNAUTHENTICATED),
@@ -277,15 +277,15 @@ def test_the_edge_refuses_an_upstream_with_another_services_spiffe_id(stack: Sta
     """An edge whose inventory upstream is really orders: same CA, wrong SPIFFE id -> no call goes through."""
     ports = edge_ports(stack, {"inventory": stack.settings.ports.grpc("orders")})
     with running_edge(stack, "envoy-misrouted", settings=replace(stack.settings, ports=ports)) as edge:
-        # The control: the real inventory behind the session's edge answers (not built yet: 501).
-        assert http(stack, "GET", "/api/v1/products/prod-1").status == 501
-        refused = edge_get(edge, "/api/v1/products/prod-1")
+        # The control: the real inventory behind the session's edge answers.
+        assert http(stack, "GET", "/api/v1/products/prod-123").status == 200
+        refused = edge_get(edge, "/api/v1/products/prod-123")
         assert refused.status == 503, refused.body
         assert refused.json()["code"] == 14
         # The same edge reaches a correctly addressed service.
         assert edge_get(edge, "/.well-known/jwks.json").status == 200
         log = stack.settings.log_dir / f"{edge.name}-access.log"
-        entry = wait_for_access_log_entry(log, "/api/v1/products/prod-1")
+        entry = wait_for_access_log_entry(log, "/api/v1/products/prod-123")
     assert entry["flags"] == "UF"  # upstream connection failure
     assert "CERTIFICATE_VERIFY_FAILED" in entry["details"], entry
     assert "SAN_matcher" in entry["details"], entry

@@ -15,6 +15,7 @@ import datetime as dt
 import json
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,8 +29,9 @@ from shopmesh.inventory.v1 import inventory_service_pb2_grpc as inventory_grpc
 from shopmesh_stack.admin_socket import admin_get
 from shopmesh_stack.channels import channel
 from shopmesh_stack.components import Component
-from shopmesh_stack.settings import SERVICES_ORDER, Ports
+from shopmesh_stack.settings import Ports
 from shopmesh_stack.stack import Stack
+from tests.declared import SERVICES
 from tests.integration.users_client import call, register
 from tests.polling import wait_for
 from tests.tls import served_certificate
@@ -66,7 +68,7 @@ def renewing(stack: Stack) -> Iterator[RenewingInstance]:
     data_dir = Path(tempfile.mkdtemp(prefix="shopmesh-renewal-"))
     shared = stack.settings.ports
     ports = replace(
-        Ports.free(),
+        Ports.free(stack.settings.mesh),
         postgres=shared.postgres,
         ferretdb=shared.ferretdb,
         kafka=shared.kafka,
@@ -92,7 +94,7 @@ def renewing(stack: Stack) -> Iterator[RenewingInstance]:
 @pytest.mark.timeout(300)
 def test_calls_keep_working_after_the_start_certificates_expired(renewing: RenewingInstance) -> None:
     pids = renewing.pids()
-    first = {service: renewing.presented(service) for service in SERVICES_ORDER}
+    first = {service: renewing.presented(service) for service in SERVICES}
     edge_first = renewing.edge_presents()
     assert all(
         cert.not_valid_after_utc - cert.not_valid_before_utc < dt.timedelta(minutes=6) for cert in first.values()
@@ -133,10 +135,10 @@ def test_calls_keep_working_after_the_start_certificates_expired(renewing: Renew
 
     # Directly between identities: orders' current certificate, inventory's internal method.
     with channel(stack.settings, "inventory", identity="orders") as chan:
-        request = inventory_pb.GetReservationRequest(order_id="0b8e8a52-1a5f-4d8e-9a49-5d0c8f3f7e21")
+        request = inventory_pb.GetReservationRequest(order_id=str(uuid.uuid4()))
         with pytest.raises(grpc.RpcError) as answered:
             inventory_grpc.InventoryServiceStub(chan).GetReservation(request, timeout=10)
-    # Authorized as orders (no reservation, or not built yet), not UNAVAILABLE.
-    assert answered.value.code() in {grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNIMPLEMENTED}
+    # Authorized as orders (no such reservation), not UNAVAILABLE.
+    assert answered.value.code() == grpc.StatusCode.NOT_FOUND
 
     assert renewing.pids() == pids  # nothing was restarted

@@ -15,7 +15,8 @@ from pathlib import Path
 import yaml
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from shopmesh_platform.mesh import DEFAULT_MESH_FILE, DEFAULT_TOPICS_FILE
+from shopmesh_platform.events.topics import DEFAULT_TOPICS_FILE
+from shopmesh_platform.mesh import DEFAULT_MESH_FILE
 from shopmesh_stack.settings import REPO
 from shopmesh_stack.stack import Stack
 from tests.integration.events_support import EventsEnv, append_many, fetch_rows, make_env, read_topic

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from grpc_health.v1 import health_pb2
 
-from shopmesh_stack.settings import SERVICES_ORDER
 from shopmesh_stack.stack import Stack
+from tests.declared import SERVICES
 from tests.integration.helpers import grpcurl, grpcurl_tls_flags, health_status, http
 
 SERVICE_NAMES = {
@@ -19,13 +19,13 @@ SERVICE_NAMES = {
 }
 
 
-@pytest.mark.parametrize("service", SERVICES_ORDER)
+@pytest.mark.parametrize("service", SERVICES)
 def test_service_is_serving(stack: Stack, service: str) -> None:
     assert health_status(stack.settings, service) == health_pb2.HealthCheckResponse.SERVING
     assert health_status(stack.settings, service, SERVICE_NAMES[service]) == health_pb2.HealthCheckResponse.SERVING
 
 
-@pytest.mark.parametrize("service", SERVICES_ORDER)
+@pytest.mark.parametrize("service", SERVICES)
 def test_grpcurl_lists_the_service_directly(stack: Stack, service: str) -> None:
     result = grpcurl(
         stack, *grpcurl_tls_flags(stack.settings, service), f"127.0.0.1:{stack.settings.ports.grpc(service)}", "list"
@@ -36,7 +36,7 @@ def test_grpcurl_lists_the_service_directly(stack: Stack, service: str) -> None:
     assert "grpc.health.v1.Health" in listed
 
 
-@pytest.mark.parametrize("service", SERVICES_ORDER)
+@pytest.mark.parametrize("service", SERVICES)
 def test_grpcurl_lists_the_service_through_the_edge(stack: Stack, service: str) -> None:
     result = grpcurl(
         stack, "-plaintext", "-H", f"x-shopmesh-service: {service}", f"127.0.0.1:{stack.settings.ports.edge}", "list"
@@ -70,13 +70,13 @@ def test_edge_health(stack: Stack) -> None:
     assert reply.body.strip() == b"ok"
 
 
-def test_rest_reaches_a_service_and_unimplemented_is_501(stack: Stack) -> None:
+def test_rest_reaches_a_service_and_its_status_maps_to_http(stack: Stack) -> None:
+    # (UNIMPLEMENTED -> 501 with reason NOT_IMPLEMENTED is a platform test: every method is built.)
     reply = http(stack, "POST", "/api/v1/webhooks/stripe", '{"id": "evt_1"}')
-    assert reply.status == 501, reply.body
+    assert reply.status == 400, reply.body
     body = reply.json()
-    assert body["code"] == 12  # UNIMPLEMENTED: the Python service answered, through the transcoder
-    assert "HandleStripeWebhook" in body["message"]
-    assert body["details"][0]["reason"] == "NOT_IMPLEMENTED"
+    assert body["code"] == 3  # INVALID_ARGUMENT: the payments service answered, through the transcoder
+    assert body["details"][0]["reason"] == "WEBHOOK_SIGNATURE_MISSING"
 
 
 def test_invalid_argument_is_400_with_field_violations(stack: Stack) -> None:

@@ -120,3 +120,18 @@ def test_a_create_retry_matches_only_the_same_content() -> None:
     assert same.matches(existing)  # stock moved since creation: still the same product
     assert not NewProduct("prod-a", "name of prod-a", "", 3000, "USD", "", "", True, 3).matches(existing)
     assert not NewProduct("prod-a", "name of prod-a", "", 2999, "USD", "", "", True, 4).matches(existing)
+
+
+def test_an_expected_price_that_is_not_the_catalogs_refuses_naming_the_line() -> None:
+    products = {"prod-1": product("prod-1", price=2999), "prod-2": product("prod-2", price=500)}
+    agreed = [LineRequest("prod-1", 1, expected_price=29.99), LineRequest("prod-2", 1, expected_price=5.0)]
+    assert rules.price_lines(agreed, products)[0] == "USD"
+    with pytest.raises(InvalidArgument) as refused:
+        rules.price_lines([LineRequest("prod-1", 1, 29.99), LineRequest("prod-2", 1, 4.99)], products)
+    assert refused.value.reason == "PRICE_MISMATCH"
+    assert [v.field for v in refused.value.field_violations] == ["lines[1].expected_price"]
+    # Finer than the currency allows is not the catalog price either (never an error of another kind).
+    with pytest.raises(InvalidArgument):
+        rules.price_lines([LineRequest("prod-1", 1, 29.991)], products)
+    # No expected price: priced from the catalog, unchecked (the contract's default).
+    assert rules.price_lines([LineRequest("prod-1", 1)], products)[1][0].unit_price_minor == 2999

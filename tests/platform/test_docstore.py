@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from shopmesh.user.v1 import events_pb2 as user_events
-from shopmesh_platform.docstore import LeaseTiming, PendingEvent, outbox_event
+from shopmesh_platform.docstore import AlreadyApplied, CauseInbox, LeaseTiming, PendingEvent, Transition, outbox_event
 from shopmesh_platform.docstore.ids import (
     inbox_id,
     lease_id,
@@ -108,3 +108,29 @@ def test_an_outbox_event_carries_what_the_relay_publishes() -> None:
     assert headers["event-id"] == event.event_id.encode()
     assert headers["event-type"] == b"shopmesh.user.v1.UserRegistered"
     assert headers["content-type"] == b"application/x-protobuf"
+
+
+async def test_the_cause_inbox_hands_the_cause_to_the_effect_and_reads_already_applied_as_a_duplicate() -> None:
+    seen: list[str] = []
+    event_id = str(uuid.uuid4())
+
+    async def first(cause: str) -> None:
+        seen.append(cause)
+
+    async def redelivered(cause: str) -> None:
+        seen.append(cause)
+        event = outbox_event("user-events", "u1", user_events.UserRegistered(user_id="u1"))
+        raise AlreadyApplied(Transition("u1", 2, {}, event, cause, dt.datetime.now(dt.UTC)))
+
+    inbox = CauseInbox()
+    assert await inbox.apply("orders.payment-events", event_id, first) is True
+    assert await inbox.apply("orders.payment-events", event_id, redelivered) is False
+    assert seen == [inbox_id("orders.payment-events", event_id)] * 2
+
+
+async def test_the_cause_inbox_lets_other_failures_through_for_a_retry() -> None:
+    async def failing(cause: str) -> None:
+        raise RuntimeError("store unreachable")
+
+    with pytest.raises(RuntimeError):
+        await CauseInbox().apply("orders.payment-events", str(uuid.uuid4()), failing)

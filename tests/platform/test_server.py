@@ -89,6 +89,28 @@ async def test_invalid_request_is_invalid_argument_naming_the_field(channel: aio
     assert [(v.field, v.reason) for v in bad_requests[0].field_violations] == [("id", "string.pattern")]
 
 
+# Found by the gRPC fuzzer (tests/integration/test_fuzz_grpc.py): bytes that do not decode
+# were UNKNOWN "Unexpected <class 'google.protobuf.message.DecodeError'>: ...".
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param(b"\xff\xff\xff", id="garbage"),
+        pytest.param(b"\x0a\x01\xff", id="invalid-utf8-in-string-field"),
+        pytest.param(b"\x08", id="truncated-varint"),
+        pytest.param(b"\x0a\xe8\x07x", id="length-past-the-end"),
+    ],
+)
+async def test_undecodable_request_is_invalid_argument(channel: aio.Channel, payload: bytes) -> None:
+    get_product = channel.unary_unary(f"/{SERVICE}/GetProduct")
+    with pytest.raises(aio.AioRpcError) as caught:
+        await get_product(payload)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    expected = "invalid request: not a well-formed shopmesh.inventory.v1.GetProductRequest message"
+    assert caught.value.details() == expected
+    infos = [d for d in details_of(caught.value) if isinstance(d, error_details_pb2.ErrorInfo)]
+    assert infos[0].reason == "MALFORMED_REQUEST"
+
+
 async def test_domain_error_arrives_as_status_with_error_info(channel: aio.Channel) -> None:
     with pytest.raises(aio.AioRpcError) as caught:
         await inventory_grpc.InventoryServiceStub(channel).GetProduct(

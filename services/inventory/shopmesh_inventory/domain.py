@@ -12,7 +12,8 @@ inventory never saw (`mark_order_seen`, on OrderCreated) within a grace period.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 
 import asyncpg
 
@@ -41,6 +42,7 @@ _OUTCOME_BY_REASON = {
     "PRODUCT_UNAVAILABLE": ReservationOutcome.PRODUCT_UNAVAILABLE,
     "MIXED_CURRENCIES": ReservationOutcome.MIXED_CURRENCIES,
     "RESERVATION_MISMATCH": ReservationOutcome.CONFLICTING_RETRY,
+    "PRICE_MISMATCH": ReservationOutcome.PRICE_MISMATCH,
 }
 
 
@@ -210,35 +212,40 @@ class Inventory:
         async with self._pool.acquire() as connection, connection.transaction():
             return await self._settle(connection, order_id, LedgerKind.RELEASE, reason)
 
-    async def commit(self, order_id: str) -> Settlement:
-        """Take an ACTIVE reservation's units off the shelf (the order was paid: OrderConfirmed)."""
-        async with self._pool.acquire() as connection, connection.transaction():
-            return await self._settle(connection, order_id, LedgerKind.COMMIT, "")
+    async def commit(self, order_id: str, *, connection: asyncpg.Connection | None = None) -> Settlement:
+        """Take an ACTIVE reservation's units off the shelf (the order was paid: OrderConfirmed).
+
+        `connection`: run inside the caller's transaction (the consumer's inbox), else in one of its own.
+        """
+        async with self._transaction(connection) as transaction:
+            return await self._settle(transaction, order_id, LedgerKind.COMMIT, "")
 
     async def return_committed(self, order_id: str, reason: str) -> Settlement:
         """Put a COMMITTED reservation's units back on hand (a paid order was cancelled)."""
         async with self._pool.acquire() as connection, connection.transaction():
             return await self._settle(connection, order_id, LedgerKind.RETURN, reason)
 
-    async def cancel(self, order_id: str, reason: str) -> Settlement:
+    async def cancel(self, order_id: str, reason: str, *, connection: asyncpg.Connection | None = None) -> Settlement:
         """OrderCancelled: release an active reservation, return a committed one; else nothing."""
-        async with self._pool.acquire() as connection, connection.transaction():
-            reservation = await store.find_reservation(connection, order_id, for_update=True)
+        async with self._transaction(connection) as transaction:
+            reservation = await store.find_reservation(transaction, order_id, for_update=True)
             if reservation is None:
                 return Settlement.NO_RESERVATION
             paid = reservation.state in (ReservationState.COMMITTED, ReservationState.RETURNED)
             kind = LedgerKind.RETURN if paid else LedgerKind.RELEASE
-            return await self._settle(connection, order_id, kind, reason)
+            return await self._settle(transaction, order_id, kind, reason)
 
-    async def mark_order_seen(self, order_id: str) -> ReservationState | None:
+    async def mark_order_seen(
+        self, order_id: str, *, connection: asyncpg.Connection | None = None
+    ) -> ReservationState | None:
         """OrderCreated: the order exists, so its reservation is no orphan. Returns the reservation's state.
 
         The reservation row is locked first, so the reaper either released it
         before (the caller sees RELEASED) or skips it from now on.
         """
-        async with self._pool.acquire() as connection, connection.transaction():
-            reservation = await store.find_reservation(connection, order_id, for_update=True)
-            await store.mark_order_seen(connection, order_id)
+        async with self._transaction(connection) as transaction:
+            reservation = await store.find_reservation(transaction, order_id, for_update=True)
+            await store.mark_order_seen(transaction, order_id)
         return reservation.state if reservation else None
 
     async def reap_orphan(self, grace_seconds: float) -> str | None:
@@ -256,6 +263,16 @@ class Inventory:
             await self._settle(connection, order_id, LedgerKind.RELEASE, ORPHAN_REASON, locked=True)
         self._metrics.settlement("reaped")
         return order_id
+
+    @asynccontextmanager
+    async def _transaction(self, connection: asyncpg.Connection | None) -> AsyncIterator[asyncpg.Connection]:
+        """A transaction on `connection` (a savepoint inside the caller's), or on a connection of the pool."""
+        if connection is not None:
+            async with connection.transaction():
+                yield connection
+            return
+        async with self._pool.acquire() as acquired, acquired.transaction():
+            yield acquired
 
     async def _settle(
         self, connection: asyncpg.Connection, order_id: str, kind: LedgerKind, reason: str, *, locked: bool = False

@@ -16,6 +16,7 @@ class ReservationOutcome(enum.Enum):
     PRODUCT_UNAVAILABLE = "product_unavailable"
     MIXED_CURRENCIES = "mixed_currencies"
     CONFLICTING_RETRY = "conflicting_retry"
+    PRICE_MISMATCH = "price_mismatch"
 
 
 class InventoryMetrics:

@@ -99,10 +99,11 @@ class StockAdjustment:
 
 @dataclass(frozen=True)
 class LineRequest:
-    """One line of a ReserveStock request."""
+    """One line of a ReserveStock request; `expected_price` (major units) is what the caller's client was shown."""
 
     product_id: str
     quantity: int
+    expected_price: float | None = None
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from shopmesh_inventory.records import LineRequest, ProductRecord, Reservation, ReservedLine
+from shopmesh_platform import money
 from shopmesh_platform.errors import FailedPrecondition, FieldViolation, InvalidArgument
 
 DOMAIN = "inventory"
@@ -26,9 +27,10 @@ def same_lines(reservation: Reservation, lines: Sequence[LineRequest]) -> bool:
 def price_lines(lines: Sequence[LineRequest], products: Mapping[str, ProductRecord]) -> tuple[str, list[ReservedLine]]:
     """The reservation's currency and priced lines, in product id order; all lines or an error.
 
-    Unknown or inactive products are INVALID_ARGUMENT naming every such line;
-    lines in more than one currency, or more than a product's available
-    stock, are FAILED_PRECONDITION naming the product.
+    Unknown or inactive products, and lines whose expected price is not the
+    catalog's, are INVALID_ARGUMENT naming every such line; lines in more than
+    one currency, or more than a product's available stock, are
+    FAILED_PRECONDITION naming the product.
     """
     unavailable = [
         (index, line.product_id)
@@ -47,6 +49,7 @@ def price_lines(lines: Sequence[LineRequest], products: Mapping[str, ProductReco
                 for index, product_id in unavailable
             ],
         )
+    _check_expected_prices(lines, products)
     currencies = sorted({products[line.product_id].currency for line in lines})
     if len(currencies) > 1:
         raise FailedPrecondition(
@@ -77,6 +80,41 @@ def price_lines(lines: Sequence[LineRequest], products: Mapping[str, ProductReco
         for line in sorted(lines, key=lambda line: line.product_id)
     ]
     return currencies[0], priced
+
+
+def _check_expected_prices(lines: Sequence[LineRequest], products: Mapping[str, ProductRecord]) -> None:
+    """Every line's expected price (when given) is the catalog's, compared exactly in minor units."""
+    wrong = [
+        (index, line, products[line.product_id])
+        for index, line in enumerate(lines)
+        if line.expected_price is not None and not _same_price(line.expected_price, products[line.product_id])
+    ]
+    if not wrong:
+        return
+    names = ", ".join(line.product_id for _, line, _ in wrong)
+    raise InvalidArgument(
+        f"the price of {names} is not the catalog's",
+        reason="PRICE_MISMATCH",
+        domain=DOMAIN,
+        metadata={"product_ids": names},
+        field_violations=[
+            FieldViolation(
+                f"lines[{index}].expected_price",
+                f"{line.product_id} costs {money.to_major(product.price_minor, product.currency)} "
+                f"{product.currency}, not {line.expected_price}",
+                "catalog_price",
+            )
+            for index, line, product in wrong
+        ],
+    )
+
+
+def _same_price(expected: float, product: ProductRecord) -> bool:
+    try:
+        return money.to_minor(expected, product.currency) == product.price_minor
+    except InvalidArgument:
+        # Finer than the currency allows (e.g. 5.5 for a JPY product): not the catalog price.
+        return False
 
 
 def total_minor(lines: Sequence[ReservedLine]) -> int:

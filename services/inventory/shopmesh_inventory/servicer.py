@@ -9,7 +9,6 @@ from google.protobuf import timestamp_pb2
 
 from shopmesh.inventory.v1 import inventory_service_pb2 as pb
 from shopmesh.inventory.v1 import inventory_service_pb2_grpc
-from shopmesh_inventory import money
 from shopmesh_inventory.domain import Inventory
 from shopmesh_inventory.records import (
     LineRequest,
@@ -19,6 +18,7 @@ from shopmesh_inventory.records import (
     ReservationState,
     StockAdjustment,
 )
+from shopmesh_platform import money
 from shopmesh_platform.server import ServiceBinding
 
 STATES = {
@@ -79,7 +79,7 @@ def _new_product(request: pb.CreateProductRequest) -> NewProduct:
         id=request.id,
         name=request.name,
         description=request.description,
-        price_minor=money.to_minor(request.price, currency, field="price"),
+        price_minor=money.to_minor(request.price, currency, field="price", domain="inventory"),
         currency=currency,
         category=request.category,
         image_url=request.image_url,
@@ -115,7 +115,14 @@ class InventoryServicer(inventory_service_pb2_grpc.InventoryServiceServicer):
         return product_to_proto(await self._inventory.adjust_stock(adjustment))
 
     async def ReserveStock(self, request: pb.ReserveStockRequest, context: Any) -> pb.ReserveStockResponse:
-        lines = [LineRequest(product_id=line.product_id, quantity=line.quantity) for line in request.lines]
+        lines = [
+            LineRequest(
+                product_id=line.product_id,
+                quantity=line.quantity,
+                expected_price=line.expected_price if line.HasField("expected_price") else None,
+            )
+            for line in request.lines
+        ]
         reservation = await self._inventory.reserve(request.order_id, lines)
         return pb.ReserveStockResponse(reservation=reservation_to_proto(reservation))
 

@@ -13,13 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from shopmesh_platform.mesh import (
-    DEFAULT_MESH_FILE,
-    DEFAULT_TOPICS_FILE,
-    MeshDeclaration,
-    MeshDeclarationError,
-    load_mesh,
-)
+from shopmesh_platform.events.topics import DEFAULT_TOPICS_FILE
+from shopmesh_platform.mesh import DEFAULT_MESH_FILE, MeshDeclaration, MeshDeclarationError, load_mesh
 
 
 class ConfigError(ValueError):

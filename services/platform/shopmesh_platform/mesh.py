@@ -22,8 +22,9 @@ from typing import Any
 
 import yaml
 
+from shopmesh_platform.events.topics import DEFAULT_TOPICS_FILE, DLQ_SUFFIX, declared_topic_names
+
 DEFAULT_MESH_FILE = Path(__file__).resolve().parents[3] / "mesh" / "mesh.yaml"
-DEFAULT_TOPICS_FILE = Path(__file__).resolve().parents[3] / "kafka" / "topics.yaml"
 
 
 class MeshDeclarationError(ValueError):
@@ -174,7 +175,6 @@ SERVICE_KEYS = frozenset(
     }
 )
 STORAGE_KEYS = frozenset({"kind", "database"})
-DLQ_SUFFIX = ".dlq"
 METHOD_KEYS = frozenset({"access", "idempotent", "timeout", "roles", "callers"})
 # Service names become DNS SANs and SPIFFE service accounts; method names are protobuf identifiers.
 SERVICE_NAME = re.compile(r"[a-z][a-z0-9-]{0,62}")
@@ -398,15 +398,13 @@ def _auth(raw: Any, services: Mapping[str, ServiceDecl]) -> AuthDecl:
 def topic_names(path: Path = DEFAULT_TOPICS_FILE) -> frozenset[str]:
     """The topics declared in kafka/topics.yaml (without their `.dlq` twins)."""
     try:
-        document = yaml.safe_load(path.read_text())
+        return frozenset(declared_topic_names(path))
     except OSError as exc:
         raise MeshDeclarationError(f"cannot read topic declaration {path}: {exc.strerror}") from exc
     except yaml.YAMLError as exc:
         raise MeshDeclarationError(f"{path}: not valid YAML: {exc}") from exc
-    topics = document.get("topics") if isinstance(document, Mapping) else None
-    if not isinstance(topics, Mapping) or not topics or not all(isinstance(t, str) and t for t in topics):
-        raise MeshDeclarationError(f"{path}: 'topics' must be a non-empty mapping of topic names")
-    return frozenset(topics)
+    except ValueError as exc:
+        raise MeshDeclarationError(str(exc)) from exc
 
 
 def parse_mesh(document: Mapping[str, Any], topics: frozenset[str] | None = None) -> MeshDeclaration:

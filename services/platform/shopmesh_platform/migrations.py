@@ -69,9 +69,21 @@ def discover(source: str, root: Path = MIGRATIONS_ROOT) -> list[Migration]:
     return found
 
 
-async def migrate(dsn: str, service: str, root: Path = MIGRATIONS_ROOT) -> list[str]:
+def service_migrations(service: str, root: Path = MIGRATIONS_ROOT, *, required: bool = True) -> list[Migration]:
+    """`service`'s own migrations; with `required=False` a service without a directory has none.
+
+    The cluster's migration Jobs require one (a missing directory there is a wrong
+    name); the local stack does not, so a service added only to a mesh declaration
+    gets the platform's tables and creates nothing else.
+    """
+    if not required and not (root / service).exists():
+        return []
+    return discover(service, root)
+
+
+async def migrate(dsn: str, service: str, root: Path = MIGRATIONS_ROOT, *, own_required: bool = True) -> list[str]:
     """Apply the pending platform and `service` migrations; returns `source/name` of each applied."""
-    migrations = discover(PLATFORM_SOURCE, root) + discover(service, root)
+    migrations = discover(PLATFORM_SOURCE, root) + service_migrations(service, root, required=own_required)
     connection = await asyncpg.connect(dsn)
     try:
         await connection.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)

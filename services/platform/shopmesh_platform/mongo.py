@@ -15,6 +15,7 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
 from shopmesh_platform.config import ConfigError, EnvReader
+from shopmesh_platform.mesh import StorageDecl, StorageKind
 
 
 @dataclass(frozen=True)
@@ -26,14 +27,20 @@ class MongoConfig:
     timeout_ms: int
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> MongoConfig:
+    def from_env(cls, env: Mapping[str, str], storage: StorageDecl | None = None) -> MongoConfig:
+        """The database is SHOPMESH_MONGODB_DATABASE, else the one the service's mesh.yaml `storage` declares."""
         read = EnvReader(env)
         url = read.optional("SHOPMESH_MONGODB_URL")
         if url is None or not url.startswith("mongodb://"):
             raise ConfigError("SHOPMESH_MONGODB_URL must be set to a mongodb:// URL")
+        if storage is not None and storage.kind is not StorageKind.MONGO:
+            raise ConfigError(f"the service's declared storage is {storage.kind.value}, not mongo")
+        database = read.optional("SHOPMESH_MONGODB_DATABASE") or (storage.database if storage else None)
+        if database is None:
+            raise ConfigError("SHOPMESH_MONGODB_DATABASE must be set (no storage declared for the service)")
         return cls(
             url=url,
-            database=read.string("SHOPMESH_MONGODB_DATABASE", "orders"),
+            database=database,
             timeout_ms=read.integer("SHOPMESH_MONGODB_TIMEOUT_MS", 2000, minimum=100, maximum=120_000),
         )
 

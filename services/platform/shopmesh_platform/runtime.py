@@ -39,7 +39,7 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -55,6 +55,12 @@ from shopmesh_platform.auth.revocations import RevocationList
 from shopmesh_platform.auth.tokens import JwtVerifier, RevocationCheck, TokenConfig
 from shopmesh_platform.channel import create_channel
 from shopmesh_platform.config import ConfigError, PlatformConfig
+from shopmesh_platform.docstore.inbox import CauseInbox
+from shopmesh_platform.docstore.lease import SlotLease
+from shopmesh_platform.docstore.outbox import MongoOutboxStore
+from shopmesh_platform.docstore.relay import MongoRelay
+from shopmesh_platform.docstore.schema import ensure_indexes
+from shopmesh_platform.docstore.transitions import TransitionLog
 from shopmesh_platform.events.attempts import RetryPolicy
 from shopmesh_platform.events.consumer import (
     ConsumerMetrics,
@@ -63,7 +69,7 @@ from shopmesh_platform.events.consumer import (
     Handlers,
     consumer_group,
 )
-from shopmesh_platform.events.inbox import PostgresInbox
+from shopmesh_platform.events.inbox import Inbox, PostgresInbox
 from shopmesh_platform.events.outbox import PostgresOutboxStore
 from shopmesh_platform.events.relay import OutboxRelay
 from shopmesh_platform.events.topics import TopicCatalog
@@ -84,6 +90,12 @@ class Consumer(Protocol):
     async def run(self) -> None: ...
 
     async def stop(self) -> None: ...
+
+
+class Preparing(Protocol):
+    """Something a service sets up in its store before it is ready (indexes, derived caches)."""
+
+    async def prepare(self) -> None: ...
 
 
 class Worker(Protocol):
@@ -155,6 +167,8 @@ class Runtime:
         self._store: PostgresStore | MongoStore | None = None
         self._verifier: JwtVerifier | None = None
         self._feed: RevocationFeed | None = None
+        self._transition_outbox: TransitionLog | None = None
+        self._prepared = asyncio.Event()
         self._stop_requested = asyncio.Event()
         self.server: ShopmeshServer | None = None  # once serve() has built it
         configure_logging(service, settings.platform.log_level)
@@ -212,8 +226,20 @@ class Runtime:
         declared = f"storage kind {storage.kind.value}" if storage else "no storage"
         return f"mesh.yaml declares {declared} for {self.service}"
 
+    def relay_transitions(self, log: TransitionLog) -> None:
+        """Publish `log`'s transitions while serving: the MongoDB outbox (one relay per service, a SlotLease)."""
+        self.mongo()
+        self._transition_outbox = log
+
     def _readiness(self) -> ReadinessProbe:
-        return self._store.readiness if self._store is not None else always_ready
+        store_ready = self._store.readiness if self._store is not None else always_ready
+        prepared = self._prepared
+
+        async def ready() -> bool:
+            # Not before the store is prepared (indexes, caches), then as the store says.
+            return prepared.is_set() and await store_ready()
+
+        return ready
 
     # --- calls to other services -----------------------------------------------------------
 
@@ -276,15 +302,23 @@ class Runtime:
         """An idempotent consumer in group `<service>.<name>` over the store's inbox.
 
         `topics` default to every topic the service declares it consumes; each must be declared.
+        PostgreSQL: the handlers get the inbox transaction's connection (effect and inbox
+        row commit together). MongoDB: the handlers get the cause `<group>:<event id>` and
+        must make their effect a transition with that cause (`docstore.CauseInbox`): the
+        transition's unique cause is the inbox, and nothing else guards against redelivery.
         """
         declared = self.declaration.consumes
         chosen = tuple(sorted(declared) if topics is None else topics)
         undeclared = sorted(set(chosen) - declared)
         if undeclared or not chosen:
             raise ConfigError(f"mesh.yaml: {self.service} does not declare consuming {undeclared or 'any topic'}")
-        if not isinstance(self._store, PostgresStore):
-            # The MongoDB inbox (an insert of `<consumer>:<event id>`) is not built yet.
-            raise ConfigError(f"{self.service}: consumers need the PostgreSQL store (call postgres() first)")
+        inbox: Inbox[Any]
+        if isinstance(self._store, PostgresStore):
+            inbox = self._store.inbox()
+        elif isinstance(self._store, MongoStore):
+            inbox = CauseInbox()
+        else:
+            raise ConfigError(f"{self.service}: consumers need the service's store (call postgres() or mongo() first)")
         settings = ConsumerSettings(group=consumer_group(self.service, name), topics=chosen)
         if retry is not None:
             settings = ConsumerSettings(group=settings.group, topics=chosen, retry=retry)
@@ -292,15 +326,15 @@ class Runtime:
             self.kafka,
             settings=settings,
             handlers=handlers,
-            inbox=self._store.inbox(),
+            inbox=inbox,
             catalog=self.catalog,
             metrics=self._consumer_metrics,
         )
 
-    def _relays(self) -> list[OutboxRelay]:
-        """The outbox relay, for a service that publishes topics from a store with an outbox."""
+    def _relays(self) -> tuple[list[Worker], list[Preparing]]:
+        """The outbox relay of a service that publishes topics, and what must be prepared before it runs."""
         if not self.declaration.publishes:
-            return []
+            return [], []
         if isinstance(self._store, PostgresStore):
             relay = OutboxRelay(
                 self.service,
@@ -309,10 +343,33 @@ class Runtime:
                 catalog=self.catalog,
                 registry=self.registry,
             )
-            return [relay]
+            return [relay], []
         if isinstance(self._store, MongoStore):
-            logger.warning("no outbox relay: the MongoDB outbox store is not built yet")
-        return []
+            if self._transition_outbox is None:
+                logger.warning("no outbox relay: the service names no transition log (relay_transitions)")
+                return [], []
+            lease = SlotLease(self._store.database, self.service)
+            store = MongoOutboxStore(self._store.database, self._transition_outbox, publisher=lease.holder)
+            return [MongoRelay(store, lease, self.kafka, registry=self.registry)], [_Indexes(lease, store)]
+        return [], []
+
+    async def _prepare(self, parts: Sequence[Preparing], *, max_backoff: float = 10.0) -> None:
+        """Run every preparation until all succeed (the store may still be starting); then ready."""
+        backoff = 0.5
+        for part in parts:
+            while True:
+                try:
+                    await part.prepare()
+                    break
+                except Exception as exc:
+                    logger.warning("preparing the store failed; retrying", extra={"error": type(exc).__name__})
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, max_backoff)
+        self._prepared.set()
+
+    async def _run_when_prepared(self, relay: Worker | Consumer) -> None:
+        await self._prepared.wait()
+        await relay.run()
 
     # --- running ---------------------------------------------------------------------------
 
@@ -326,10 +383,17 @@ class Runtime:
         consumers: Sequence[Consumer] = (),
         *,
         workers: Sequence[Worker] = (),
+        prepare: Sequence[Preparing] = (),
+        on_drain: Sequence[Callable[[], Awaitable[None]]] = (),
         readiness: ReadinessProbe | None = None,
     ) -> None:
         """Serve `servicers`, run `consumers`, `workers`, relays and the revocation feed; return once drained.
 
+        `prepare` (indexes, derived caches) runs first, retried until it succeeds; health
+        is NOT_SERVING until it has, and relays and consumers start only then.
+        `on_drain` callbacks run once health is NOT_SERVING, before in-flight calls get
+        their grace period: they end long-lived streams (which would otherwise hold the
+        drain for the whole grace period) so clients reconnect to another replica.
         `readiness` is only for a store the runtime does not manage (the deprecated
         shopmesh_platform.runner shape); otherwise health follows the store's probe.
         """
@@ -347,13 +411,19 @@ class Runtime:
         try:
             if self._feed is not None:
                 background.append(asyncio.create_task(self._feed.run(), name="revocation-feed"))
-            background += [asyncio.create_task(relay.run(), name="outbox-relay") for relay in self._relays()]
+            relays, relay_parts = self._relays()
+            background.append(asyncio.create_task(self._prepare([*relay_parts, *prepare]), name="prepare"))
+            background += [asyncio.create_task(self._run_when_prepared(relay), name="outbox-relay") for relay in relays]
             background += [asyncio.create_task(worker.run(), name=type(worker).__name__) for worker in workers]
-            consuming = [asyncio.create_task(consumer.run(), name="consumer") for consumer in consumers]
+            # Consumers too wait for the store's preparation: a MongoDB consumer's inbox is a unique index.
+            consuming = [
+                asyncio.create_task(self._run_when_prepared(consumer), name="consumer") for consumer in consumers
+            ]
             await server.start()
             await self._stop_requested.wait()
             logger.info("stopping: health NOT_SERVING, then consumers, calls, relays")
             await server.stop_taking_calls()
+            await asyncio.gather(*(callback() for callback in on_drain))
             await asyncio.gather(*(consumer.stop() for consumer in consumers))
             await server.stop()
         finally:
@@ -376,3 +446,13 @@ class Runtime:
             await self._store.client.close()
         # Last: the spans of everything above are queued by now (bounded wait; see traces).
         await asyncio.to_thread(self.tracing.shutdown)
+
+
+class _Indexes:
+    """The indexes of the MongoDB relay's parts (lease, outbox markers), as a preparation."""
+
+    def __init__(self, *parts: Any) -> None:
+        self._parts = parts
+
+    async def prepare(self) -> None:
+        await ensure_indexes(*self._parts)

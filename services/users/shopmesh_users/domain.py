@@ -148,6 +148,14 @@ class Users:
             raise _not_found(user_id)
         return user
 
+    async def contact(self, user_id: str) -> UserRecord:
+        """An account for a mesh service allowed to ask (mesh.yaml `callers`): no user check here."""
+        async with self._pool.acquire() as connection:
+            user = await store.find_by_id(connection, user_id)
+        if user is None:
+            raise _not_found(user_id)
+        return user
+
     async def update(self, caller: Caller, user_id: str, changes: ProfileChanges) -> UserRecord:
         if not may_see(caller, user_id):
             raise _not_found(user_id)

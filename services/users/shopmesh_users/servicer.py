@@ -116,6 +116,10 @@ class UserServicer(user_service_pb2_grpc.UserServiceServicer):
     async def SuspendUser(self, request: pb.SuspendUserRequest, context: Any) -> pb.User:
         return to_proto(await self._users.suspend(current_caller(), request.id, request.reason))
 
+    async def GetUserContact(self, request: pb.GetUserContactRequest, context: Any) -> pb.UserContact:
+        user = await self._users.contact(request.user_id)
+        return pb.UserContact(user_id=user.id, email=user.email, first_name=user.first_name, last_name=user.last_name)
+
     async def GetJwks(self, request: pb.GetJwksRequest, context: Any) -> pb.GetJwksResponse:
         reply = json_format.ParseDict(self._keys.jwks(), pb.GetJwksResponse())
         # Published so every service replays revocations for as long as tokens live.

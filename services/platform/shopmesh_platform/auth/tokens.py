@@ -163,6 +163,10 @@ class JwtVerifier:
             raise invalid("token signed with an unknown key", "UNKNOWN_KEY")
         return key
 
+    async def is_revoked(self, token_id: str) -> bool:
+        """Whether a token verified earlier has been revoked since (long-lived streams ask this)."""
+        return await self._revocations.is_revoked(token_id)
+
     async def verify(self, token: str) -> Caller:
         try:
             header = jwt.get_unverified_header(token)

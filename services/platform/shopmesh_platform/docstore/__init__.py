@@ -13,7 +13,8 @@ MongoDB alike, so every guarantee here rests on such an insert:
   `published` marker and records a publish by inserting that marker, never by
   writing the aggregate.
 - `SlotLease`: one relay at a time through time-slot documents `<service>:<slot>`.
-- `Inbox`: an insert of `<consumer>:<event id>` guards an effect.
+- `Inbox`: an insert of `<consumer>:<event id>` guards an effect; `CauseInbox`
+  is the platform consumer's inbox when the effect is a transition with that cause.
 - `CurrentStateCache`: the one document updated in place, a derived cache of the
   latest transition per aggregate, rebuildable from the log and never trusted.
 - `MongoRelay`: lease + store + idempotent producer.
@@ -22,7 +23,7 @@ MongoDB alike, so every guarantee here rests on such an insert:
 """
 
 from shopmesh_platform.docstore.cache import CurrentStateCache
-from shopmesh_platform.docstore.inbox import Inbox
+from shopmesh_platform.docstore.inbox import CauseInbox, Inbox
 from shopmesh_platform.docstore.lease import LeaseLost, LeaseTiming, SlotLease
 from shopmesh_platform.docstore.outbox import MongoOutboxStore
 from shopmesh_platform.docstore.records import NextState, OutboxEvent, PendingEvent, Transition, outbox_event
@@ -38,6 +39,7 @@ from shopmesh_platform.docstore.transitions import (
 
 __all__ = [
     "AlreadyApplied",
+    "CauseInbox",
     "CurrentStateCache",
     "Inbox",
     "LeaseLost",

@@ -13,11 +13,19 @@ together, so choose by the effect:
   entry is the effect;
 - the effect is elsewhere and idempotent (a call with an idempotency key): do
   it first, then `record`; a crash in between repeats an idempotent call.
+
+`CauseInbox` is the first case as an `events.inbox.Inbox`, so a MongoDB service
+runs the platform's `EventConsumer`: the handler's "transaction" is the cause
+string `<consumer>:<event id>`, which the handler passes as the transition's
+`cause`. It records nothing itself; the transition insert is the guard, and an
+`AlreadyApplied` out of the handler means a redelivery (counted as a duplicate).
+A handler under it must therefore make each effect a transition carrying that
+cause (or something equally idempotent): no other effect is protected.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from pymongo import ASCENDING, IndexModel
@@ -26,6 +34,7 @@ from pymongo.errors import DuplicateKeyError
 
 from shopmesh_platform.docstore.ids import inbox_id
 from shopmesh_platform.docstore.records import CODEC_OPTIONS, Document, utc_now_ms
+from shopmesh_platform.docstore.transitions import AlreadyApplied
 
 
 class Inbox:
@@ -56,3 +65,15 @@ class Inbox:
 
     async def seen(self, consumer: str, event_id: str) -> bool:
         return await self.collection.find_one({"_id": inbox_id(consumer, event_id)}, {"_id": 1}) is not None
+
+
+class CauseInbox:
+    """The inbox of a consumer whose effects are transitions: the effect gets its cause (see the module)."""
+
+    async def apply(self, consumer: str, event_id: str, effect: Callable[[str], Awaitable[None]]) -> bool:
+        """Run `effect(cause)`; False when the transition of that cause already exists."""
+        try:
+            await effect(inbox_id(consumer, event_id))
+        except AlreadyApplied:
+            return False
+        return True

@@ -5,12 +5,18 @@ each with the idempotent acks=all producer and, once the broker acknowledged it,
 inserts its published marker. A crash between send and marker re-publishes that
 event; consumers deduplicate by event id. When Kafka is down the loop backs off
 and retries; writers are never affected (the log is the outbox).
+
+Metrics (on the registry given, with the PostgreSQL relay's names):
+`outbox_pending_events` (the backlog its last scan found), `outbox_relay_leader`
+(1 while this replica holds the lease) and `outbox_published_total`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from shopmesh_platform.docstore.lease import LeaseLost, SlotLease
 from shopmesh_platform.docstore.outbox import MongoOutboxStore
@@ -33,6 +39,7 @@ class MongoRelay:
         *,
         poll_interval: float = 0.2,
         max_backoff: float = 5.0,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self._store = store
         self._lease = lease
@@ -40,6 +47,10 @@ class MongoRelay:
         self._poll_interval = poll_interval
         self._max_backoff = max_backoff
         self.published = 0
+        registry = registry or CollectorRegistry()
+        self._pending = Gauge("outbox_pending_events", "Outbox events waiting to be published.", registry=registry)
+        self._leader = Gauge("outbox_relay_leader", "1 while this relay holds the service's lease.", registry=registry)
+        self._published = Counter("outbox_published_total", "Outbox events published.", registry=registry)
 
     async def run(self) -> None:
         await keep_running(
@@ -53,11 +64,15 @@ class MongoRelay:
     async def _relay(self) -> None:
         producer = EventProducer(self._kafka, client_id=f"{self._lease.holder}-relay")
         await producer.start()
+        self._leader.set(1)
         try:
             while True:
-                if await self._publish_batch(producer) == 0:
+                published = await self._publish_batch(producer)
+                self._pending.set(max(self._store.last_backlog - published, 0))
+                if published == 0:
                     await asyncio.sleep(self._poll_interval)
         finally:
+            self._leader.set(0)
             await producer.stop()
 
     async def _publish_batch(self, producer: EventProducer) -> int:
@@ -69,5 +84,6 @@ class MongoRelay:
             await producer.send(event.envelope())
             await self._store.mark_published(event)
             self.published += 1
+            self._published.inc()
             count += 1
         return count

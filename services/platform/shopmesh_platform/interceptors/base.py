@@ -83,6 +83,10 @@ class AroundInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
     async def around(self, call: CallInfo, proceed: NextCall) -> Any:
         raise NotImplementedError
 
+    def request_deserializer(self, original: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+        """The deserializer the rebuilt handler decodes requests with; the original by default."""
+        return original
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
@@ -98,7 +102,7 @@ class AroundInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
         wrap = self._wrap_streaming if kind.response_streaming else self._wrap_unary_response
         return factory(
             wrap(method, kind, behaviour),
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=self.request_deserializer(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
 

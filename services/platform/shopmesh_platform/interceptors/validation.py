@@ -3,6 +3,12 @@
 A request that breaks a rule is refused with INVALID_ARGUMENT and one BadRequest
 field violation per broken rule, naming the field path (`items[0].quantity`) and
 the rule id (`int32.gte_lte`), so every client sees the same rules.
+
+Bytes that do not decode as the request type at all (garbage, a wrong wire type,
+invalid UTF-8 in a string) are the client's error too: INVALID_ARGUMENT with reason
+MALFORMED_REQUEST. Left to grpc they would be UNKNOWN, naming a Python exception
+class. The decoder hands such a request on as an `UndecodableRequest`, so the auth
+interceptor still refuses a caller it does not let in before the input is judged.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import protovalidate
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 from grpc import aio
 
 from shopmesh_platform.errors import FieldViolation, InvalidArgument
@@ -38,6 +44,28 @@ def field_path(violation: protovalidate.Violation) -> str:
     return "".join(parts)
 
 
+@dataclasses.dataclass(frozen=True)
+class UndecodableRequest:
+    """Request bytes that are not a message of `type_name`."""
+
+    type_name: str
+
+
+def tolerant(decode: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    """`decode`, answering UndecodableRequest instead of raising DecodeError."""
+    message_class = getattr(decode, "__self__", None)
+    descriptor = getattr(message_class, "DESCRIPTOR", None)
+    type_name = descriptor.full_name if descriptor is not None else "request"
+
+    def decode_or_mark(data: bytes) -> Any:
+        try:
+            return decode(data)
+        except DecodeError:
+            return UndecodableRequest(type_name)
+
+    return decode_or_mark
+
+
 class ValidationInterceptor(AroundInterceptor):
     """Innermost interceptor: validates every decoded request message, each one of a stream."""
 
@@ -55,8 +83,15 @@ class ValidationInterceptor(AroundInterceptor):
         )
         return await proceed(checked)
 
+    def request_deserializer(self, original: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+        return None if original is None else tolerant(original)
+
     def check(self, message: Any) -> None:
         """Raise InvalidArgument naming every broken rule of `message`."""
+        if isinstance(message, UndecodableRequest):
+            raise InvalidArgument(
+                f"invalid request: not a well-formed {message.type_name} message", reason="MALFORMED_REQUEST"
+            )
         if not isinstance(message, Message):
             return
         violations = self._validator.collect_violations(message)

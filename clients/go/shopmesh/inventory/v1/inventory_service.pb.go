@@ -590,7 +590,13 @@ type ReservationLineInput struct {
 	// Product id.
 	ProductId string `protobuf:"bytes,1,opt,name=product_id,json=productId,proto3" json:"product_id,omitempty"`
 	// Units, 1 to 1000.
-	Quantity      int32 `protobuf:"varint,2,opt,name=quantity,proto3" json:"quantity,omitempty"`
+	Quantity int32 `protobuf:"varint,2,opt,name=quantity,proto3" json:"quantity,omitempty"`
+	// The unit price (major units) the caller's client was shown. When set, a
+	// catalog price that differs refuses the whole reservation
+	// (INVALID_ARGUMENT naming `lines[i].expected_price`, reason
+	// PRICE_MISMATCH): checked under the same locks as the stock, so nothing is
+	// reserved at a price the client did not agree to.
+	ExpectedPrice *float64 `protobuf:"fixed64,3,opt,name=expected_price,json=expectedPrice,proto3,oneof" json:"expected_price,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -635,6 +641,13 @@ func (x *ReservationLineInput) GetProductId() string {
 func (x *ReservationLineInput) GetQuantity() int32 {
 	if x != nil {
 		return x.Quantity
+	}
+	return 0
+}
+
+func (x *ReservationLineInput) GetExpectedPrice() float64 {
+	if x != nil && x.ExpectedPrice != nil {
+		return *x.ExpectedPrice
 	}
 	return 0
 }
@@ -1046,12 +1059,14 @@ const file_shopmesh_inventory_v1_inventory_service_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x03 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\trequestId\x12\"\n" +
 	"\x06reason\x18\x04 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x01\x18\xf4\x03R\x06reason\"\x80\x01\n" +
+	"\xbaH\ar\x05\x10\x01\x18\xf4\x03R\x06reason\"\xca\x01\n" +
 	"\x14ReservationLineInput\x12@\n" +
 	"\n" +
 	"product_id\x18\x01 \x01(\tB!\xbaH\x1er\x1c2\x1a^prod-[A-Za-z0-9_-]{1,64}$R\tproductId\x12&\n" +
 	"\bquantity\x18\x02 \x01(\x05B\n" +
-	"\xbaH\a\x1a\x05\x18\xe8\a(\x01R\bquantity\"\x8a\x01\n" +
+	"\xbaH\a\x1a\x05\x18\xe8\a(\x01R\bquantity\x125\n" +
+	"\x0eexpected_price\x18\x03 \x01(\x01B\t\xbaH\x06\x12\x04\x88\x95+\x01H\x00R\rexpectedPrice\x88\x01\x01B\x11\n" +
+	"\x0f_expected_price\"\x8a\x01\n" +
 	"\x0fReservationLine\x12\x1d\n" +
 	"\n" +
 	"product_id\x18\x01 \x01(\tR\tproductId\x12\x12\n" +
@@ -1159,6 +1174,7 @@ func file_shopmesh_inventory_v1_inventory_service_proto_init() {
 		return
 	}
 	file_shopmesh_inventory_v1_inventory_service_proto_msgTypes[4].OneofWrappers = []any{}
+	file_shopmesh_inventory_v1_inventory_service_proto_msgTypes[6].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

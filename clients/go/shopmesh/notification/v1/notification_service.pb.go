@@ -36,12 +36,18 @@ const (
 	NotificationKind_NOTIFICATION_KIND_ORDER_CONFIRMED NotificationKind = 2
 	// An order was cancelled.
 	NotificationKind_NOTIFICATION_KIND_ORDER_CANCELLED NotificationKind = 3
-	// An order shipped or was delivered.
+	// An order's status changed in another way than the kinds below name.
 	NotificationKind_NOTIFICATION_KIND_ORDER_STATUS_CHANGED NotificationKind = 4
 	// A payment failed.
 	NotificationKind_NOTIFICATION_KIND_PAYMENT_FAILED NotificationKind = 5
 	// A payment was refunded.
 	NotificationKind_NOTIFICATION_KIND_PAYMENT_REFUNDED NotificationKind = 6
+	// An account was registered.
+	NotificationKind_NOTIFICATION_KIND_WELCOME NotificationKind = 7
+	// An order shipped.
+	NotificationKind_NOTIFICATION_KIND_ORDER_SHIPPED NotificationKind = 8
+	// An order was delivered.
+	NotificationKind_NOTIFICATION_KIND_ORDER_DELIVERED NotificationKind = 9
 )
 
 // Enum value maps for NotificationKind.
@@ -54,6 +60,9 @@ var (
 		4: "NOTIFICATION_KIND_ORDER_STATUS_CHANGED",
 		5: "NOTIFICATION_KIND_PAYMENT_FAILED",
 		6: "NOTIFICATION_KIND_PAYMENT_REFUNDED",
+		7: "NOTIFICATION_KIND_WELCOME",
+		8: "NOTIFICATION_KIND_ORDER_SHIPPED",
+		9: "NOTIFICATION_KIND_ORDER_DELIVERED",
 	}
 	NotificationKind_value = map[string]int32{
 		"NOTIFICATION_KIND_UNSPECIFIED":          0,
@@ -63,6 +72,9 @@ var (
 		"NOTIFICATION_KIND_ORDER_STATUS_CHANGED": 4,
 		"NOTIFICATION_KIND_PAYMENT_FAILED":       5,
 		"NOTIFICATION_KIND_PAYMENT_REFUNDED":     6,
+		"NOTIFICATION_KIND_WELCOME":              7,
+		"NOTIFICATION_KIND_ORDER_SHIPPED":        8,
+		"NOTIFICATION_KIND_ORDER_DELIVERED":      9,
 	}
 )
 
@@ -111,7 +123,10 @@ type Notification struct {
 	// When it was created.
 	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	// When the user marked it read; absent while unread.
-	ReadAt        *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=read_at,json=readAt,proto3" json:"read_at,omitempty"`
+	ReadAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=read_at,json=readAt,proto3" json:"read_at,omitempty"`
+	// Why, for a cancelled order or a failed payment (e.g. "payment_failed",
+	// "card_declined"); empty otherwise.
+	Reason        string `protobuf:"bytes,9,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -200,6 +215,13 @@ func (x *Notification) GetReadAt() *timestamppb.Timestamp {
 		return x.ReadAt
 	}
 	return nil
+}
+
+func (x *Notification) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
 }
 
 // Request for NotificationService.ListNotifications.
@@ -367,11 +389,58 @@ func (x *MarkNotificationReadRequest) GetId() string {
 	return ""
 }
 
+// Request for NotificationService.WatchNotifications.
+type WatchNotificationsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whose notifications: empty for the caller's own. Any other user's is
+	// PERMISSION_DENIED (admins included: a stream is a user's own).
+	UserId        string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchNotificationsRequest) Reset() {
+	*x = WatchNotificationsRequest{}
+	mi := &file_shopmesh_notification_v1_notification_service_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchNotificationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchNotificationsRequest) ProtoMessage() {}
+
+func (x *WatchNotificationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shopmesh_notification_v1_notification_service_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchNotificationsRequest.ProtoReflect.Descriptor instead.
+func (*WatchNotificationsRequest) Descriptor() ([]byte, []int) {
+	return file_shopmesh_notification_v1_notification_service_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *WatchNotificationsRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
 var File_shopmesh_notification_v1_notification_service_proto protoreflect.FileDescriptor
 
 const file_shopmesh_notification_v1_notification_service_proto_rawDesc = "" +
 	"\n" +
-	"3shopmesh/notification/v1/notification_service.proto\x12\x18shopmesh.notification.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xac\x02\n" +
+	"3shopmesh/notification/v1/notification_service.proto\x12\x18shopmesh.notification.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc4\x02\n" +
 	"\fNotification\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12>\n" +
@@ -381,7 +450,8 @@ const file_shopmesh_notification_v1_notification_service_proto_rawDesc = "" +
 	"\border_id\x18\x06 \x01(\tR\aorderId\x129\n" +
 	"\n" +
 	"created_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x123\n" +
-	"\aread_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x06readAt\"\x8c\x01\n" +
+	"\aread_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x06readAt\x12\x16\n" +
+	"\x06reason\x18\t \x01(\tR\x06reason\"\x8c\x01\n" +
 	"\x18ListNotificationsRequest\x12&\n" +
 	"\tpage_size\x18\x01 \x01(\x05B\t\xbaH\x06\x1a\x04\x18d(\x00R\bpageSize\x12'\n" +
 	"\n" +
@@ -392,7 +462,9 @@ const file_shopmesh_notification_v1_notification_service_proto_rawDesc = "" +
 	"\rnotifications\x18\x01 \x03(\v2&.shopmesh.notification.v1.NotificationR\rnotifications\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"7\n" +
 	"\x1bMarkNotificationReadRequest\x12\x18\n" +
-	"\x02id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x02id*\xa2\x02\n" +
+	"\x02id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x02id\"A\n" +
+	"\x19WatchNotificationsRequest\x12$\n" +
+	"\auser_id\x18\x01 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\x06userId*\x8d\x03\n" +
 	"\x10NotificationKind\x12!\n" +
 	"\x1dNOTIFICATION_KIND_UNSPECIFIED\x10\x00\x12#\n" +
 	"\x1fNOTIFICATION_KIND_ORDER_CREATED\x10\x01\x12%\n" +
@@ -400,10 +472,14 @@ const file_shopmesh_notification_v1_notification_service_proto_rawDesc = "" +
 	"!NOTIFICATION_KIND_ORDER_CANCELLED\x10\x03\x12*\n" +
 	"&NOTIFICATION_KIND_ORDER_STATUS_CHANGED\x10\x04\x12$\n" +
 	" NOTIFICATION_KIND_PAYMENT_FAILED\x10\x05\x12&\n" +
-	"\"NOTIFICATION_KIND_PAYMENT_REFUNDED\x10\x062\xdb\x02\n" +
+	"\"NOTIFICATION_KIND_PAYMENT_REFUNDED\x10\x06\x12\x1d\n" +
+	"\x19NOTIFICATION_KIND_WELCOME\x10\a\x12#\n" +
+	"\x1fNOTIFICATION_KIND_ORDER_SHIPPED\x10\b\x12%\n" +
+	"!NOTIFICATION_KIND_ORDER_DELIVERED\x10\t2\xd0\x03\n" +
 	"\x13NotificationService\x12\x9b\x01\n" +
 	"\x11ListNotifications\x122.shopmesh.notification.v1.ListNotificationsRequest\x1a3.shopmesh.notification.v1.ListNotificationsResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/api/v1/notifications\x12\xa5\x01\n" +
-	"\x14MarkNotificationRead\x125.shopmesh.notification.v1.MarkNotificationReadRequest\x1a&.shopmesh.notification.v1.Notification\".\x82\xd3\xe4\x93\x02(:\x01*\"#/api/v1/notifications/{id}:markReadb\x06proto3"
+	"\x14MarkNotificationRead\x125.shopmesh.notification.v1.MarkNotificationReadRequest\x1a&.shopmesh.notification.v1.Notification\".\x82\xd3\xe4\x93\x02(:\x01*\"#/api/v1/notifications/{id}:markRead\x12s\n" +
+	"\x12WatchNotifications\x123.shopmesh.notification.v1.WatchNotificationsRequest\x1a&.shopmesh.notification.v1.Notification0\x01b\x06proto3"
 
 var (
 	file_shopmesh_notification_v1_notification_service_proto_rawDescOnce sync.Once
@@ -418,26 +494,29 @@ func file_shopmesh_notification_v1_notification_service_proto_rawDescGZIP() []by
 }
 
 var file_shopmesh_notification_v1_notification_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_shopmesh_notification_v1_notification_service_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_shopmesh_notification_v1_notification_service_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_shopmesh_notification_v1_notification_service_proto_goTypes = []any{
 	(NotificationKind)(0),               // 0: shopmesh.notification.v1.NotificationKind
 	(*Notification)(nil),                // 1: shopmesh.notification.v1.Notification
 	(*ListNotificationsRequest)(nil),    // 2: shopmesh.notification.v1.ListNotificationsRequest
 	(*ListNotificationsResponse)(nil),   // 3: shopmesh.notification.v1.ListNotificationsResponse
 	(*MarkNotificationReadRequest)(nil), // 4: shopmesh.notification.v1.MarkNotificationReadRequest
-	(*timestamppb.Timestamp)(nil),       // 5: google.protobuf.Timestamp
+	(*WatchNotificationsRequest)(nil),   // 5: shopmesh.notification.v1.WatchNotificationsRequest
+	(*timestamppb.Timestamp)(nil),       // 6: google.protobuf.Timestamp
 }
 var file_shopmesh_notification_v1_notification_service_proto_depIdxs = []int32{
 	0, // 0: shopmesh.notification.v1.Notification.kind:type_name -> shopmesh.notification.v1.NotificationKind
-	5, // 1: shopmesh.notification.v1.Notification.created_at:type_name -> google.protobuf.Timestamp
-	5, // 2: shopmesh.notification.v1.Notification.read_at:type_name -> google.protobuf.Timestamp
+	6, // 1: shopmesh.notification.v1.Notification.created_at:type_name -> google.protobuf.Timestamp
+	6, // 2: shopmesh.notification.v1.Notification.read_at:type_name -> google.protobuf.Timestamp
 	1, // 3: shopmesh.notification.v1.ListNotificationsResponse.notifications:type_name -> shopmesh.notification.v1.Notification
 	2, // 4: shopmesh.notification.v1.NotificationService.ListNotifications:input_type -> shopmesh.notification.v1.ListNotificationsRequest
 	4, // 5: shopmesh.notification.v1.NotificationService.MarkNotificationRead:input_type -> shopmesh.notification.v1.MarkNotificationReadRequest
-	3, // 6: shopmesh.notification.v1.NotificationService.ListNotifications:output_type -> shopmesh.notification.v1.ListNotificationsResponse
-	1, // 7: shopmesh.notification.v1.NotificationService.MarkNotificationRead:output_type -> shopmesh.notification.v1.Notification
-	6, // [6:8] is the sub-list for method output_type
-	4, // [4:6] is the sub-list for method input_type
+	5, // 6: shopmesh.notification.v1.NotificationService.WatchNotifications:input_type -> shopmesh.notification.v1.WatchNotificationsRequest
+	3, // 7: shopmesh.notification.v1.NotificationService.ListNotifications:output_type -> shopmesh.notification.v1.ListNotificationsResponse
+	1, // 8: shopmesh.notification.v1.NotificationService.MarkNotificationRead:output_type -> shopmesh.notification.v1.Notification
+	1, // 9: shopmesh.notification.v1.NotificationService.WatchNotifications:output_type -> shopmesh.notification.v1.Notification
+	7, // [7:10] is the sub-list for method output_type
+	4, // [4:7] is the sub-list for method input_type
 	4, // [4:4] is the sub-list for extension type_name
 	4, // [4:4] is the sub-list for extension extendee
 	0, // [0:4] is the sub-list for field type_name
@@ -454,7 +533,7 @@ func file_shopmesh_notification_v1_notification_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shopmesh_notification_v1_notification_service_proto_rawDesc), len(file_shopmesh_notification_v1_notification_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   4,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -21,19 +21,30 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	NotificationService_ListNotifications_FullMethodName    = "/shopmesh.notification.v1.NotificationService/ListNotifications"
 	NotificationService_MarkNotificationRead_FullMethodName = "/shopmesh.notification.v1.NotificationService/MarkNotificationRead"
+	NotificationService_WatchNotifications_FullMethodName   = "/shopmesh.notification.v1.NotificationService/WatchNotifications"
 )
 
 // NotificationServiceClient is the client API for NotificationService service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// A per-user feed of what happened to the user's orders and payments, built
-// from order and payment events.
+// A per-user feed of what happened to the user's account, orders and
+// payments, built from user, order and payment events (one notification per
+// event, however often it is delivered), and streamed as it grows.
 type NotificationServiceClient interface {
 	// Lists the caller's notifications, newest first, a page at a time.
 	ListNotifications(ctx context.Context, in *ListNotificationsRequest, opts ...grpc.CallOption) (*ListNotificationsResponse, error)
-	// Marks one of the caller's notifications read. Idempotent.
+	// Marks one of the caller's notifications read. Idempotent. Another user's
+	// notification is NOT_FOUND, like one that does not exist.
 	MarkNotificationRead(ctx context.Context, in *MarkNotificationReadRequest, opts ...grpc.CallOption) (*Notification, error)
+	// Streams the caller's new notifications as they are stored, whichever
+	// replica stored them (gRPC only; no REST mapping). Only notifications
+	// stored after the stream opened are sent: read the feed with
+	// ListNotifications first. The stream ends with UNAUTHENTICATED when the
+	// caller's token expires or is revoked, with RESOURCE_EXHAUSTED when the
+	// client reads too slowly to keep up, and with UNAVAILABLE when the server
+	// drains (reconnect, to another replica).
+	WatchNotifications(ctx context.Context, in *WatchNotificationsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Notification], error)
 }
 
 type notificationServiceClient struct {
@@ -64,17 +75,46 @@ func (c *notificationServiceClient) MarkNotificationRead(ctx context.Context, in
 	return out, nil
 }
 
+func (c *notificationServiceClient) WatchNotifications(ctx context.Context, in *WatchNotificationsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Notification], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &NotificationService_ServiceDesc.Streams[0], NotificationService_WatchNotifications_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchNotificationsRequest, Notification]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type NotificationService_WatchNotificationsClient = grpc.ServerStreamingClient[Notification]
+
 // NotificationServiceServer is the server API for NotificationService service.
 // All implementations must embed UnimplementedNotificationServiceServer
 // for forward compatibility.
 //
-// A per-user feed of what happened to the user's orders and payments, built
-// from order and payment events.
+// A per-user feed of what happened to the user's account, orders and
+// payments, built from user, order and payment events (one notification per
+// event, however often it is delivered), and streamed as it grows.
 type NotificationServiceServer interface {
 	// Lists the caller's notifications, newest first, a page at a time.
 	ListNotifications(context.Context, *ListNotificationsRequest) (*ListNotificationsResponse, error)
-	// Marks one of the caller's notifications read. Idempotent.
+	// Marks one of the caller's notifications read. Idempotent. Another user's
+	// notification is NOT_FOUND, like one that does not exist.
 	MarkNotificationRead(context.Context, *MarkNotificationReadRequest) (*Notification, error)
+	// Streams the caller's new notifications as they are stored, whichever
+	// replica stored them (gRPC only; no REST mapping). Only notifications
+	// stored after the stream opened are sent: read the feed with
+	// ListNotifications first. The stream ends with UNAUTHENTICATED when the
+	// caller's token expires or is revoked, with RESOURCE_EXHAUSTED when the
+	// client reads too slowly to keep up, and with UNAVAILABLE when the server
+	// drains (reconnect, to another replica).
+	WatchNotifications(*WatchNotificationsRequest, grpc.ServerStreamingServer[Notification]) error
 	mustEmbedUnimplementedNotificationServiceServer()
 }
 
@@ -90,6 +130,9 @@ func (UnimplementedNotificationServiceServer) ListNotifications(context.Context,
 }
 func (UnimplementedNotificationServiceServer) MarkNotificationRead(context.Context, *MarkNotificationReadRequest) (*Notification, error) {
 	return nil, status.Error(codes.Unimplemented, "method MarkNotificationRead not implemented")
+}
+func (UnimplementedNotificationServiceServer) WatchNotifications(*WatchNotificationsRequest, grpc.ServerStreamingServer[Notification]) error {
+	return status.Error(codes.Unimplemented, "method WatchNotifications not implemented")
 }
 func (UnimplementedNotificationServiceServer) mustEmbedUnimplementedNotificationServiceServer() {}
 func (UnimplementedNotificationServiceServer) testEmbeddedByValue()                             {}
@@ -148,6 +191,17 @@ func _NotificationService_MarkNotificationRead_Handler(srv interface{}, ctx cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _NotificationService_WatchNotifications_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchNotificationsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(NotificationServiceServer).WatchNotifications(m, &grpc.GenericServerStream[WatchNotificationsRequest, Notification]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type NotificationService_WatchNotificationsServer = grpc.ServerStreamingServer[Notification]
+
 // NotificationService_ServiceDesc is the grpc.ServiceDesc for NotificationService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -164,6 +218,12 @@ var NotificationService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _NotificationService_MarkNotificationRead_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchNotifications",
+			Handler:       _NotificationService_WatchNotifications_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "shopmesh/notification/v1/notification_service.proto",
 }

@@ -461,7 +461,8 @@ type CreateOrderRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Must be the caller's own user id.
 	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	// 1 to 50 lines.
+	// 1 to 50 lines, each product in one line only (duplicate lines are
+	// refused, not merged: the client says the quantity once).
 	Items []*OrderItemInput `protobuf:"bytes,2,rep,name=items,proto3" json:"items,omitempty"`
 	// Where to ship.
 	ShippingAddress *ShippingAddress `protobuf:"bytes,3,opt,name=shipping_address,json=shippingAddress,proto3" json:"shipping_address,omitempty"`
@@ -582,7 +583,12 @@ type ListOrdersRequest struct {
 	// At most this many orders (default 20, maximum 100).
 	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// `next_page_token` of the previous page; empty for the first.
-	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Admins only: this user's orders (empty: everyone's). A customer may only
+	// name themself (or leave it empty); another user id is PERMISSION_DENIED.
+	UserId string `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// Only orders in this status (unspecified: all).
+	Status        OrderStatus `protobuf:"varint,4,opt,name=status,proto3,enum=shopmesh.order.v1.OrderStatus" json:"status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -629,6 +635,20 @@ func (x *ListOrdersRequest) GetPageToken() string {
 		return x.PageToken
 	}
 	return ""
+}
+
+func (x *ListOrdersRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *ListOrdersRequest) GetStatus() OrderStatus {
+	if x != nil {
+		return x.Status
+	}
+	return OrderStatus_ORDER_STATUS_UNSPECIFIED
 }
 
 // Response for OrderService.ListOrders.
@@ -836,20 +856,22 @@ const file_shopmesh_order_v1_order_service_proto_rawDesc = "" +
 	"updated_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12P\n" +
 	"\x16reservation_expires_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\x14reservationExpiresAt\x12/\n" +
-	"\x13cancellation_reason\x18\v \x01(\tR\x12cancellationReason\"\xff\x01\n" +
+	"\x13cancellation_reason\x18\v \x01(\tR\x12cancellationReason\"\xee\x02\n" +
 	"\x12CreateOrderRequest\x12!\n" +
-	"\auser_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06userId\x12C\n" +
-	"\x05items\x18\x02 \x03(\v2!.shopmesh.order.v1.OrderItemInputB\n" +
-	"\xbaH\a\x92\x01\x04\b\x01\x102R\x05items\x12U\n" +
+	"\auser_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06userId\x12\xb1\x01\n" +
+	"\x05items\x18\x02 \x03(\v2!.shopmesh.order.v1.OrderItemInputBx\xbaHu\xba\x01k\n" +
+	"\x15items.unique_products\x12(each product may appear in one line only\x1a(this.map(item, item.product_id).unique()\x92\x01\x04\b\x01\x102R\x05items\x12U\n" +
 	"\x10shipping_address\x18\x03 \x01(\v2\".shopmesh.order.v1.ShippingAddressB\x06\xbaH\x03\xc8\x01\x01R\x0fshippingAddress\x12*\n" +
 	"\n" +
 	"request_id\x18\x04 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\trequestId\"+\n" +
 	"\x0fGetOrderRequest\x12\x18\n" +
-	"\x02id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x02id\"d\n" +
+	"\x02id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x02id\"\xcc\x01\n" +
 	"\x11ListOrdersRequest\x12&\n" +
 	"\tpage_size\x18\x01 \x01(\x05B\t\xbaH\x06\x1a\x04\x18d(\x00R\bpageSize\x12'\n" +
 	"\n" +
-	"page_token\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x04R\tpageToken\"n\n" +
+	"page_token\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x04R\tpageToken\x12$\n" +
+	"\auser_id\x18\x03 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\x06userId\x12@\n" +
+	"\x06status\x18\x04 \x01(\x0e2\x1e.shopmesh.order.v1.OrderStatusB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06status\"n\n" +
 	"\x12ListOrdersResponse\x120\n" +
 	"\x06orders\x18\x01 \x03(\v2\x18.shopmesh.order.v1.OrderR\x06orders\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"x\n" +
@@ -912,23 +934,24 @@ var file_shopmesh_order_v1_order_service_proto_depIdxs = []int32{
 	11, // 5: shopmesh.order.v1.Order.reservation_expires_at:type_name -> google.protobuf.Timestamp
 	2,  // 6: shopmesh.order.v1.CreateOrderRequest.items:type_name -> shopmesh.order.v1.OrderItemInput
 	1,  // 7: shopmesh.order.v1.CreateOrderRequest.shipping_address:type_name -> shopmesh.order.v1.ShippingAddress
-	4,  // 8: shopmesh.order.v1.ListOrdersResponse.orders:type_name -> shopmesh.order.v1.Order
-	0,  // 9: shopmesh.order.v1.UpdateOrderStatusRequest.status:type_name -> shopmesh.order.v1.OrderStatus
-	5,  // 10: shopmesh.order.v1.OrderService.CreateOrder:input_type -> shopmesh.order.v1.CreateOrderRequest
-	6,  // 11: shopmesh.order.v1.OrderService.GetOrder:input_type -> shopmesh.order.v1.GetOrderRequest
-	7,  // 12: shopmesh.order.v1.OrderService.ListOrders:input_type -> shopmesh.order.v1.ListOrdersRequest
-	9,  // 13: shopmesh.order.v1.OrderService.UpdateOrderStatus:input_type -> shopmesh.order.v1.UpdateOrderStatusRequest
-	10, // 14: shopmesh.order.v1.OrderService.CancelOrder:input_type -> shopmesh.order.v1.CancelOrderRequest
-	4,  // 15: shopmesh.order.v1.OrderService.CreateOrder:output_type -> shopmesh.order.v1.Order
-	4,  // 16: shopmesh.order.v1.OrderService.GetOrder:output_type -> shopmesh.order.v1.Order
-	8,  // 17: shopmesh.order.v1.OrderService.ListOrders:output_type -> shopmesh.order.v1.ListOrdersResponse
-	4,  // 18: shopmesh.order.v1.OrderService.UpdateOrderStatus:output_type -> shopmesh.order.v1.Order
-	4,  // 19: shopmesh.order.v1.OrderService.CancelOrder:output_type -> shopmesh.order.v1.Order
-	15, // [15:20] is the sub-list for method output_type
-	10, // [10:15] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	0,  // 8: shopmesh.order.v1.ListOrdersRequest.status:type_name -> shopmesh.order.v1.OrderStatus
+	4,  // 9: shopmesh.order.v1.ListOrdersResponse.orders:type_name -> shopmesh.order.v1.Order
+	0,  // 10: shopmesh.order.v1.UpdateOrderStatusRequest.status:type_name -> shopmesh.order.v1.OrderStatus
+	5,  // 11: shopmesh.order.v1.OrderService.CreateOrder:input_type -> shopmesh.order.v1.CreateOrderRequest
+	6,  // 12: shopmesh.order.v1.OrderService.GetOrder:input_type -> shopmesh.order.v1.GetOrderRequest
+	7,  // 13: shopmesh.order.v1.OrderService.ListOrders:input_type -> shopmesh.order.v1.ListOrdersRequest
+	9,  // 14: shopmesh.order.v1.OrderService.UpdateOrderStatus:input_type -> shopmesh.order.v1.UpdateOrderStatusRequest
+	10, // 15: shopmesh.order.v1.OrderService.CancelOrder:input_type -> shopmesh.order.v1.CancelOrderRequest
+	4,  // 16: shopmesh.order.v1.OrderService.CreateOrder:output_type -> shopmesh.order.v1.Order
+	4,  // 17: shopmesh.order.v1.OrderService.GetOrder:output_type -> shopmesh.order.v1.Order
+	8,  // 18: shopmesh.order.v1.OrderService.ListOrders:output_type -> shopmesh.order.v1.ListOrdersResponse
+	4,  // 19: shopmesh.order.v1.OrderService.UpdateOrderStatus:output_type -> shopmesh.order.v1.Order
+	4,  // 20: shopmesh.order.v1.OrderService.CancelOrder:output_type -> shopmesh.order.v1.Order
+	16, // [16:21] is the sub-list for method output_type
+	11, // [11:16] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_shopmesh_order_v1_order_service_proto_init() }

@@ -34,21 +34,31 @@ const (
 // PENDING (stock reserved, awaiting payment) -> CONFIRMED (paid, stock committed)
 // -> SHIPPED -> DELIVERED; PENDING or CONFIRMED -> CANCELLED.
 type OrderServiceClient interface {
-	// Places an order for the caller. Prices come from the catalog: a client
-	// price that differs is rejected (FAILED_PRECONDITION). Stock is reserved
-	// before the order is stored. Retrying with the same `request_id` returns
-	// the first order.
+	// Places an order for the caller (`user_id` must be the caller's own id,
+	// else PERMISSION_DENIED). Prices come from the catalog: a client price that
+	// differs, or an unknown or inactive product, is INVALID_ARGUMENT naming the
+	// item (`items[i].price`, `items[i].product_id`); not enough stock is
+	// FAILED_PRECONDITION naming the product; a customer with the maximum number
+	// of PENDING orders is RESOURCE_EXHAUSTED. Stock is reserved before the
+	// order is stored. Retrying with the same `request_id` returns the first
+	// order (the same `request_id` with another body is FAILED_PRECONDITION).
 	CreateOrder(ctx context.Context, in *CreateOrderRequest, opts ...grpc.CallOption) (*Order, error)
 	// Returns one order to its owner, an admin, or an internal caller (the
 	// payments service checks amounts against it). Others get NOT_FOUND.
 	GetOrder(ctx context.Context, in *GetOrderRequest, opts ...grpc.CallOption) (*Order, error)
-	// Lists the caller's own orders, newest first, a page at a time.
+	// Lists the caller's own orders, newest first, a page at a time. Admins may
+	// list everyone's (`user_id` empty) or one user's; customers only their own.
 	ListOrders(ctx context.Context, in *ListOrdersRequest, opts ...grpc.CallOption) (*ListOrdersResponse, error)
-	// Admin only: moves an order along its lifecycle. Illegal transitions are
-	// FAILED_PRECONDITION.
+	// Admin only: moves an order along its lifecycle: CONFIRMED -> SHIPPED ->
+	// DELIVERED, PENDING or CONFIRMED -> CANCELLED (PENDING -> CONFIRMED is the
+	// checkout's, on payment). Anything else is FAILED_PRECONDITION naming both
+	// statuses. Each change emits its event.
 	UpdateOrderStatus(ctx context.Context, in *UpdateOrderStatusRequest, opts ...grpc.CallOption) (*Order, error)
-	// Cancels the caller's order before it ships; a paid order is refunded and
-	// its stock released.
+	// Cancels the caller's order before it ships (PENDING or CONFIRMED); a paid
+	// order is refunded and its stock returned, an unpaid one's reservation
+	// released (both by the consumers of OrderCancelled). Cancelling a cancelled
+	// order returns it unchanged; a shipped or delivered one is
+	// FAILED_PRECONDITION.
 	CancelOrder(ctx context.Context, in *CancelOrderRequest, opts ...grpc.CallOption) (*Order, error)
 }
 
@@ -118,21 +128,31 @@ func (c *orderServiceClient) CancelOrder(ctx context.Context, in *CancelOrderReq
 // PENDING (stock reserved, awaiting payment) -> CONFIRMED (paid, stock committed)
 // -> SHIPPED -> DELIVERED; PENDING or CONFIRMED -> CANCELLED.
 type OrderServiceServer interface {
-	// Places an order for the caller. Prices come from the catalog: a client
-	// price that differs is rejected (FAILED_PRECONDITION). Stock is reserved
-	// before the order is stored. Retrying with the same `request_id` returns
-	// the first order.
+	// Places an order for the caller (`user_id` must be the caller's own id,
+	// else PERMISSION_DENIED). Prices come from the catalog: a client price that
+	// differs, or an unknown or inactive product, is INVALID_ARGUMENT naming the
+	// item (`items[i].price`, `items[i].product_id`); not enough stock is
+	// FAILED_PRECONDITION naming the product; a customer with the maximum number
+	// of PENDING orders is RESOURCE_EXHAUSTED. Stock is reserved before the
+	// order is stored. Retrying with the same `request_id` returns the first
+	// order (the same `request_id` with another body is FAILED_PRECONDITION).
 	CreateOrder(context.Context, *CreateOrderRequest) (*Order, error)
 	// Returns one order to its owner, an admin, or an internal caller (the
 	// payments service checks amounts against it). Others get NOT_FOUND.
 	GetOrder(context.Context, *GetOrderRequest) (*Order, error)
-	// Lists the caller's own orders, newest first, a page at a time.
+	// Lists the caller's own orders, newest first, a page at a time. Admins may
+	// list everyone's (`user_id` empty) or one user's; customers only their own.
 	ListOrders(context.Context, *ListOrdersRequest) (*ListOrdersResponse, error)
-	// Admin only: moves an order along its lifecycle. Illegal transitions are
-	// FAILED_PRECONDITION.
+	// Admin only: moves an order along its lifecycle: CONFIRMED -> SHIPPED ->
+	// DELIVERED, PENDING or CONFIRMED -> CANCELLED (PENDING -> CONFIRMED is the
+	// checkout's, on payment). Anything else is FAILED_PRECONDITION naming both
+	// statuses. Each change emits its event.
 	UpdateOrderStatus(context.Context, *UpdateOrderStatusRequest) (*Order, error)
-	// Cancels the caller's order before it ships; a paid order is refunded and
-	// its stock released.
+	// Cancels the caller's order before it ships (PENDING or CONFIRMED); a paid
+	// order is refunded and its stock returned, an unpaid one's reservation
+	// released (both by the consumers of OrderCancelled). Cancelling a cancelled
+	// order returns it unchanged; a shipped or delivered one is
+	// FAILED_PRECONDITION.
 	CancelOrder(context.Context, *CancelOrderRequest) (*Order, error)
 	mustEmbedUnimplementedOrderServiceServer()
 }

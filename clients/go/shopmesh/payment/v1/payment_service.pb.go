@@ -112,7 +112,7 @@ type Payment struct {
 	Status PaymentStatus `protobuf:"varint,6,opt,name=status,proto3,enum=shopmesh.payment.v1.PaymentStatus" json:"status,omitempty"`
 	// Refunded so far, in major units.
 	AmountRefunded float64 `protobuf:"fixed64,7,opt,name=amount_refunded,json=amountRefunded,proto3" json:"amount_refunded,omitempty"`
-	// Decline code or error, when FAILED.
+	// Stripe's decline code or error code when FAILED, e.g. "card_declined".
 	FailureReason string `protobuf:"bytes,8,opt,name=failure_reason,json=failureReason,proto3" json:"failure_reason,omitempty"`
 	// When the attempt was created.
 	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
@@ -318,8 +318,10 @@ type CreatePaymentResponse struct {
 	ClientSecret string `protobuf:"bytes,4,opt,name=client_secret,json=clientSecret,proto3" json:"client_secret,omitempty"`
 	// True when `client_secret` must be used to finish the payment.
 	RequiresAction bool `protobuf:"varint,5,opt,name=requires_action,json=requiresAction,proto3" json:"requires_action,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Stripe's code when the status is FAILED, e.g. "card_declined".
+	FailureReason string `protobuf:"bytes,6,opt,name=failure_reason,json=failureReason,proto3" json:"failure_reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreatePaymentResponse) Reset() {
@@ -385,6 +387,13 @@ func (x *CreatePaymentResponse) GetRequiresAction() bool {
 		return x.RequiresAction
 	}
 	return false
+}
+
+func (x *CreatePaymentResponse) GetFailureReason() string {
+	if x != nil {
+		return x.FailureReason
+	}
+	return ""
 }
 
 // Request for PaymentService.GetPayment.
@@ -623,14 +632,15 @@ const file_shopmesh_payment_v1_payment_service_proto_rawDesc = "" +
 	"\bcurrency\x18\x03 \x01(\tB\t\xbaH\x06r\x04\x90\x95+\x01R\bcurrency\x12K\n" +
 	"\x11payment_method_id\x18\x04 \x01(\tB\x1f\xbaH\x1cr\x1a2\x18^pm_[A-Za-z0-9_]{1,255}$R\x0fpaymentMethodId\x12*\n" +
 	"\n" +
-	"request_id\x18\x05 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\trequestId\"\xd8\x01\n" +
+	"request_id\x18\x05 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\trequestId\"\xff\x01\n" +
 	"\x15CreatePaymentResponse\x12\x1d\n" +
 	"\n" +
 	"payment_id\x18\x01 \x01(\tR\tpaymentId\x12:\n" +
 	"\x06status\x18\x02 \x01(\x0e2\".shopmesh.payment.v1.PaymentStatusR\x06status\x12\x16\n" +
 	"\x06amount\x18\x03 \x01(\x01R\x06amount\x12#\n" +
 	"\rclient_secret\x18\x04 \x01(\tR\fclientSecret\x12'\n" +
-	"\x0frequires_action\x18\x05 \x01(\bR\x0erequiresAction\"-\n" +
+	"\x0frequires_action\x18\x05 \x01(\bR\x0erequiresAction\x12%\n" +
+	"\x0efailure_reason\x18\x06 \x01(\tR\rfailureReason\"-\n" +
 	"\x11GetPaymentRequest\x12\x18\n" +
 	"\x02id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x02id\"\x9e\x01\n" +
 	"\x14RefundPaymentRequest\x12\x18\n" +

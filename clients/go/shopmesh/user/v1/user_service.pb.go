@@ -1134,6 +1134,125 @@ func (x *JsonWebKey) GetUse() string {
 	return ""
 }
 
+// Request for UserService.GetUserContact.
+type GetUserContactRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The account's UUID.
+	UserId        string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetUserContactRequest) Reset() {
+	*x = GetUserContactRequest{}
+	mi := &file_shopmesh_user_v1_user_service_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetUserContactRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetUserContactRequest) ProtoMessage() {}
+
+func (x *GetUserContactRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shopmesh_user_v1_user_service_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetUserContactRequest.ProtoReflect.Descriptor instead.
+func (*GetUserContactRequest) Descriptor() ([]byte, []int) {
+	return file_shopmesh_user_v1_user_service_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *GetUserContactRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+// Where to write to an account: what GetUserContact returns.
+type UserContact struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The account's UUID.
+	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// Lower-cased email.
+	Email string `protobuf:"bytes,2,opt,name=email,proto3" json:"email,omitempty"`
+	// Given name.
+	FirstName string `protobuf:"bytes,3,opt,name=first_name,json=firstName,proto3" json:"first_name,omitempty"`
+	// Family name.
+	LastName      string `protobuf:"bytes,4,opt,name=last_name,json=lastName,proto3" json:"last_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UserContact) Reset() {
+	*x = UserContact{}
+	mi := &file_shopmesh_user_v1_user_service_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UserContact) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UserContact) ProtoMessage() {}
+
+func (x *UserContact) ProtoReflect() protoreflect.Message {
+	mi := &file_shopmesh_user_v1_user_service_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UserContact.ProtoReflect.Descriptor instead.
+func (*UserContact) Descriptor() ([]byte, []int) {
+	return file_shopmesh_user_v1_user_service_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *UserContact) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *UserContact) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+func (x *UserContact) GetFirstName() string {
+	if x != nil {
+		return x.FirstName
+	}
+	return ""
+}
+
+func (x *UserContact) GetLastName() string {
+	if x != nil {
+		return x.LastName
+	}
+	return ""
+}
+
 var File_shopmesh_user_v1_user_service_proto protoreflect.FileDescriptor
 
 const file_shopmesh_user_v1_user_service_proto_rawDesc = "" +
@@ -1222,7 +1341,15 @@ const file_shopmesh_user_v1_user_service_proto_rawDesc = "" +
 	"\x01x\x18\x03 \x01(\tR\x01x\x12\x10\n" +
 	"\x03kid\x18\x04 \x01(\tR\x03kid\x12\x10\n" +
 	"\x03alg\x18\x05 \x01(\tR\x03alg\x12\x10\n" +
-	"\x03use\x18\x06 \x01(\tR\x03use*?\n" +
+	"\x03use\x18\x06 \x01(\tR\x03use\":\n" +
+	"\x15GetUserContactRequest\x12!\n" +
+	"\auser_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06userId\"x\n" +
+	"\vUserContact\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x14\n" +
+	"\x05email\x18\x02 \x01(\tR\x05email\x12\x1d\n" +
+	"\n" +
+	"first_name\x18\x03 \x01(\tR\tfirstName\x12\x1b\n" +
+	"\tlast_name\x18\x04 \x01(\tR\blastName*?\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rROLE_CUSTOMER\x10\x01\x12\x0e\n" +
@@ -1232,7 +1359,7 @@ const file_shopmesh_user_v1_user_service_proto_rawDesc = "" +
 	"\x1aACCOUNT_STATUS_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15ACCOUNT_STATUS_ACTIVE\x10\x01\x12\x1c\n" +
 	"\x18ACCOUNT_STATUS_SUSPENDED\x10\x02\x12\x1a\n" +
-	"\x16ACCOUNT_STATUS_DELETED\x10\x032\xf2\x06\n" +
+	"\x16ACCOUNT_STATUS_DELETED\x10\x032\xcc\a\n" +
 	"\vUserService\x12\x80\x01\n" +
 	"\fRegisterUser\x12%.shopmesh.user.v1.RegisterUserRequest\x1a&.shopmesh.user.v1.RegisterUserResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/api/v1/users/register\x12h\n" +
 	"\x05Login\x12\x1e.shopmesh.user.v1.LoginRequest\x1a\x1f.shopmesh.user.v1.LoginResponse\"\x1e\x82\xd3\xe4\x93\x02\x18:\x01*\"\x13/api/v1/users/login\x12Y\n" +
@@ -1242,7 +1369,8 @@ const file_shopmesh_user_v1_user_service_proto_rawDesc = "" +
 	"UpdateUser\x12#.shopmesh.user.v1.UpdateUserRequest\x1a\x16.shopmesh.user.v1.User\"\x1d\x82\xd3\xe4\x93\x02\x17:\x01*2\x12/api/v1/users/{id}\x12l\n" +
 	"\x06Logout\x12\x1f.shopmesh.user.v1.LogoutRequest\x1a .shopmesh.user.v1.LogoutResponse\"\x1f\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/api/v1/users/logout\x12r\n" +
 	"\vSuspendUser\x12$.shopmesh.user.v1.SuspendUserRequest\x1a\x16.shopmesh.user.v1.User\"%\x82\xd3\xe4\x93\x02\x1f:\x01*\"\x1a/api/v1/users/{id}:suspend\x12n\n" +
-	"\aGetJwks\x12 .shopmesh.user.v1.GetJwksRequest\x1a!.shopmesh.user.v1.GetJwksResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/.well-known/jwks.jsonb\x06proto3"
+	"\aGetJwks\x12 .shopmesh.user.v1.GetJwksRequest\x1a!.shopmesh.user.v1.GetJwksResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/.well-known/jwks.json\x12X\n" +
+	"\x0eGetUserContact\x12'.shopmesh.user.v1.GetUserContactRequest\x1a\x1d.shopmesh.user.v1.UserContactb\x06proto3"
 
 var (
 	file_shopmesh_user_v1_user_service_proto_rawDescOnce sync.Once
@@ -1257,7 +1385,7 @@ func file_shopmesh_user_v1_user_service_proto_rawDescGZIP() []byte {
 }
 
 var file_shopmesh_user_v1_user_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_shopmesh_user_v1_user_service_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_shopmesh_user_v1_user_service_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_shopmesh_user_v1_user_service_proto_goTypes = []any{
 	(Role)(0),                     // 0: shopmesh.user.v1.Role
 	(AccountStatus)(0),            // 1: shopmesh.user.v1.AccountStatus
@@ -1276,12 +1404,14 @@ var file_shopmesh_user_v1_user_service_proto_goTypes = []any{
 	(*GetJwksRequest)(nil),        // 14: shopmesh.user.v1.GetJwksRequest
 	(*GetJwksResponse)(nil),       // 15: shopmesh.user.v1.GetJwksResponse
 	(*JsonWebKey)(nil),            // 16: shopmesh.user.v1.JsonWebKey
-	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(*GetUserContactRequest)(nil), // 17: shopmesh.user.v1.GetUserContactRequest
+	(*UserContact)(nil),           // 18: shopmesh.user.v1.UserContact
+	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
 }
 var file_shopmesh_user_v1_user_service_proto_depIdxs = []int32{
-	17, // 0: shopmesh.user.v1.User.created_at:type_name -> google.protobuf.Timestamp
-	17, // 1: shopmesh.user.v1.User.last_login:type_name -> google.protobuf.Timestamp
-	17, // 2: shopmesh.user.v1.User.updated_at:type_name -> google.protobuf.Timestamp
+	19, // 0: shopmesh.user.v1.User.created_at:type_name -> google.protobuf.Timestamp
+	19, // 1: shopmesh.user.v1.User.last_login:type_name -> google.protobuf.Timestamp
+	19, // 2: shopmesh.user.v1.User.updated_at:type_name -> google.protobuf.Timestamp
 	1,  // 3: shopmesh.user.v1.User.account_status:type_name -> shopmesh.user.v1.AccountStatus
 	0,  // 4: shopmesh.user.v1.User.role:type_name -> shopmesh.user.v1.Role
 	2,  // 5: shopmesh.user.v1.User.address:type_name -> shopmesh.user.v1.PostalAddress
@@ -1297,16 +1427,18 @@ var file_shopmesh_user_v1_user_service_proto_depIdxs = []int32{
 	11, // 15: shopmesh.user.v1.UserService.Logout:input_type -> shopmesh.user.v1.LogoutRequest
 	13, // 16: shopmesh.user.v1.UserService.SuspendUser:input_type -> shopmesh.user.v1.SuspendUserRequest
 	14, // 17: shopmesh.user.v1.UserService.GetJwks:input_type -> shopmesh.user.v1.GetJwksRequest
-	5,  // 18: shopmesh.user.v1.UserService.RegisterUser:output_type -> shopmesh.user.v1.RegisterUserResponse
-	7,  // 19: shopmesh.user.v1.UserService.Login:output_type -> shopmesh.user.v1.LoginResponse
-	3,  // 20: shopmesh.user.v1.UserService.GetMe:output_type -> shopmesh.user.v1.User
-	3,  // 21: shopmesh.user.v1.UserService.GetUser:output_type -> shopmesh.user.v1.User
-	3,  // 22: shopmesh.user.v1.UserService.UpdateUser:output_type -> shopmesh.user.v1.User
-	12, // 23: shopmesh.user.v1.UserService.Logout:output_type -> shopmesh.user.v1.LogoutResponse
-	3,  // 24: shopmesh.user.v1.UserService.SuspendUser:output_type -> shopmesh.user.v1.User
-	15, // 25: shopmesh.user.v1.UserService.GetJwks:output_type -> shopmesh.user.v1.GetJwksResponse
-	18, // [18:26] is the sub-list for method output_type
-	10, // [10:18] is the sub-list for method input_type
+	17, // 18: shopmesh.user.v1.UserService.GetUserContact:input_type -> shopmesh.user.v1.GetUserContactRequest
+	5,  // 19: shopmesh.user.v1.UserService.RegisterUser:output_type -> shopmesh.user.v1.RegisterUserResponse
+	7,  // 20: shopmesh.user.v1.UserService.Login:output_type -> shopmesh.user.v1.LoginResponse
+	3,  // 21: shopmesh.user.v1.UserService.GetMe:output_type -> shopmesh.user.v1.User
+	3,  // 22: shopmesh.user.v1.UserService.GetUser:output_type -> shopmesh.user.v1.User
+	3,  // 23: shopmesh.user.v1.UserService.UpdateUser:output_type -> shopmesh.user.v1.User
+	12, // 24: shopmesh.user.v1.UserService.Logout:output_type -> shopmesh.user.v1.LogoutResponse
+	3,  // 25: shopmesh.user.v1.UserService.SuspendUser:output_type -> shopmesh.user.v1.User
+	15, // 26: shopmesh.user.v1.UserService.GetJwks:output_type -> shopmesh.user.v1.GetJwksResponse
+	18, // 27: shopmesh.user.v1.UserService.GetUserContact:output_type -> shopmesh.user.v1.UserContact
+	19, // [19:28] is the sub-list for method output_type
+	10, // [10:19] is the sub-list for method input_type
 	10, // [10:10] is the sub-list for extension type_name
 	10, // [10:10] is the sub-list for extension extendee
 	0,  // [0:10] is the sub-list for field type_name
@@ -1324,7 +1456,7 @@ func file_shopmesh_user_v1_user_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shopmesh_user_v1_user_service_proto_rawDesc), len(file_shopmesh_user_v1_user_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   15,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,14 +19,15 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	UserService_RegisterUser_FullMethodName = "/shopmesh.user.v1.UserService/RegisterUser"
-	UserService_Login_FullMethodName        = "/shopmesh.user.v1.UserService/Login"
-	UserService_GetMe_FullMethodName        = "/shopmesh.user.v1.UserService/GetMe"
-	UserService_GetUser_FullMethodName      = "/shopmesh.user.v1.UserService/GetUser"
-	UserService_UpdateUser_FullMethodName   = "/shopmesh.user.v1.UserService/UpdateUser"
-	UserService_Logout_FullMethodName       = "/shopmesh.user.v1.UserService/Logout"
-	UserService_SuspendUser_FullMethodName  = "/shopmesh.user.v1.UserService/SuspendUser"
-	UserService_GetJwks_FullMethodName      = "/shopmesh.user.v1.UserService/GetJwks"
+	UserService_RegisterUser_FullMethodName   = "/shopmesh.user.v1.UserService/RegisterUser"
+	UserService_Login_FullMethodName          = "/shopmesh.user.v1.UserService/Login"
+	UserService_GetMe_FullMethodName          = "/shopmesh.user.v1.UserService/GetMe"
+	UserService_GetUser_FullMethodName        = "/shopmesh.user.v1.UserService/GetUser"
+	UserService_UpdateUser_FullMethodName     = "/shopmesh.user.v1.UserService/UpdateUser"
+	UserService_Logout_FullMethodName         = "/shopmesh.user.v1.UserService/Logout"
+	UserService_SuspendUser_FullMethodName    = "/shopmesh.user.v1.UserService/SuspendUser"
+	UserService_GetJwks_FullMethodName        = "/shopmesh.user.v1.UserService/GetJwks"
+	UserService_GetUserContact_FullMethodName = "/shopmesh.user.v1.UserService/GetUserContact"
 )
 
 // UserServiceClient is the client API for UserService service.
@@ -61,6 +62,11 @@ type UserServiceClient interface {
 	// The public keys (RFC 7517 JWK set) that verify tokens issued by this
 	// service, including retired keys whose tokens have not yet expired.
 	GetJwks(ctx context.Context, in *GetJwksRequest, opts ...grpc.CallOption) (*GetJwksResponse, error)
+	// Internal (callers: notifications): where to write to an account, for a
+	// service that has not seen the account's UserRegistered event (e.g. one
+	// older than the topic's retention). An unknown id is NOT_FOUND. No REST
+	// mapping: internal methods have no route at the edge.
+	GetUserContact(ctx context.Context, in *GetUserContactRequest, opts ...grpc.CallOption) (*UserContact, error)
 }
 
 type userServiceClient struct {
@@ -151,6 +157,16 @@ func (c *userServiceClient) GetJwks(ctx context.Context, in *GetJwksRequest, opt
 	return out, nil
 }
 
+func (c *userServiceClient) GetUserContact(ctx context.Context, in *GetUserContactRequest, opts ...grpc.CallOption) (*UserContact, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UserContact)
+	err := c.cc.Invoke(ctx, UserService_GetUserContact_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // UserServiceServer is the server API for UserService service.
 // All implementations must embed UnimplementedUserServiceServer
 // for forward compatibility.
@@ -183,6 +199,11 @@ type UserServiceServer interface {
 	// The public keys (RFC 7517 JWK set) that verify tokens issued by this
 	// service, including retired keys whose tokens have not yet expired.
 	GetJwks(context.Context, *GetJwksRequest) (*GetJwksResponse, error)
+	// Internal (callers: notifications): where to write to an account, for a
+	// service that has not seen the account's UserRegistered event (e.g. one
+	// older than the topic's retention). An unknown id is NOT_FOUND. No REST
+	// mapping: internal methods have no route at the edge.
+	GetUserContact(context.Context, *GetUserContactRequest) (*UserContact, error)
 	mustEmbedUnimplementedUserServiceServer()
 }
 
@@ -216,6 +237,9 @@ func (UnimplementedUserServiceServer) SuspendUser(context.Context, *SuspendUserR
 }
 func (UnimplementedUserServiceServer) GetJwks(context.Context, *GetJwksRequest) (*GetJwksResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetJwks not implemented")
+}
+func (UnimplementedUserServiceServer) GetUserContact(context.Context, *GetUserContactRequest) (*UserContact, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetUserContact not implemented")
 }
 func (UnimplementedUserServiceServer) mustEmbedUnimplementedUserServiceServer() {}
 func (UnimplementedUserServiceServer) testEmbeddedByValue()                     {}
@@ -382,6 +406,24 @@ func _UserService_GetJwks_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _UserService_GetUserContact_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetUserContactRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(UserServiceServer).GetUserContact(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: UserService_GetUserContact_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(UserServiceServer).GetUserContact(ctx, req.(*GetUserContactRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // UserService_ServiceDesc is the grpc.ServiceDesc for UserService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -420,6 +462,10 @@ var UserService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetJwks",
 			Handler:    _UserService_GetJwks_Handler,
+		},
+		{
+			MethodName: "GetUserContact",
+			Handler:    _UserService_GetUserContact_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

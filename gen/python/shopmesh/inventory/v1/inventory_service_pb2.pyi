@@ -113,12 +113,14 @@ class AdjustStockRequest(_message.Message):
     def __init__(self, product_id: _Optional[str] = ..., delta: _Optional[int] = ..., request_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class ReservationLineInput(_message.Message):
-    __slots__ = ("product_id", "quantity")
+    __slots__ = ("product_id", "quantity", "expected_price")
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
     QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_PRICE_FIELD_NUMBER: _ClassVar[int]
     product_id: str
     quantity: int
-    def __init__(self, product_id: _Optional[str] = ..., quantity: _Optional[int] = ...) -> None: ...
+    expected_price: float
+    def __init__(self, product_id: _Optional[str] = ..., quantity: _Optional[int] = ..., expected_price: _Optional[float] = ...) -> None: ...
 
 class ReservationLine(_message.Message):
     __slots__ = ("product_id", "name", "quantity", "unit_price_minor")

@@ -115,8 +115,9 @@ class InventoryServiceServicer:
         order is cancelled (released) or confirmed (committed): orders alone decides
         when an order expires. Idempotent by order id: a retry with the same lines
         returns the existing reservation, other lines for the same order id are
-        FAILED_PRECONDITION. An unknown or inactive product is INVALID_ARGUMENT
-        naming the line; not enough stock, or lines in different currencies, is
+        FAILED_PRECONDITION. An unknown or inactive product, or a line whose
+        `expected_price` is not the catalog's, is INVALID_ARGUMENT naming the
+        line; not enough stock, or lines in different currencies, is
         FAILED_PRECONDITION naming the product.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -27,7 +27,7 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n3shopmesh/notification/v1/notification_service.proto\x12\x18shopmesh.notification.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf1\x01\n\x0cNotification\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x38\n\x04kind\x18\x03 \x01(\x0e\x32*.shopmesh.notification.v1.NotificationKind\x12\r\n\x05title\x18\x04 \x01(\t\x12\x0c\n\x04\x62ody\x18\x05 \x01(\t\x12\x10\n\x08order_id\x18\x06 \x01(\t\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07read_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"k\n\x18ListNotificationsRequest\x12\x1c\n\tpage_size\x18\x01 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x00\x12\x1c\n\npage_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x04\x12\x13\n\x0bunread_only\x18\x03 \x01(\x08\"s\n\x19ListNotificationsResponse\x12=\n\rnotifications\x18\x01 \x03(\x0b\x32&.shopmesh.notification.v1.Notification\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"3\n\x1bMarkNotificationReadRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01*\xa2\x02\n\x10NotificationKind\x12!\n\x1dNOTIFICATION_KIND_UNSPECIFIED\x10\x00\x12#\n\x1fNOTIFICATION_KIND_ORDER_CREATED\x10\x01\x12%\n!NOTIFICATION_KIND_ORDER_CONFIRMED\x10\x02\x12%\n!NOTIFICATION_KIND_ORDER_CANCELLED\x10\x03\x12*\n&NOTIFICATION_KIND_ORDER_STATUS_CHANGED\x10\x04\x12$\n NOTIFICATION_KIND_PAYMENT_FAILED\x10\x05\x12&\n\"NOTIFICATION_KIND_PAYMENT_REFUNDED\x10\x06\x32\xdb\x02\n\x13NotificationService\x12\x9b\x01\n\x11ListNotifications\x12\x32.shopmesh.notification.v1.ListNotificationsRequest\x1a\x33.shopmesh.notification.v1.ListNotificationsResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/api/v1/notifications\x12\xa5\x01\n\x14MarkNotificationRead\x12\x35.shopmesh.notification.v1.MarkNotificationReadRequest\x1a&.shopmesh.notification.v1.Notification\".\x82\xd3\xe4\x93\x02(\"#/api/v1/notifications/{id}:markRead:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n3shopmesh/notification/v1/notification_service.proto\x12\x18shopmesh.notification.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x81\x02\n\x0cNotification\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x38\n\x04kind\x18\x03 \x01(\x0e\x32*.shopmesh.notification.v1.NotificationKind\x12\r\n\x05title\x18\x04 \x01(\t\x12\x0c\n\x04\x62ody\x18\x05 \x01(\t\x12\x10\n\x08order_id\x18\x06 \x01(\t\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07read_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\t \x01(\t\"k\n\x18ListNotificationsRequest\x12\x1c\n\tpage_size\x18\x01 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x00\x12\x1c\n\npage_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x04\x12\x13\n\x0bunread_only\x18\x03 \x01(\x08\"s\n\x19ListNotificationsResponse\x12=\n\rnotifications\x18\x01 \x03(\x0b\x32&.shopmesh.notification.v1.Notification\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"3\n\x1bMarkNotificationReadRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"9\n\x19WatchNotificationsRequest\x12\x1c\n\x07user_id\x18\x01 \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01*\x8d\x03\n\x10NotificationKind\x12!\n\x1dNOTIFICATION_KIND_UNSPECIFIED\x10\x00\x12#\n\x1fNOTIFICATION_KIND_ORDER_CREATED\x10\x01\x12%\n!NOTIFICATION_KIND_ORDER_CONFIRMED\x10\x02\x12%\n!NOTIFICATION_KIND_ORDER_CANCELLED\x10\x03\x12*\n&NOTIFICATION_KIND_ORDER_STATUS_CHANGED\x10\x04\x12$\n NOTIFICATION_KIND_PAYMENT_FAILED\x10\x05\x12&\n\"NOTIFICATION_KIND_PAYMENT_REFUNDED\x10\x06\x12\x1d\n\x19NOTIFICATION_KIND_WELCOME\x10\x07\x12#\n\x1fNOTIFICATION_KIND_ORDER_SHIPPED\x10\x08\x12%\n!NOTIFICATION_KIND_ORDER_DELIVERED\x10\t2\xd0\x03\n\x13NotificationService\x12\x9b\x01\n\x11ListNotifications\x12\x32.shopmesh.notification.v1.ListNotificationsRequest\x1a\x33.shopmesh.notification.v1.ListNotificationsResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/api/v1/notifications\x12\xa5\x01\n\x14MarkNotificationRead\x12\x35.shopmesh.notification.v1.MarkNotificationReadRequest\x1a&.shopmesh.notification.v1.Notification\".\x82\xd3\xe4\x93\x02(\"#/api/v1/notifications/{id}:markRead:\x01*\x12s\n\x12WatchNotifications\x12\x33.shopmesh.notification.v1.WatchNotificationsRequest\x1a&.shopmesh.notification.v1.Notification0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,20 +40,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTNOTIFICATIONSREQUEST'].fields_by_name['page_token']._serialized_options = b'\272H\005r\003\030\200\004'
   _globals['_MARKNOTIFICATIONREADREQUEST'].fields_by_name['id']._loaded_options = None
   _globals['_MARKNOTIFICATIONREADREQUEST'].fields_by_name['id']._serialized_options = b'\272H\005r\003\260\001\001'
+  _globals['_WATCHNOTIFICATIONSREQUEST'].fields_by_name['user_id']._loaded_options = None
+  _globals['_WATCHNOTIFICATIONSREQUEST'].fields_by_name['user_id']._serialized_options = b'\272H\010r\003\260\001\001\330\001\001'
   _globals['_NOTIFICATIONSERVICE'].methods_by_name['ListNotifications']._loaded_options = None
   _globals['_NOTIFICATIONSERVICE'].methods_by_name['ListNotifications']._serialized_options = b'\202\323\344\223\002\027\022\025/api/v1/notifications'
   _globals['_NOTIFICATIONSERVICE'].methods_by_name['MarkNotificationRead']._loaded_options = None
   _globals['_NOTIFICATIONSERVICE'].methods_by_name['MarkNotificationRead']._serialized_options = b'\202\323\344\223\002(\"#/api/v1/notifications/{id}:markRead:\001*'
-  _globals['_NOTIFICATIONKIND']._serialized_start=697
-  _globals['_NOTIFICATIONKIND']._serialized_end=987
+  _globals['_NOTIFICATIONKIND']._serialized_start=772
+  _globals['_NOTIFICATIONKIND']._serialized_end=1169
   _globals['_NOTIFICATION']._serialized_start=174
-  _globals['_NOTIFICATION']._serialized_end=415
-  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_start=417
-  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_end=524
-  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_start=526
-  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_end=641
-  _globals['_MARKNOTIFICATIONREADREQUEST']._serialized_start=643
-  _globals['_MARKNOTIFICATIONREADREQUEST']._serialized_end=694
-  _globals['_NOTIFICATIONSERVICE']._serialized_start=990
-  _globals['_NOTIFICATIONSERVICE']._serialized_end=1337
+  _globals['_NOTIFICATION']._serialized_end=431
+  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_start=433
+  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_end=540
+  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_start=542
+  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_end=657
+  _globals['_MARKNOTIFICATIONREADREQUEST']._serialized_start=659
+  _globals['_MARKNOTIFICATIONREADREQUEST']._serialized_end=710
+  _globals['_WATCHNOTIFICATIONSREQUEST']._serialized_start=712
+  _globals['_WATCHNOTIFICATIONSREQUEST']._serialized_end=769
+  _globals['_NOTIFICATIONSERVICE']._serialized_start=1172
+  _globals['_NOTIFICATIONSERVICE']._serialized_end=1636
 # @@protoc_insertion_point(module_scope)

@@ -21,6 +21,9 @@ class NotificationKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     NOTIFICATION_KIND_ORDER_STATUS_CHANGED: _ClassVar[NotificationKind]
     NOTIFICATION_KIND_PAYMENT_FAILED: _ClassVar[NotificationKind]
     NOTIFICATION_KIND_PAYMENT_REFUNDED: _ClassVar[NotificationKind]
+    NOTIFICATION_KIND_WELCOME: _ClassVar[NotificationKind]
+    NOTIFICATION_KIND_ORDER_SHIPPED: _ClassVar[NotificationKind]
+    NOTIFICATION_KIND_ORDER_DELIVERED: _ClassVar[NotificationKind]
 NOTIFICATION_KIND_UNSPECIFIED: NotificationKind
 NOTIFICATION_KIND_ORDER_CREATED: NotificationKind
 NOTIFICATION_KIND_ORDER_CONFIRMED: NotificationKind
@@ -28,9 +31,12 @@ NOTIFICATION_KIND_ORDER_CANCELLED: NotificationKind
 NOTIFICATION_KIND_ORDER_STATUS_CHANGED: NotificationKind
 NOTIFICATION_KIND_PAYMENT_FAILED: NotificationKind
 NOTIFICATION_KIND_PAYMENT_REFUNDED: NotificationKind
+NOTIFICATION_KIND_WELCOME: NotificationKind
+NOTIFICATION_KIND_ORDER_SHIPPED: NotificationKind
+NOTIFICATION_KIND_ORDER_DELIVERED: NotificationKind
 
 class Notification(_message.Message):
-    __slots__ = ("id", "user_id", "kind", "title", "body", "order_id", "created_at", "read_at")
+    __slots__ = ("id", "user_id", "kind", "title", "body", "order_id", "created_at", "read_at", "reason")
     ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -39,6 +45,7 @@ class Notification(_message.Message):
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     READ_AT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     id: str
     user_id: str
     kind: NotificationKind
@@ -47,7 +54,8 @@ class Notification(_message.Message):
     order_id: str
     created_at: _timestamp_pb2.Timestamp
     read_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., user_id: _Optional[str] = ..., kind: _Optional[_Union[NotificationKind, str]] = ..., title: _Optional[str] = ..., body: _Optional[str] = ..., order_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., read_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    reason: str
+    def __init__(self, id: _Optional[str] = ..., user_id: _Optional[str] = ..., kind: _Optional[_Union[NotificationKind, str]] = ..., title: _Optional[str] = ..., body: _Optional[str] = ..., order_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., read_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class ListNotificationsRequest(_message.Message):
     __slots__ = ("page_size", "page_token", "unread_only")
@@ -72,3 +80,9 @@ class MarkNotificationReadRequest(_message.Message):
     ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class WatchNotificationsRequest(_message.Message):
+    __slots__ = ("user_id",)
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    def __init__(self, user_id: _Optional[str] = ...) -> None: ...

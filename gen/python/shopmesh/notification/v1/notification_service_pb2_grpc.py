@@ -26,8 +26,9 @@ if _version_not_supported:
 
 
 class NotificationServiceStub:
-    """A per-user feed of what happened to the user's orders and payments, built
-    from order and payment events.
+    """A per-user feed of what happened to the user's account, orders and
+    payments, built from user, order and payment events (one notification per
+    event, however often it is delivered), and streamed as it grows.
     """
 
     def __init__(self, channel):
@@ -46,11 +47,17 @@ class NotificationServiceStub:
                 request_serializer=shopmesh_dot_notification_dot_v1_dot_notification__service__pb2.MarkNotificationReadRequest.SerializeToString,
                 response_deserializer=shopmesh_dot_notification_dot_v1_dot_notification__service__pb2.Notification.FromString,
                 _registered_method=True)
+        self.WatchNotifications = channel.unary_stream(
+                '/shopmesh.notification.v1.NotificationService/WatchNotifications',
+                request_serializer=shopmesh_dot_notification_dot_v1_dot_notification__service__pb2.WatchNotificationsRequest.SerializeToString,
+                response_deserializer=shopmesh_dot_notification_dot_v1_dot_notification__service__pb2.Notification.FromString,
+                _registered_method=True)
 
 
 class NotificationServiceServicer:
-    """A per-user feed of what happened to the user's orders and payments, built
-    from order and payment events.
+    """A per-user feed of what happened to the user's account, orders and
+    payments, built from user, order and payment events (one notification per
+    event, however often it is delivered), and streamed as it grows.
     """
 
     def ListNotifications(self, request, context):
@@ -61,7 +68,21 @@ class NotificationServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def MarkNotificationRead(self, request, context):
-        """Marks one of the caller's notifications read. Idempotent.
+        """Marks one of the caller's notifications read. Idempotent. Another user's
+        notification is NOT_FOUND, like one that does not exist.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchNotifications(self, request, context):
+        """Streams the caller's new notifications as they are stored, whichever
+        replica stored them (gRPC only; no REST mapping). Only notifications
+        stored after the stream opened are sent: read the feed with
+        ListNotifications first. The stream ends with UNAUTHENTICATED when the
+        caller's token expires or is revoked, with RESOURCE_EXHAUSTED when the
+        client reads too slowly to keep up, and with UNAVAILABLE when the server
+        drains (reconnect, to another replica).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -80,6 +101,11 @@ def add_NotificationServiceServicer_to_server(servicer, server):
                     request_deserializer=shopmesh_dot_notification_dot_v1_dot_notification__service__pb2.MarkNotificationReadRequest.FromString,
                     response_serializer=shopmesh_dot_notification_dot_v1_dot_notification__service__pb2.Notification.SerializeToString,
             ),
+            'WatchNotifications': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchNotifications,
+                    request_deserializer=shopmesh_dot_notification_dot_v1_dot_notification__service__pb2.WatchNotificationsRequest.FromString,
+                    response_serializer=shopmesh_dot_notification_dot_v1_dot_notification__service__pb2.Notification.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'shopmesh.notification.v1.NotificationService', rpc_method_handlers)
@@ -89,8 +115,9 @@ def add_NotificationServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class NotificationService:
-    """A per-user feed of what happened to the user's orders and payments, built
-    from order and payment events.
+    """A per-user feed of what happened to the user's account, orders and
+    payments, built from user, order and payment events (one notification per
+    event, however often it is delivered), and streamed as it grows.
     """
 
     @staticmethod
@@ -136,6 +163,33 @@ class NotificationService:
             target,
             '/shopmesh.notification.v1.NotificationService/MarkNotificationRead',
             shopmesh_dot_notification_dot_v1_dot_notification__service__pb2.MarkNotificationReadRequest.SerializeToString,
+            shopmesh_dot_notification_dot_v1_dot_notification__service__pb2.Notification.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchNotifications(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/shopmesh.notification.v1.NotificationService/WatchNotifications',
+            shopmesh_dot_notification_dot_v1_dot_notification__service__pb2.WatchNotificationsRequest.SerializeToString,
             shopmesh_dot_notification_dot_v1_dot_notification__service__pb2.Notification.FromString,
             options,
             channel_credentials,

@@ -28,7 +28,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from shopmesh.common.v1 import validation_pb2 as shopmesh_dot_common_dot_v1_dot_validation__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%shopmesh/order/v1/order_service.proto\x12\x11shopmesh.order.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#shopmesh/common/v1/validation.proto\"\x99\x01\n\x0fShippingAddress\x12\x1a\n\x06street\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xc8\x01\x12\x17\n\x04\x63ity\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18\x64\x12\x18\n\x05state\x18\x03 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18\x64\x12\x1b\n\x08zip_code\x18\x04 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18\x14\x12\x1a\n\x07\x63ountry\x18\x05 \x01(\tB\t\xbaH\x06r\x04\x10\x02\x18\x64\"\x7f\n\x0eOrderItemInput\x12\x35\n\nproduct_id\x18\x01 \x01(\tB!\xbaH\x1er\x1c\x32\x1a^prod-[A-Za-z0-9_-]{1,64}$\x12\x1c\n\x08quantity\x18\x02 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x01\x12\x18\n\x05price\x18\x03 \x01(\x01\x42\t\xbaH\x06\x12\x04\x88\x95+\x01\"b\n\tOrderItem\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x05\x12\r\n\x05price\x18\x04 \x01(\x01\x12\x12\n\nline_total\x18\x05 \x01(\x01\"\xa0\x03\n\x05Order\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12+\n\x05items\x18\x03 \x03(\x0b\x32\x1c.shopmesh.order.v1.OrderItem\x12\x14\n\x0ctotal_amount\x18\x04 \x01(\x01\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12.\n\x06status\x18\x06 \x01(\x0e\x32\x1e.shopmesh.order.v1.OrderStatus\x12<\n\x10shipping_address\x18\x07 \x01(\x0b\x32\".shopmesh.order.v1.ShippingAddress\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12:\n\x16reservation_expires_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1b\n\x13\x63\x61ncellation_reason\x18\x0b \x01(\t\"\xd4\x01\n\x12\x43reateOrderRequest\x12\x19\n\x07user_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12<\n\x05items\x18\x02 \x03(\x0b\x32!.shopmesh.order.v1.OrderItemInputB\n\xbaH\x07\x92\x01\x04\x08\x01\x10\x32\x12\x44\n\x10shipping_address\x18\x03 \x01(\x0b\x32\".shopmesh.order.v1.ShippingAddressB\x06\xbaH\x03\xc8\x01\x01\x12\x1f\n\nrequest_id\x18\x04 \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01\"\'\n\x0fGetOrderRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"O\n\x11ListOrdersRequest\x12\x1c\n\tpage_size\x18\x01 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x00\x12\x1c\n\npage_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x04\"W\n\x12ListOrdersResponse\x12(\n\x06orders\x18\x01 \x03(\x0b\x32\x18.shopmesh.order.v1.Order\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"l\n\x18UpdateOrderStatusRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12:\n\x06status\x18\x02 \x01(\x0e\x32\x1e.shopmesh.order.v1.OrderStatusB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\"D\n\x12\x43\x61ncelOrderRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x18\n\x06reason\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xf4\x03*\xb3\x01\n\x0bOrderStatus\x12\x1c\n\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14ORDER_STATUS_PENDING\x10\x01\x12\x1a\n\x16ORDER_STATUS_CONFIRMED\x10\x02\x12\x18\n\x14ORDER_STATUS_SHIPPED\x10\x03\x12\x1a\n\x16ORDER_STATUS_DELIVERED\x10\x04\x12\x1a\n\x16ORDER_STATUS_CANCELLED\x10\x05\x32\xce\x04\n\x0cOrderService\x12i\n\x0b\x43reateOrder\x12%.shopmesh.order.v1.CreateOrderRequest\x1a\x18.shopmesh.order.v1.Order\"\x19\x82\xd3\xe4\x93\x02\x13\"\x0e/api/v1/orders:\x01*\x12\x65\n\x08GetOrder\x12\".shopmesh.order.v1.GetOrderRequest\x1a\x18.shopmesh.order.v1.Order\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/api/v1/orders/{id}\x12q\n\nListOrders\x12$.shopmesh.order.v1.ListOrdersRequest\x1a%.shopmesh.order.v1.ListOrdersResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/api/v1/orders\x12\x81\x01\n\x11UpdateOrderStatus\x12+.shopmesh.order.v1.UpdateOrderStatusRequest\x1a\x18.shopmesh.order.v1.Order\"%\x82\xd3\xe4\x93\x02\x1f\x32\x1a/api/v1/orders/{id}/status:\x01*\x12u\n\x0b\x43\x61ncelOrder\x12%.shopmesh.order.v1.CancelOrderRequest\x1a\x18.shopmesh.order.v1.Order\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/api/v1/orders/{id}:cancel:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%shopmesh/order/v1/order_service.proto\x12\x11shopmesh.order.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#shopmesh/common/v1/validation.proto\"\x99\x01\n\x0fShippingAddress\x12\x1a\n\x06street\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xc8\x01\x12\x17\n\x04\x63ity\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18\x64\x12\x18\n\x05state\x18\x03 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18\x64\x12\x1b\n\x08zip_code\x18\x04 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18\x14\x12\x1a\n\x07\x63ountry\x18\x05 \x01(\tB\t\xbaH\x06r\x04\x10\x02\x18\x64\"\x7f\n\x0eOrderItemInput\x12\x35\n\nproduct_id\x18\x01 \x01(\tB!\xbaH\x1er\x1c\x32\x1a^prod-[A-Za-z0-9_-]{1,64}$\x12\x1c\n\x08quantity\x18\x02 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x01\x12\x18\n\x05price\x18\x03 \x01(\x01\x42\t\xbaH\x06\x12\x04\x88\x95+\x01\"b\n\tOrderItem\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x05\x12\r\n\x05price\x18\x04 \x01(\x01\x12\x12\n\nline_total\x18\x05 \x01(\x01\"\xa0\x03\n\x05Order\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12+\n\x05items\x18\x03 \x03(\x0b\x32\x1c.shopmesh.order.v1.OrderItem\x12\x14\n\x0ctotal_amount\x18\x04 \x01(\x01\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12.\n\x06status\x18\x06 \x01(\x0e\x32\x1e.shopmesh.order.v1.OrderStatus\x12<\n\x10shipping_address\x18\x07 \x01(\x0b\x32\".shopmesh.order.v1.ShippingAddress\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12:\n\x16reservation_expires_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1b\n\x13\x63\x61ncellation_reason\x18\x0b \x01(\t\"\xc3\x02\n\x12\x43reateOrderRequest\x12\x19\n\x07user_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\xaa\x01\n\x05items\x18\x02 \x03(\x0b\x32!.shopmesh.order.v1.OrderItemInputBx\xbaHu\x92\x01\x04\x08\x01\x10\x32\xba\x01k\n\x15items.unique_products\x12(each product may appear in one line only\x1a(this.map(item, item.product_id).unique()\x12\x44\n\x10shipping_address\x18\x03 \x01(\x0b\x32\".shopmesh.order.v1.ShippingAddressB\x06\xbaH\x03\xc8\x01\x01\x12\x1f\n\nrequest_id\x18\x04 \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01\"\'\n\x0fGetOrderRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"\xa7\x01\n\x11ListOrdersRequest\x12\x1c\n\tpage_size\x18\x01 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x00\x12\x1c\n\npage_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x04\x12\x1c\n\x07user_id\x18\x03 \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01\x12\x38\n\x06status\x18\x04 \x01(\x0e\x32\x1e.shopmesh.order.v1.OrderStatusB\x08\xbaH\x05\x82\x01\x02\x10\x01\"W\n\x12ListOrdersResponse\x12(\n\x06orders\x18\x01 \x03(\x0b\x32\x18.shopmesh.order.v1.Order\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"l\n\x18UpdateOrderStatusRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12:\n\x06status\x18\x02 \x01(\x0e\x32\x1e.shopmesh.order.v1.OrderStatusB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\"D\n\x12\x43\x61ncelOrderRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x18\n\x06reason\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xf4\x03*\xb3\x01\n\x0bOrderStatus\x12\x1c\n\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14ORDER_STATUS_PENDING\x10\x01\x12\x1a\n\x16ORDER_STATUS_CONFIRMED\x10\x02\x12\x18\n\x14ORDER_STATUS_SHIPPED\x10\x03\x12\x1a\n\x16ORDER_STATUS_DELIVERED\x10\x04\x12\x1a\n\x16ORDER_STATUS_CANCELLED\x10\x05\x32\xce\x04\n\x0cOrderService\x12i\n\x0b\x43reateOrder\x12%.shopmesh.order.v1.CreateOrderRequest\x1a\x18.shopmesh.order.v1.Order\"\x19\x82\xd3\xe4\x93\x02\x13\"\x0e/api/v1/orders:\x01*\x12\x65\n\x08GetOrder\x12\".shopmesh.order.v1.GetOrderRequest\x1a\x18.shopmesh.order.v1.Order\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/api/v1/orders/{id}\x12q\n\nListOrders\x12$.shopmesh.order.v1.ListOrdersRequest\x1a%.shopmesh.order.v1.ListOrdersResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/api/v1/orders\x12\x81\x01\n\x11UpdateOrderStatus\x12+.shopmesh.order.v1.UpdateOrderStatusRequest\x1a\x18.shopmesh.order.v1.Order\"%\x82\xd3\xe4\x93\x02\x1f\x32\x1a/api/v1/orders/{id}/status:\x01*\x12u\n\x0b\x43\x61ncelOrder\x12%.shopmesh.order.v1.CancelOrderRequest\x1a\x18.shopmesh.order.v1.Order\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/api/v1/orders/{id}:cancel:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -54,7 +54,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATEORDERREQUEST'].fields_by_name['user_id']._loaded_options = None
   _globals['_CREATEORDERREQUEST'].fields_by_name['user_id']._serialized_options = b'\272H\005r\003\260\001\001'
   _globals['_CREATEORDERREQUEST'].fields_by_name['items']._loaded_options = None
-  _globals['_CREATEORDERREQUEST'].fields_by_name['items']._serialized_options = b'\272H\007\222\001\004\010\001\0202'
+  _globals['_CREATEORDERREQUEST'].fields_by_name['items']._serialized_options = b'\272Hu\222\001\004\010\001\0202\272\001k\n\025items.unique_products\022(each product may appear in one line only\032(this.map(item, item.product_id).unique()'
   _globals['_CREATEORDERREQUEST'].fields_by_name['shipping_address']._loaded_options = None
   _globals['_CREATEORDERREQUEST'].fields_by_name['shipping_address']._serialized_options = b'\272H\003\310\001\001'
   _globals['_CREATEORDERREQUEST'].fields_by_name['request_id']._loaded_options = None
@@ -65,6 +65,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTORDERSREQUEST'].fields_by_name['page_size']._serialized_options = b'\272H\006\032\004\030d(\000'
   _globals['_LISTORDERSREQUEST'].fields_by_name['page_token']._loaded_options = None
   _globals['_LISTORDERSREQUEST'].fields_by_name['page_token']._serialized_options = b'\272H\005r\003\030\200\004'
+  _globals['_LISTORDERSREQUEST'].fields_by_name['user_id']._loaded_options = None
+  _globals['_LISTORDERSREQUEST'].fields_by_name['user_id']._serialized_options = b'\272H\010r\003\260\001\001\330\001\001'
+  _globals['_LISTORDERSREQUEST'].fields_by_name['status']._loaded_options = None
+  _globals['_LISTORDERSREQUEST'].fields_by_name['status']._serialized_options = b'\272H\005\202\001\002\020\001'
   _globals['_UPDATEORDERSTATUSREQUEST'].fields_by_name['id']._loaded_options = None
   _globals['_UPDATEORDERSTATUSREQUEST'].fields_by_name['id']._serialized_options = b'\272H\005r\003\260\001\001'
   _globals['_UPDATEORDERSTATUSREQUEST'].fields_by_name['status']._loaded_options = None
@@ -83,8 +87,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ORDERSERVICE'].methods_by_name['UpdateOrderStatus']._serialized_options = b'\202\323\344\223\002\0372\032/api/v1/orders/{id}/status:\001*'
   _globals['_ORDERSERVICE'].methods_by_name['CancelOrder']._loaded_options = None
   _globals['_ORDERSERVICE'].methods_by_name['CancelOrder']._serialized_options = b'\202\323\344\223\002\037\"\032/api/v1/orders/{id}:cancel:\001*'
-  _globals['_ORDERSTATUS']._serialized_start=1600
-  _globals['_ORDERSTATUS']._serialized_end=1779
+  _globals['_ORDERSTATUS']._serialized_start=1800
+  _globals['_ORDERSTATUS']._serialized_end=1979
   _globals['_SHIPPINGADDRESS']._serialized_start=190
   _globals['_SHIPPINGADDRESS']._serialized_end=343
   _globals['_ORDERITEMINPUT']._serialized_start=345
@@ -94,17 +98,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ORDER']._serialized_start=575
   _globals['_ORDER']._serialized_end=991
   _globals['_CREATEORDERREQUEST']._serialized_start=994
-  _globals['_CREATEORDERREQUEST']._serialized_end=1206
-  _globals['_GETORDERREQUEST']._serialized_start=1208
-  _globals['_GETORDERREQUEST']._serialized_end=1247
-  _globals['_LISTORDERSREQUEST']._serialized_start=1249
-  _globals['_LISTORDERSREQUEST']._serialized_end=1328
-  _globals['_LISTORDERSRESPONSE']._serialized_start=1330
-  _globals['_LISTORDERSRESPONSE']._serialized_end=1417
-  _globals['_UPDATEORDERSTATUSREQUEST']._serialized_start=1419
-  _globals['_UPDATEORDERSTATUSREQUEST']._serialized_end=1527
-  _globals['_CANCELORDERREQUEST']._serialized_start=1529
-  _globals['_CANCELORDERREQUEST']._serialized_end=1597
-  _globals['_ORDERSERVICE']._serialized_start=1782
-  _globals['_ORDERSERVICE']._serialized_end=2372
+  _globals['_CREATEORDERREQUEST']._serialized_end=1317
+  _globals['_GETORDERREQUEST']._serialized_start=1319
+  _globals['_GETORDERREQUEST']._serialized_end=1358
+  _globals['_LISTORDERSREQUEST']._serialized_start=1361
+  _globals['_LISTORDERSREQUEST']._serialized_end=1528
+  _globals['_LISTORDERSRESPONSE']._serialized_start=1530
+  _globals['_LISTORDERSRESPONSE']._serialized_end=1617
+  _globals['_UPDATEORDERSTATUSREQUEST']._serialized_start=1619
+  _globals['_UPDATEORDERSTATUSREQUEST']._serialized_end=1727
+  _globals['_CANCELORDERREQUEST']._serialized_start=1729
+  _globals['_CANCELORDERREQUEST']._serialized_end=1797
+  _globals['_ORDERSERVICE']._serialized_start=1982
+  _globals['_ORDERSERVICE']._serialized_end=2572
 # @@protoc_insertion_point(module_scope)

@@ -71,10 +71,14 @@ class OrderServiceServicer:
     """
 
     def CreateOrder(self, request, context):
-        """Places an order for the caller. Prices come from the catalog: a client
-        price that differs is rejected (FAILED_PRECONDITION). Stock is reserved
-        before the order is stored. Retrying with the same `request_id` returns
-        the first order.
+        """Places an order for the caller (`user_id` must be the caller's own id,
+        else PERMISSION_DENIED). Prices come from the catalog: a client price that
+        differs, or an unknown or inactive product, is INVALID_ARGUMENT naming the
+        item (`items[i].price`, `items[i].product_id`); not enough stock is
+        FAILED_PRECONDITION naming the product; a customer with the maximum number
+        of PENDING orders is RESOURCE_EXHAUSTED. Stock is reserved before the
+        order is stored. Retrying with the same `request_id` returns the first
+        order (the same `request_id` with another body is FAILED_PRECONDITION).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -89,23 +93,29 @@ class OrderServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListOrders(self, request, context):
-        """Lists the caller's own orders, newest first, a page at a time.
+        """Lists the caller's own orders, newest first, a page at a time. Admins may
+        list everyone's (`user_id` empty) or one user's; customers only their own.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def UpdateOrderStatus(self, request, context):
-        """Admin only: moves an order along its lifecycle. Illegal transitions are
-        FAILED_PRECONDITION.
+        """Admin only: moves an order along its lifecycle: CONFIRMED -> SHIPPED ->
+        DELIVERED, PENDING or CONFIRMED -> CANCELLED (PENDING -> CONFIRMED is the
+        checkout's, on payment). Anything else is FAILED_PRECONDITION naming both
+        statuses. Each change emits its event.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CancelOrder(self, request, context):
-        """Cancels the caller's order before it ships; a paid order is refunded and
-        its stock released.
+        """Cancels the caller's order before it ships (PENDING or CONFIRMED); a paid
+        order is refunded and its stock returned, an unpaid one's reservation
+        released (both by the consumers of OrderCancelled). Cancelling a cancelled
+        order returns it unchanged; a shipped or delivered one is
+        FAILED_PRECONDITION.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

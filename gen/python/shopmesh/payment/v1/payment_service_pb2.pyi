@@ -69,18 +69,20 @@ class CreatePaymentRequest(_message.Message):
     def __init__(self, order_id: _Optional[str] = ..., amount: _Optional[float] = ..., currency: _Optional[str] = ..., payment_method_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class CreatePaymentResponse(_message.Message):
-    __slots__ = ("payment_id", "status", "amount", "client_secret", "requires_action")
+    __slots__ = ("payment_id", "status", "amount", "client_secret", "requires_action", "failure_reason")
     PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
     CLIENT_SECRET_FIELD_NUMBER: _ClassVar[int]
     REQUIRES_ACTION_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_REASON_FIELD_NUMBER: _ClassVar[int]
     payment_id: str
     status: PaymentStatus
     amount: float
     client_secret: str
     requires_action: bool
-    def __init__(self, payment_id: _Optional[str] = ..., status: _Optional[_Union[PaymentStatus, str]] = ..., amount: _Optional[float] = ..., client_secret: _Optional[str] = ..., requires_action: _Optional[bool] = ...) -> None: ...
+    failure_reason: str
+    def __init__(self, payment_id: _Optional[str] = ..., status: _Optional[_Union[PaymentStatus, str]] = ..., amount: _Optional[float] = ..., client_secret: _Optional[str] = ..., requires_action: _Optional[bool] = ..., failure_reason: _Optional[str] = ...) -> None: ...
 
 class GetPaymentRequest(_message.Message):
     __slots__ = ("id",)

@@ -64,11 +64,26 @@ class PaymentServiceServicer:
     """
 
     def CreatePayment(self, request, context):
-        """Pays for the caller's PENDING order. The amount and currency must equal
-        the order's (FAILED_PRECONDITION otherwise). Answers either a final
-        status, or a `client_secret` with `requires_action` when the card needs
-        customer authentication. Retrying for the same order returns the first
-        attempt's answer.
+        """Pays for the caller's PENDING order through one Stripe PaymentIntent,
+        created unconfirmed (its id recorded), then confirmed.
+
+        Answers `{payment_id, status, amount}` with a final status, or
+        `{payment_id, client_secret, requires_action: true}` when the card needs
+        customer authentication.
+
+        A declined card is not an error: the answer is the payment with status
+        PAYMENT_STATUS_FAILED and `failure_reason` carrying Stripe's code (e.g.
+        "card_declined"), and PaymentFailed is emitted. Errors:
+        - INVALID_ARGUMENT (400) naming the field: `amount` or `currency` differs
+        from the order's, or `amount` is 0;
+        - NOT_FOUND (404): no such order, or not the caller's;
+        - ALREADY_EXISTS (409): the order already has a payment (ErrorInfo
+        metadata `payment_id`); at most one PaymentIntent exists per order;
+        - FAILED_PRECONDITION (400): the order is not PENDING;
+        - UNAVAILABLE (503): Stripe or the orders service cannot be reached (the
+        payment, if recorded, is finished by the reconciler).
+        Retrying with the same `request_id` returns the first attempt's payment
+        (and resumes it if it was interrupted).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -82,7 +97,9 @@ class PaymentServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RefundPayment(self, request, context):
-        """Admin only: refunds a succeeded payment, fully or in part.
+        """Admin only: refunds a succeeded payment, fully or in part, through a
+        Stripe refund; emits PaymentRefunded. Retrying with the same `request_id`
+        refunds once. More than what is left to refund is FAILED_PRECONDITION.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -91,7 +108,10 @@ class PaymentServiceServicer:
     def HandleStripeWebhook(self, request, context):
         """Receives Stripe webhooks. The body is kept raw and verified against the
         `Stripe-Signature` header (forwarded as gRPC metadata) with a timestamp
-        tolerance before anything parses it; each event id is processed once.
+        tolerance (300 s) before anything parses it: a bad signature, an old
+        timestamp or a changed body is INVALID_ARGUMENT (400). Each event id is
+        processed once. Handled: payment_intent.succeeded,
+        payment_intent.payment_failed, charge.refunded; others are acknowledged.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -78,6 +78,11 @@ class UserServiceStub:
                 request_serializer=shopmesh_dot_user_dot_v1_dot_user__service__pb2.GetJwksRequest.SerializeToString,
                 response_deserializer=shopmesh_dot_user_dot_v1_dot_user__service__pb2.GetJwksResponse.FromString,
                 _registered_method=True)
+        self.GetUserContact = channel.unary_unary(
+                '/shopmesh.user.v1.UserService/GetUserContact',
+                request_serializer=shopmesh_dot_user_dot_v1_dot_user__service__pb2.GetUserContactRequest.SerializeToString,
+                response_deserializer=shopmesh_dot_user_dot_v1_dot_user__service__pb2.UserContact.FromString,
+                _registered_method=True)
 
 
 class UserServiceServicer:
@@ -150,6 +155,16 @@ class UserServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetUserContact(self, request, context):
+        """Internal (callers: notifications): where to write to an account, for a
+        service that has not seen the account's UserRegistered event (e.g. one
+        older than the topic's retention). An unknown id is NOT_FOUND. No REST
+        mapping: internal methods have no route at the edge.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UserServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -192,6 +207,11 @@ def add_UserServiceServicer_to_server(servicer, server):
                     servicer.GetJwks,
                     request_deserializer=shopmesh_dot_user_dot_v1_dot_user__service__pb2.GetJwksRequest.FromString,
                     response_serializer=shopmesh_dot_user_dot_v1_dot_user__service__pb2.GetJwksResponse.SerializeToString,
+            ),
+            'GetUserContact': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUserContact,
+                    request_deserializer=shopmesh_dot_user_dot_v1_dot_user__service__pb2.GetUserContactRequest.FromString,
+                    response_serializer=shopmesh_dot_user_dot_v1_dot_user__service__pb2.UserContact.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -414,6 +434,33 @@ class UserService:
             '/shopmesh.user.v1.UserService/GetJwks',
             shopmesh_dot_user_dot_v1_dot_user__service__pb2.GetJwksRequest.SerializeToString,
             shopmesh_dot_user_dot_v1_dot_user__service__pb2.GetJwksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUserContact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shopmesh.user.v1.UserService/GetUserContact',
+            shopmesh_dot_user_dot_v1_dot_user__service__pb2.GetUserContactRequest.SerializeToString,
+            shopmesh_dot_user_dot_v1_dot_user__service__pb2.UserContact.FromString,
             options,
             channel_credentials,
             insecure,

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file shopmesh/notification/v1/notification_service.proto.
  */
 export const file_shopmesh_notification_v1_notification_service: GenFile = /*@__PURE__*/
-  fileDesc("CjNzaG9wbWVzaC9ub3RpZmljYXRpb24vdjEvbm90aWZpY2F0aW9uX3NlcnZpY2UucHJvdG8SGHNob3BtZXNoLm5vdGlmaWNhdGlvbi52MSLxAQoMTm90aWZpY2F0aW9uEgoKAmlkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSOAoEa2luZBgDIAEoDjIqLnNob3BtZXNoLm5vdGlmaWNhdGlvbi52MS5Ob3RpZmljYXRpb25LaW5kEg0KBXRpdGxlGAQgASgJEgwKBGJvZHkYBSABKAkSEAoIb3JkZXJfaWQYBiABKAkSLgoKY3JlYXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKwoHcmVhZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiawoYTGlzdE5vdGlmaWNhdGlvbnNSZXF1ZXN0EhwKCXBhZ2Vfc2l6ZRgBIAEoBUIJukgGGgQYZCgAEhwKCnBhZ2VfdG9rZW4YAiABKAlCCLpIBXIDGIAEEhMKC3VucmVhZF9vbmx5GAMgASgIInMKGUxpc3ROb3RpZmljYXRpb25zUmVzcG9uc2USPQoNbm90aWZpY2F0aW9ucxgBIAMoCzImLnNob3BtZXNoLm5vdGlmaWNhdGlvbi52MS5Ob3RpZmljYXRpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjMKG01hcmtOb3RpZmljYXRpb25SZWFkUmVxdWVzdBIUCgJpZBgBIAEoCUIIukgFcgOwAQEqogIKEE5vdGlmaWNhdGlvbktpbmQSIQodTk9USUZJQ0FUSU9OX0tJTkRfVU5TUEVDSUZJRUQQABIjCh9OT1RJRklDQVRJT05fS0lORF9PUkRFUl9DUkVBVEVEEAESJQohTk9USUZJQ0FUSU9OX0tJTkRfT1JERVJfQ09ORklSTUVEEAISJQohTk9USUZJQ0FUSU9OX0tJTkRfT1JERVJfQ0FOQ0VMTEVEEAMSKgomTk9USUZJQ0FUSU9OX0tJTkRfT1JERVJfU1RBVFVTX0NIQU5HRUQQBBIkCiBOT1RJRklDQVRJT05fS0lORF9QQVlNRU5UX0ZBSUxFRBAFEiYKIk5PVElGSUNBVElPTl9LSU5EX1BBWU1FTlRfUkVGVU5ERUQQBjLbAgoTTm90aWZpY2F0aW9uU2VydmljZRKbAQoRTGlzdE5vdGlmaWNhdGlvbnMSMi5zaG9wbWVzaC5ub3RpZmljYXRpb24udjEuTGlzdE5vdGlmaWNhdGlvbnNSZXF1ZXN0GjMuc2hvcG1lc2gubm90aWZpY2F0aW9uLnYxLkxpc3ROb3RpZmljYXRpb25zUmVzcG9uc2UiHYLT5JMCFxIVL2FwaS92MS9ub3RpZmljYXRpb25zEqUBChRNYXJrTm90aWZpY2F0aW9uUmVhZBI1LnNob3BtZXNoLm5vdGlmaWNhdGlvbi52MS5NYXJrTm90aWZpY2F0aW9uUmVhZFJlcXVlc3QaJi5zaG9wbWVzaC5ub3RpZmljYXRpb24udjEuTm90aWZpY2F0aW9uIi6C0+STAigiIy9hcGkvdjEvbm90aWZpY2F0aW9ucy97aWR9Om1hcmtSZWFkOgEqYgZwcm90bzM", [file_buf_validate_validate, file_google_api_annotations, file_google_protobuf_timestamp]);
+  fileDesc("CjNzaG9wbWVzaC9ub3RpZmljYXRpb24vdjEvbm90aWZpY2F0aW9uX3NlcnZpY2UucHJvdG8SGHNob3BtZXNoLm5vdGlmaWNhdGlvbi52MSKBAgoMTm90aWZpY2F0aW9uEgoKAmlkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSOAoEa2luZBgDIAEoDjIqLnNob3BtZXNoLm5vdGlmaWNhdGlvbi52MS5Ob3RpZmljYXRpb25LaW5kEg0KBXRpdGxlGAQgASgJEgwKBGJvZHkYBSABKAkSEAoIb3JkZXJfaWQYBiABKAkSLgoKY3JlYXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKwoHcmVhZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGcmVhc29uGAkgASgJImsKGExpc3ROb3RpZmljYXRpb25zUmVxdWVzdBIcCglwYWdlX3NpemUYASABKAVCCbpIBhoEGGQoABIcCgpwYWdlX3Rva2VuGAIgASgJQgi6SAVyAxiABBITCgt1bnJlYWRfb25seRgDIAEoCCJzChlMaXN0Tm90aWZpY2F0aW9uc1Jlc3BvbnNlEj0KDW5vdGlmaWNhdGlvbnMYASADKAsyJi5zaG9wbWVzaC5ub3RpZmljYXRpb24udjEuTm90aWZpY2F0aW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIzChtNYXJrTm90aWZpY2F0aW9uUmVhZFJlcXVlc3QSFAoCaWQYASABKAlCCLpIBXIDsAEBIjkKGVdhdGNoTm90aWZpY2F0aW9uc1JlcXVlc3QSHAoHdXNlcl9pZBgBIAEoCUILukgIcgOwAQHYAQEqjQMKEE5vdGlmaWNhdGlvbktpbmQSIQodTk9USUZJQ0FUSU9OX0tJTkRfVU5TUEVDSUZJRUQQABIjCh9OT1RJRklDQVRJT05fS0lORF9PUkRFUl9DUkVBVEVEEAESJQohTk9USUZJQ0FUSU9OX0tJTkRfT1JERVJfQ09ORklSTUVEEAISJQohTk9USUZJQ0FUSU9OX0tJTkRfT1JERVJfQ0FOQ0VMTEVEEAMSKgomTk9USUZJQ0FUSU9OX0tJTkRfT1JERVJfU1RBVFVTX0NIQU5HRUQQBBIkCiBOT1RJRklDQVRJT05fS0lORF9QQVlNRU5UX0ZBSUxFRBAFEiYKIk5PVElGSUNBVElPTl9LSU5EX1BBWU1FTlRfUkVGVU5ERUQQBhIdChlOT1RJRklDQVRJT05fS0lORF9XRUxDT01FEAcSIwofTk9USUZJQ0FUSU9OX0tJTkRfT1JERVJfU0hJUFBFRBAIEiUKIU5PVElGSUNBVElPTl9LSU5EX09SREVSX0RFTElWRVJFRBAJMtADChNOb3RpZmljYXRpb25TZXJ2aWNlEpsBChFMaXN0Tm90aWZpY2F0aW9ucxIyLnNob3BtZXNoLm5vdGlmaWNhdGlvbi52MS5MaXN0Tm90aWZpY2F0aW9uc1JlcXVlc3QaMy5zaG9wbWVzaC5ub3RpZmljYXRpb24udjEuTGlzdE5vdGlmaWNhdGlvbnNSZXNwb25zZSIdgtPkkwIXEhUvYXBpL3YxL25vdGlmaWNhdGlvbnMSpQEKFE1hcmtOb3RpZmljYXRpb25SZWFkEjUuc2hvcG1lc2gubm90aWZpY2F0aW9uLnYxLk1hcmtOb3RpZmljYXRpb25SZWFkUmVxdWVzdBomLnNob3BtZXNoLm5vdGlmaWNhdGlvbi52MS5Ob3RpZmljYXRpb24iLoLT5JMCKCIjL2FwaS92MS9ub3RpZmljYXRpb25zL3tpZH06bWFya1JlYWQ6ASoScwoSV2F0Y2hOb3RpZmljYXRpb25zEjMuc2hvcG1lc2gubm90aWZpY2F0aW9uLnYxLldhdGNoTm90aWZpY2F0aW9uc1JlcXVlc3QaJi5zaG9wbWVzaC5ub3RpZmljYXRpb24udjEuTm90aWZpY2F0aW9uMAFiBnByb3RvMw", [file_buf_validate_validate, file_google_api_annotations, file_google_protobuf_timestamp]);
 
 /**
  * One entry of a user's feed.
@@ -77,6 +77,14 @@ export type Notification = Message<"shopmesh.notification.v1.Notification"> & {
    * @generated from field: google.protobuf.Timestamp read_at = 8;
    */
   readAt?: Timestamp | undefined;
+
+  /**
+   * Why, for a cancelled order or a failed payment (e.g. "payment_failed",
+   * "card_declined"); empty otherwise.
+   *
+   * @generated from field: string reason = 9;
+   */
+  reason: string;
 };
 
 /**
@@ -171,6 +179,28 @@ export const MarkNotificationReadRequestSchema: GenMessage<MarkNotificationReadR
   messageDesc(file_shopmesh_notification_v1_notification_service, 3);
 
 /**
+ * Request for NotificationService.WatchNotifications.
+ *
+ * @generated from message shopmesh.notification.v1.WatchNotificationsRequest
+ */
+export type WatchNotificationsRequest = Message<"shopmesh.notification.v1.WatchNotificationsRequest"> & {
+  /**
+   * Whose notifications: empty for the caller's own. Any other user's is
+   * PERMISSION_DENIED (admins included: a stream is a user's own).
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message shopmesh.notification.v1.WatchNotificationsRequest.
+ * Use `create(WatchNotificationsRequestSchema)` to create a new message.
+ */
+export const WatchNotificationsRequestSchema: GenMessage<WatchNotificationsRequest> = /*@__PURE__*/
+  messageDesc(file_shopmesh_notification_v1_notification_service, 4);
+
+/**
  * What a notification is about.
  *
  * @generated from enum shopmesh.notification.v1.NotificationKind
@@ -205,7 +235,7 @@ export enum NotificationKind {
   ORDER_CANCELLED = 3,
 
   /**
-   * An order shipped or was delivered.
+   * An order's status changed in another way than the kinds below name.
    *
    * @generated from enum value: NOTIFICATION_KIND_ORDER_STATUS_CHANGED = 4;
    */
@@ -224,6 +254,27 @@ export enum NotificationKind {
    * @generated from enum value: NOTIFICATION_KIND_PAYMENT_REFUNDED = 6;
    */
   PAYMENT_REFUNDED = 6,
+
+  /**
+   * An account was registered.
+   *
+   * @generated from enum value: NOTIFICATION_KIND_WELCOME = 7;
+   */
+  WELCOME = 7,
+
+  /**
+   * An order shipped.
+   *
+   * @generated from enum value: NOTIFICATION_KIND_ORDER_SHIPPED = 8;
+   */
+  ORDER_SHIPPED = 8,
+
+  /**
+   * An order was delivered.
+   *
+   * @generated from enum value: NOTIFICATION_KIND_ORDER_DELIVERED = 9;
+   */
+  ORDER_DELIVERED = 9,
 }
 
 /**
@@ -233,8 +284,9 @@ export const NotificationKindSchema: GenEnum<NotificationKind> = /*@__PURE__*/
   enumDesc(file_shopmesh_notification_v1_notification_service, 0);
 
 /**
- * A per-user feed of what happened to the user's orders and payments, built
- * from order and payment events.
+ * A per-user feed of what happened to the user's account, orders and
+ * payments, built from user, order and payment events (one notification per
+ * event, however often it is delivered), and streamed as it grows.
  *
  * @generated from service shopmesh.notification.v1.NotificationService
  */
@@ -250,13 +302,30 @@ export const NotificationService: GenService<{
     output: typeof ListNotificationsResponseSchema;
   },
   /**
-   * Marks one of the caller's notifications read. Idempotent.
+   * Marks one of the caller's notifications read. Idempotent. Another user's
+   * notification is NOT_FOUND, like one that does not exist.
    *
    * @generated from rpc shopmesh.notification.v1.NotificationService.MarkNotificationRead
    */
   markNotificationRead: {
     methodKind: "unary";
     input: typeof MarkNotificationReadRequestSchema;
+    output: typeof NotificationSchema;
+  },
+  /**
+   * Streams the caller's new notifications as they are stored, whichever
+   * replica stored them (gRPC only; no REST mapping). Only notifications
+   * stored after the stream opened are sent: read the feed with
+   * ListNotifications first. The stream ends with UNAUTHENTICATED when the
+   * caller's token expires or is revoked, with RESOURCE_EXHAUSTED when the
+   * client reads too slowly to keep up, and with UNAVAILABLE when the server
+   * drains (reconnect, to another replica).
+   *
+   * @generated from rpc shopmesh.notification.v1.NotificationService.WatchNotifications
+   */
+  watchNotifications: {
+    methodKind: "server_streaming";
+    input: typeof WatchNotificationsRequestSchema;
     output: typeof NotificationSchema;
   },
 }> = /*@__PURE__*/

@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file shopmesh/order/v1/order_service.proto.
  */
 export const file_shopmesh_order_v1_order_service: GenFile = /*@__PURE__*/
-  fileDesc("CiVzaG9wbWVzaC9vcmRlci92MS9vcmRlcl9zZXJ2aWNlLnByb3RvEhFzaG9wbWVzaC5vcmRlci52MSKZAQoPU2hpcHBpbmdBZGRyZXNzEhoKBnN0cmVldBgBIAEoCUIKukgHcgUQARjIARIXCgRjaXR5GAIgASgJQgm6SAZyBBABGGQSGAoFc3RhdGUYAyABKAlCCbpIBnIEEAEYZBIbCgh6aXBfY29kZRgEIAEoCUIJukgGcgQQARgUEhoKB2NvdW50cnkYBSABKAlCCbpIBnIEEAIYZCJ/Cg5PcmRlckl0ZW1JbnB1dBI1Cgpwcm9kdWN0X2lkGAEgASgJQiG6SB5yHDIaXnByb2QtW0EtWmEtejAtOV8tXXsxLDY0fSQSHAoIcXVhbnRpdHkYAiABKAVCCrpIBxoFGOgHKAESGAoFcHJpY2UYAyABKAFCCbpIBhIEiJUrASJiCglPcmRlckl0ZW0SEgoKcHJvZHVjdF9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEhAKCHF1YW50aXR5GAMgASgFEg0KBXByaWNlGAQgASgBEhIKCmxpbmVfdG90YWwYBSABKAEioAMKBU9yZGVyEgoKAmlkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSKwoFaXRlbXMYAyADKAsyHC5zaG9wbWVzaC5vcmRlci52MS5PcmRlckl0ZW0SFAoMdG90YWxfYW1vdW50GAQgASgBEhAKCGN1cnJlbmN5GAUgASgJEi4KBnN0YXR1cxgGIAEoDjIeLnNob3BtZXNoLm9yZGVyLnYxLk9yZGVyU3RhdHVzEjwKEHNoaXBwaW5nX2FkZHJlc3MYByABKAsyIi5zaG9wbWVzaC5vcmRlci52MS5TaGlwcGluZ0FkZHJlc3MSLgoKY3JlYXRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASOgoWcmVzZXJ2YXRpb25fZXhwaXJlc19hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGwoTY2FuY2VsbGF0aW9uX3JlYXNvbhgLIAEoCSLUAQoSQ3JlYXRlT3JkZXJSZXF1ZXN0EhkKB3VzZXJfaWQYASABKAlCCLpIBXIDsAEBEjwKBWl0ZW1zGAIgAygLMiEuc2hvcG1lc2gub3JkZXIudjEuT3JkZXJJdGVtSW5wdXRCCrpIB5IBBAgBEDISRAoQc2hpcHBpbmdfYWRkcmVzcxgDIAEoCzIiLnNob3BtZXNoLm9yZGVyLnYxLlNoaXBwaW5nQWRkcmVzc0IGukgDyAEBEh8KCnJlcXVlc3RfaWQYBCABKAlCC7pICHIDsAEB2AEBIicKD0dldE9yZGVyUmVxdWVzdBIUCgJpZBgBIAEoCUIIukgFcgOwAQEiTwoRTGlzdE9yZGVyc1JlcXVlc3QSHAoJcGFnZV9zaXplGAEgASgFQgm6SAYaBBhkKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYgAQiVwoSTGlzdE9yZGVyc1Jlc3BvbnNlEigKBm9yZGVycxgBIAMoCzIYLnNob3BtZXNoLm9yZGVyLnYxLk9yZGVyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJsChhVcGRhdGVPcmRlclN0YXR1c1JlcXVlc3QSFAoCaWQYASABKAlCCLpIBXIDsAEBEjoKBnN0YXR1cxgCIAEoDjIeLnNob3BtZXNoLm9yZGVyLnYxLk9yZGVyU3RhdHVzQgq6SAeCAQQQASAAIkQKEkNhbmNlbE9yZGVyUmVxdWVzdBIUCgJpZBgBIAEoCUIIukgFcgOwAQESGAoGcmVhc29uGAIgASgJQgi6SAVyAxj0AyqzAQoLT3JkZXJTdGF0dXMSHAoYT1JERVJfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGAoUT1JERVJfU1RBVFVTX1BFTkRJTkcQARIaChZPUkRFUl9TVEFUVVNfQ09ORklSTUVEEAISGAoUT1JERVJfU1RBVFVTX1NISVBQRUQQAxIaChZPUkRFUl9TVEFUVVNfREVMSVZFUkVEEAQSGgoWT1JERVJfU1RBVFVTX0NBTkNFTExFRBAFMs4ECgxPcmRlclNlcnZpY2USaQoLQ3JlYXRlT3JkZXISJS5zaG9wbWVzaC5vcmRlci52MS5DcmVhdGVPcmRlclJlcXVlc3QaGC5zaG9wbWVzaC5vcmRlci52MS5PcmRlciIZgtPkkwITIg4vYXBpL3YxL29yZGVyczoBKhJlCghHZXRPcmRlchIiLnNob3BtZXNoLm9yZGVyLnYxLkdldE9yZGVyUmVxdWVzdBoYLnNob3BtZXNoLm9yZGVyLnYxLk9yZGVyIhuC0+STAhUSEy9hcGkvdjEvb3JkZXJzL3tpZH0ScQoKTGlzdE9yZGVycxIkLnNob3BtZXNoLm9yZGVyLnYxLkxpc3RPcmRlcnNSZXF1ZXN0GiUuc2hvcG1lc2gub3JkZXIudjEuTGlzdE9yZGVyc1Jlc3BvbnNlIhaC0+STAhASDi9hcGkvdjEvb3JkZXJzEoEBChFVcGRhdGVPcmRlclN0YXR1cxIrLnNob3BtZXNoLm9yZGVyLnYxLlVwZGF0ZU9yZGVyU3RhdHVzUmVxdWVzdBoYLnNob3BtZXNoLm9yZGVyLnYxLk9yZGVyIiWC0+STAh8yGi9hcGkvdjEvb3JkZXJzL3tpZH0vc3RhdHVzOgEqEnUKC0NhbmNlbE9yZGVyEiUuc2hvcG1lc2gub3JkZXIudjEuQ2FuY2VsT3JkZXJSZXF1ZXN0Ghguc2hvcG1lc2gub3JkZXIudjEuT3JkZXIiJYLT5JMCHyIaL2FwaS92MS9vcmRlcnMve2lkfTpjYW5jZWw6ASpiBnByb3RvMw", [file_buf_validate_validate, file_google_api_annotations, file_google_protobuf_timestamp, file_shopmesh_common_v1_validation]);
+  fileDesc("CiVzaG9wbWVzaC9vcmRlci92MS9vcmRlcl9zZXJ2aWNlLnByb3RvEhFzaG9wbWVzaC5vcmRlci52MSKZAQoPU2hpcHBpbmdBZGRyZXNzEhoKBnN0cmVldBgBIAEoCUIKukgHcgUQARjIARIXCgRjaXR5GAIgASgJQgm6SAZyBBABGGQSGAoFc3RhdGUYAyABKAlCCbpIBnIEEAEYZBIbCgh6aXBfY29kZRgEIAEoCUIJukgGcgQQARgUEhoKB2NvdW50cnkYBSABKAlCCbpIBnIEEAIYZCJ/Cg5PcmRlckl0ZW1JbnB1dBI1Cgpwcm9kdWN0X2lkGAEgASgJQiG6SB5yHDIaXnByb2QtW0EtWmEtejAtOV8tXXsxLDY0fSQSHAoIcXVhbnRpdHkYAiABKAVCCrpIBxoFGOgHKAESGAoFcHJpY2UYAyABKAFCCbpIBhIEiJUrASJiCglPcmRlckl0ZW0SEgoKcHJvZHVjdF9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEhAKCHF1YW50aXR5GAMgASgFEg0KBXByaWNlGAQgASgBEhIKCmxpbmVfdG90YWwYBSABKAEioAMKBU9yZGVyEgoKAmlkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSKwoFaXRlbXMYAyADKAsyHC5zaG9wbWVzaC5vcmRlci52MS5PcmRlckl0ZW0SFAoMdG90YWxfYW1vdW50GAQgASgBEhAKCGN1cnJlbmN5GAUgASgJEi4KBnN0YXR1cxgGIAEoDjIeLnNob3BtZXNoLm9yZGVyLnYxLk9yZGVyU3RhdHVzEjwKEHNoaXBwaW5nX2FkZHJlc3MYByABKAsyIi5zaG9wbWVzaC5vcmRlci52MS5TaGlwcGluZ0FkZHJlc3MSLgoKY3JlYXRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASOgoWcmVzZXJ2YXRpb25fZXhwaXJlc19hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGwoTY2FuY2VsbGF0aW9uX3JlYXNvbhgLIAEoCSLDAgoSQ3JlYXRlT3JkZXJSZXF1ZXN0EhkKB3VzZXJfaWQYASABKAlCCLpIBXIDsAEBEqoBCgVpdGVtcxgCIAMoCzIhLnNob3BtZXNoLm9yZGVyLnYxLk9yZGVySXRlbUlucHV0Qni6SHWSAQQIARAyugFrChVpdGVtcy51bmlxdWVfcHJvZHVjdHMSKGVhY2ggcHJvZHVjdCBtYXkgYXBwZWFyIGluIG9uZSBsaW5lIG9ubHkaKHRoaXMubWFwKGl0ZW0sIGl0ZW0ucHJvZHVjdF9pZCkudW5pcXVlKCkSRAoQc2hpcHBpbmdfYWRkcmVzcxgDIAEoCzIiLnNob3BtZXNoLm9yZGVyLnYxLlNoaXBwaW5nQWRkcmVzc0IGukgDyAEBEh8KCnJlcXVlc3RfaWQYBCABKAlCC7pICHIDsAEB2AEBIicKD0dldE9yZGVyUmVxdWVzdBIUCgJpZBgBIAEoCUIIukgFcgOwAQEipwEKEUxpc3RPcmRlcnNSZXF1ZXN0EhwKCXBhZ2Vfc2l6ZRgBIAEoBUIJukgGGgQYZCgAEhwKCnBhZ2VfdG9rZW4YAiABKAlCCLpIBXIDGIAEEhwKB3VzZXJfaWQYAyABKAlCC7pICHIDsAEB2AEBEjgKBnN0YXR1cxgEIAEoDjIeLnNob3BtZXNoLm9yZGVyLnYxLk9yZGVyU3RhdHVzQgi6SAWCAQIQASJXChJMaXN0T3JkZXJzUmVzcG9uc2USKAoGb3JkZXJzGAEgAygLMhguc2hvcG1lc2gub3JkZXIudjEuT3JkZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJImwKGFVwZGF0ZU9yZGVyU3RhdHVzUmVxdWVzdBIUCgJpZBgBIAEoCUIIukgFcgOwAQESOgoGc3RhdHVzGAIgASgOMh4uc2hvcG1lc2gub3JkZXIudjEuT3JkZXJTdGF0dXNCCrpIB4IBBBABIAAiRAoSQ2FuY2VsT3JkZXJSZXF1ZXN0EhQKAmlkGAEgASgJQgi6SAVyA7ABARIYCgZyZWFzb24YAiABKAlCCLpIBXIDGPQDKrMBCgtPcmRlclN0YXR1cxIcChhPUkRFUl9TVEFUVVNfVU5TUEVDSUZJRUQQABIYChRPUkRFUl9TVEFUVVNfUEVORElORxABEhoKFk9SREVSX1NUQVRVU19DT05GSVJNRUQQAhIYChRPUkRFUl9TVEFUVVNfU0hJUFBFRBADEhoKFk9SREVSX1NUQVRVU19ERUxJVkVSRUQQBBIaChZPUkRFUl9TVEFUVVNfQ0FOQ0VMTEVEEAUyzgQKDE9yZGVyU2VydmljZRJpCgtDcmVhdGVPcmRlchIlLnNob3BtZXNoLm9yZGVyLnYxLkNyZWF0ZU9yZGVyUmVxdWVzdBoYLnNob3BtZXNoLm9yZGVyLnYxLk9yZGVyIhmC0+STAhMiDi9hcGkvdjEvb3JkZXJzOgEqEmUKCEdldE9yZGVyEiIuc2hvcG1lc2gub3JkZXIudjEuR2V0T3JkZXJSZXF1ZXN0Ghguc2hvcG1lc2gub3JkZXIudjEuT3JkZXIiG4LT5JMCFRITL2FwaS92MS9vcmRlcnMve2lkfRJxCgpMaXN0T3JkZXJzEiQuc2hvcG1lc2gub3JkZXIudjEuTGlzdE9yZGVyc1JlcXVlc3QaJS5zaG9wbWVzaC5vcmRlci52MS5MaXN0T3JkZXJzUmVzcG9uc2UiFoLT5JMCEBIOL2FwaS92MS9vcmRlcnMSgQEKEVVwZGF0ZU9yZGVyU3RhdHVzEisuc2hvcG1lc2gub3JkZXIudjEuVXBkYXRlT3JkZXJTdGF0dXNSZXF1ZXN0Ghguc2hvcG1lc2gub3JkZXIudjEuT3JkZXIiJYLT5JMCHzIaL2FwaS92MS9vcmRlcnMve2lkfS9zdGF0dXM6ASoSdQoLQ2FuY2VsT3JkZXISJS5zaG9wbWVzaC5vcmRlci52MS5DYW5jZWxPcmRlclJlcXVlc3QaGC5zaG9wbWVzaC5vcmRlci52MS5PcmRlciIlgtPkkwIfIhovYXBpL3YxL29yZGVycy97aWR9OmNhbmNlbDoBKmIGcHJvdG8z", [file_buf_validate_validate, file_google_api_annotations, file_google_protobuf_timestamp, file_shopmesh_common_v1_validation]);
 
 /**
  * A shipping address (the original's `shippingAddress`).
@@ -256,7 +256,8 @@ export type CreateOrderRequest = Message<"shopmesh.order.v1.CreateOrderRequest">
   userId: string;
 
   /**
-   * 1 to 50 lines.
+   * 1 to 50 lines, each product in one line only (duplicate lines are
+   * refused, not merged: the client says the quantity once).
    *
    * @generated from field: repeated shopmesh.order.v1.OrderItemInput items = 2;
    */
@@ -325,6 +326,21 @@ export type ListOrdersRequest = Message<"shopmesh.order.v1.ListOrdersRequest"> &
    * @generated from field: string page_token = 2;
    */
   pageToken: string;
+
+  /**
+   * Admins only: this user's orders (empty: everyone's). A customer may only
+   * name themself (or leave it empty); another user id is PERMISSION_DENIED.
+   *
+   * @generated from field: string user_id = 3;
+   */
+  userId: string;
+
+  /**
+   * Only orders in this status (unspecified: all).
+   *
+   * @generated from field: shopmesh.order.v1.OrderStatus status = 4;
+   */
+  status: OrderStatus;
 };
 
 /**
@@ -483,10 +499,14 @@ export const OrderStatusSchema: GenEnum<OrderStatus> = /*@__PURE__*/
  */
 export const OrderService: GenService<{
   /**
-   * Places an order for the caller. Prices come from the catalog: a client
-   * price that differs is rejected (FAILED_PRECONDITION). Stock is reserved
-   * before the order is stored. Retrying with the same `request_id` returns
-   * the first order.
+   * Places an order for the caller (`user_id` must be the caller's own id,
+   * else PERMISSION_DENIED). Prices come from the catalog: a client price that
+   * differs, or an unknown or inactive product, is INVALID_ARGUMENT naming the
+   * item (`items[i].price`, `items[i].product_id`); not enough stock is
+   * FAILED_PRECONDITION naming the product; a customer with the maximum number
+   * of PENDING orders is RESOURCE_EXHAUSTED. Stock is reserved before the
+   * order is stored. Retrying with the same `request_id` returns the first
+   * order (the same `request_id` with another body is FAILED_PRECONDITION).
    *
    * @generated from rpc shopmesh.order.v1.OrderService.CreateOrder
    */
@@ -507,7 +527,8 @@ export const OrderService: GenService<{
     output: typeof OrderSchema;
   },
   /**
-   * Lists the caller's own orders, newest first, a page at a time.
+   * Lists the caller's own orders, newest first, a page at a time. Admins may
+   * list everyone's (`user_id` empty) or one user's; customers only their own.
    *
    * @generated from rpc shopmesh.order.v1.OrderService.ListOrders
    */
@@ -517,8 +538,10 @@ export const OrderService: GenService<{
     output: typeof ListOrdersResponseSchema;
   },
   /**
-   * Admin only: moves an order along its lifecycle. Illegal transitions are
-   * FAILED_PRECONDITION.
+   * Admin only: moves an order along its lifecycle: CONFIRMED -> SHIPPED ->
+   * DELIVERED, PENDING or CONFIRMED -> CANCELLED (PENDING -> CONFIRMED is the
+   * checkout's, on payment). Anything else is FAILED_PRECONDITION naming both
+   * statuses. Each change emits its event.
    *
    * @generated from rpc shopmesh.order.v1.OrderService.UpdateOrderStatus
    */
@@ -528,8 +551,11 @@ export const OrderService: GenService<{
     output: typeof OrderSchema;
   },
   /**
-   * Cancels the caller's order before it ships; a paid order is refunded and
-   * its stock released.
+   * Cancels the caller's order before it ships (PENDING or CONFIRMED); a paid
+   * order is refunded and its stock returned, an unpaid one's reservation
+   * released (both by the consumers of OrderCancelled). Cancelling a cancelled
+   * order returns it unchanged; a shipped or delivered one is
+   * FAILED_PRECONDITION.
    *
    * @generated from rpc shopmesh.order.v1.OrderService.CancelOrder
    */

@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file shopmesh/payment/v1/payment_service.proto.
  */
 export const file_shopmesh_payment_v1_payment_service: GenFile = /*@__PURE__*/
-  fileDesc("CilzaG9wbWVzaC9wYXltZW50L3YxL3BheW1lbnRfc2VydmljZS5wcm90bxITc2hvcG1lc2gucGF5bWVudC52MSKfAgoHUGF5bWVudBIKCgJpZBgBIAEoCRIQCghvcmRlcl9pZBgCIAEoCRIPCgd1c2VyX2lkGAMgASgJEg4KBmFtb3VudBgEIAEoARIQCghjdXJyZW5jeRgFIAEoCRIyCgZzdGF0dXMYBiABKA4yIi5zaG9wbWVzaC5wYXltZW50LnYxLlBheW1lbnRTdGF0dXMSFwoPYW1vdW50X3JlZnVuZGVkGAcgASgBEhYKDmZhaWx1cmVfcmVhc29uGAggASgJEi4KCmNyZWF0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIscBChRDcmVhdGVQYXltZW50UmVxdWVzdBIaCghvcmRlcl9pZBgBIAEoCUIIukgFcgOwAQESGQoGYW1vdW50GAIgASgBQgm6SAYSBIiVKwESGwoIY3VycmVuY3kYAyABKAlCCbpIBnIEkJUrARI6ChFwYXltZW50X21ldGhvZF9pZBgEIAEoCUIfukgcchoyGF5wbV9bQS1aYS16MC05X117MSwyNTV9JBIfCgpyZXF1ZXN0X2lkGAUgASgJQgu6SAhyA7ABAdgBASKfAQoVQ3JlYXRlUGF5bWVudFJlc3BvbnNlEhIKCnBheW1lbnRfaWQYASABKAkSMgoGc3RhdHVzGAIgASgOMiIuc2hvcG1lc2gucGF5bWVudC52MS5QYXltZW50U3RhdHVzEg4KBmFtb3VudBgDIAEoARIVCg1jbGllbnRfc2VjcmV0GAQgASgJEhcKD3JlcXVpcmVzX2FjdGlvbhgFIAEoCCIpChFHZXRQYXltZW50UmVxdWVzdBIUCgJpZBgBIAEoCUIIukgFcgOwAQEifwoUUmVmdW5kUGF5bWVudFJlcXVlc3QSFAoCaWQYASABKAlCCLpIBXIDsAEBEhkKBmFtb3VudBgCIAEoAUIJukgGEgSIlSsBEhgKBnJlYXNvbhgDIAEoCUIIukgFcgMY9AMSHAoKcmVxdWVzdF9pZBgEIAEoCUIIukgFcgOwAQEiSAoaSGFuZGxlU3RyaXBlV2ViaG9va1JlcXVlc3QSKgoEYm9keRgBIAEoCzIULmdvb2dsZS5hcGkuSHR0cEJvZHlCBrpIA8gBASIwChtIYW5kbGVTdHJpcGVXZWJob29rUmVzcG9uc2USEQoJZHVwbGljYXRlGAEgASgIKuwBCg1QYXltZW50U3RhdHVzEh4KGlBBWU1FTlRfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGgoWUEFZTUVOVF9TVEFUVVNfUEVORElORxABEiIKHlBBWU1FTlRfU1RBVFVTX1JFUVVJUkVTX0FDVElPThACEhwKGFBBWU1FTlRfU1RBVFVTX1NVQ0NFRURFRBADEhkKFVBBWU1FTlRfU1RBVFVTX0ZBSUxFRBAEEhsKF1BBWU1FTlRfU1RBVFVTX1JFRlVOREVEEAUSJQohUEFZTUVOVF9TVEFUVVNfUEFSVElBTExZX1JFRlVOREVEEAYyrwQKDlBheW1lbnRTZXJ2aWNlEoMBCg1DcmVhdGVQYXltZW50Eikuc2hvcG1lc2gucGF5bWVudC52MS5DcmVhdGVQYXltZW50UmVxdWVzdBoqLnNob3BtZXNoLnBheW1lbnQudjEuQ3JlYXRlUGF5bWVudFJlc3BvbnNlIhuC0+STAhUiEC9hcGkvdjEvcGF5bWVudHM6ASoScQoKR2V0UGF5bWVudBImLnNob3BtZXNoLnBheW1lbnQudjEuR2V0UGF5bWVudFJlcXVlc3QaHC5zaG9wbWVzaC5wYXltZW50LnYxLlBheW1lbnQiHYLT5JMCFxIVL2FwaS92MS9wYXltZW50cy97aWR9EoEBCg1SZWZ1bmRQYXltZW50Eikuc2hvcG1lc2gucGF5bWVudC52MS5SZWZ1bmRQYXltZW50UmVxdWVzdBocLnNob3BtZXNoLnBheW1lbnQudjEuUGF5bWVudCIngtPkkwIhIhwvYXBpL3YxL3BheW1lbnRzL3tpZH06cmVmdW5kOgEqEp8BChNIYW5kbGVTdHJpcGVXZWJob29rEi8uc2hvcG1lc2gucGF5bWVudC52MS5IYW5kbGVTdHJpcGVXZWJob29rUmVxdWVzdBowLnNob3BtZXNoLnBheW1lbnQudjEuSGFuZGxlU3RyaXBlV2ViaG9va1Jlc3BvbnNlIiWC0+STAh8iFy9hcGkvdjEvd2ViaG9va3Mvc3RyaXBlOgRib2R5YgZwcm90bzM", [file_buf_validate_validate, file_google_api_annotations, file_google_api_httpbody, file_google_protobuf_timestamp, file_shopmesh_common_v1_validation]);
+  fileDesc("CilzaG9wbWVzaC9wYXltZW50L3YxL3BheW1lbnRfc2VydmljZS5wcm90bxITc2hvcG1lc2gucGF5bWVudC52MSKfAgoHUGF5bWVudBIKCgJpZBgBIAEoCRIQCghvcmRlcl9pZBgCIAEoCRIPCgd1c2VyX2lkGAMgASgJEg4KBmFtb3VudBgEIAEoARIQCghjdXJyZW5jeRgFIAEoCRIyCgZzdGF0dXMYBiABKA4yIi5zaG9wbWVzaC5wYXltZW50LnYxLlBheW1lbnRTdGF0dXMSFwoPYW1vdW50X3JlZnVuZGVkGAcgASgBEhYKDmZhaWx1cmVfcmVhc29uGAggASgJEi4KCmNyZWF0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIscBChRDcmVhdGVQYXltZW50UmVxdWVzdBIaCghvcmRlcl9pZBgBIAEoCUIIukgFcgOwAQESGQoGYW1vdW50GAIgASgBQgm6SAYSBIiVKwESGwoIY3VycmVuY3kYAyABKAlCCbpIBnIEkJUrARI6ChFwYXltZW50X21ldGhvZF9pZBgEIAEoCUIfukgcchoyGF5wbV9bQS1aYS16MC05X117MSwyNTV9JBIfCgpyZXF1ZXN0X2lkGAUgASgJQgu6SAhyA7ABAdgBASK3AQoVQ3JlYXRlUGF5bWVudFJlc3BvbnNlEhIKCnBheW1lbnRfaWQYASABKAkSMgoGc3RhdHVzGAIgASgOMiIuc2hvcG1lc2gucGF5bWVudC52MS5QYXltZW50U3RhdHVzEg4KBmFtb3VudBgDIAEoARIVCg1jbGllbnRfc2VjcmV0GAQgASgJEhcKD3JlcXVpcmVzX2FjdGlvbhgFIAEoCBIWCg5mYWlsdXJlX3JlYXNvbhgGIAEoCSIpChFHZXRQYXltZW50UmVxdWVzdBIUCgJpZBgBIAEoCUIIukgFcgOwAQEifwoUUmVmdW5kUGF5bWVudFJlcXVlc3QSFAoCaWQYASABKAlCCLpIBXIDsAEBEhkKBmFtb3VudBgCIAEoAUIJukgGEgSIlSsBEhgKBnJlYXNvbhgDIAEoCUIIukgFcgMY9AMSHAoKcmVxdWVzdF9pZBgEIAEoCUIIukgFcgOwAQEiSAoaSGFuZGxlU3RyaXBlV2ViaG9va1JlcXVlc3QSKgoEYm9keRgBIAEoCzIULmdvb2dsZS5hcGkuSHR0cEJvZHlCBrpIA8gBASIwChtIYW5kbGVTdHJpcGVXZWJob29rUmVzcG9uc2USEQoJZHVwbGljYXRlGAEgASgIKuwBCg1QYXltZW50U3RhdHVzEh4KGlBBWU1FTlRfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGgoWUEFZTUVOVF9TVEFUVVNfUEVORElORxABEiIKHlBBWU1FTlRfU1RBVFVTX1JFUVVJUkVTX0FDVElPThACEhwKGFBBWU1FTlRfU1RBVFVTX1NVQ0NFRURFRBADEhkKFVBBWU1FTlRfU1RBVFVTX0ZBSUxFRBAEEhsKF1BBWU1FTlRfU1RBVFVTX1JFRlVOREVEEAUSJQohUEFZTUVOVF9TVEFUVVNfUEFSVElBTExZX1JFRlVOREVEEAYyrwQKDlBheW1lbnRTZXJ2aWNlEoMBCg1DcmVhdGVQYXltZW50Eikuc2hvcG1lc2gucGF5bWVudC52MS5DcmVhdGVQYXltZW50UmVxdWVzdBoqLnNob3BtZXNoLnBheW1lbnQudjEuQ3JlYXRlUGF5bWVudFJlc3BvbnNlIhuC0+STAhUiEC9hcGkvdjEvcGF5bWVudHM6ASoScQoKR2V0UGF5bWVudBImLnNob3BtZXNoLnBheW1lbnQudjEuR2V0UGF5bWVudFJlcXVlc3QaHC5zaG9wbWVzaC5wYXltZW50LnYxLlBheW1lbnQiHYLT5JMCFxIVL2FwaS92MS9wYXltZW50cy97aWR9EoEBCg1SZWZ1bmRQYXltZW50Eikuc2hvcG1lc2gucGF5bWVudC52MS5SZWZ1bmRQYXltZW50UmVxdWVzdBocLnNob3BtZXNoLnBheW1lbnQudjEuUGF5bWVudCIngtPkkwIhIhwvYXBpL3YxL3BheW1lbnRzL3tpZH06cmVmdW5kOgEqEp8BChNIYW5kbGVTdHJpcGVXZWJob29rEi8uc2hvcG1lc2gucGF5bWVudC52MS5IYW5kbGVTdHJpcGVXZWJob29rUmVxdWVzdBowLnNob3BtZXNoLnBheW1lbnQudjEuSGFuZGxlU3RyaXBlV2ViaG9va1Jlc3BvbnNlIiWC0+STAh8iFy9hcGkvdjEvd2ViaG9va3Mvc3RyaXBlOgRib2R5YgZwcm90bzM", [file_buf_validate_validate, file_google_api_annotations, file_google_api_httpbody, file_google_protobuf_timestamp, file_shopmesh_common_v1_validation]);
 
 /**
  * A payment attempt for one order.
@@ -75,7 +75,7 @@ export type Payment = Message<"shopmesh.payment.v1.Payment"> & {
   amountRefunded: number;
 
   /**
-   * Decline code or error, when FAILED.
+   * Stripe's decline code or error code when FAILED, e.g. "card_declined".
    *
    * @generated from field: string failure_reason = 8;
    */
@@ -193,6 +193,13 @@ export type CreatePaymentResponse = Message<"shopmesh.payment.v1.CreatePaymentRe
    * @generated from field: bool requires_action = 5;
    */
   requiresAction: boolean;
+
+  /**
+   * Stripe's code when the status is FAILED, e.g. "card_declined".
+   *
+   * @generated from field: string failure_reason = 6;
+   */
+  failureReason: string;
 };
 
 /**
@@ -377,11 +384,26 @@ export const PaymentStatusSchema: GenEnum<PaymentStatus> = /*@__PURE__*/
  */
 export const PaymentService: GenService<{
   /**
-   * Pays for the caller's PENDING order. The amount and currency must equal
-   * the order's (FAILED_PRECONDITION otherwise). Answers either a final
-   * status, or a `client_secret` with `requires_action` when the card needs
-   * customer authentication. Retrying for the same order returns the first
-   * attempt's answer.
+   * Pays for the caller's PENDING order through one Stripe PaymentIntent,
+   * created unconfirmed (its id recorded), then confirmed.
+   *
+   * Answers `{payment_id, status, amount}` with a final status, or
+   * `{payment_id, client_secret, requires_action: true}` when the card needs
+   * customer authentication.
+   *
+   * A declined card is not an error: the answer is the payment with status
+   * PAYMENT_STATUS_FAILED and `failure_reason` carrying Stripe's code (e.g.
+   * "card_declined"), and PaymentFailed is emitted. Errors:
+   * - INVALID_ARGUMENT (400) naming the field: `amount` or `currency` differs
+   *   from the order's, or `amount` is 0;
+   * - NOT_FOUND (404): no such order, or not the caller's;
+   * - ALREADY_EXISTS (409): the order already has a payment (ErrorInfo
+   *   metadata `payment_id`); at most one PaymentIntent exists per order;
+   * - FAILED_PRECONDITION (400): the order is not PENDING;
+   * - UNAVAILABLE (503): Stripe or the orders service cannot be reached (the
+   *   payment, if recorded, is finished by the reconciler).
+   * Retrying with the same `request_id` returns the first attempt's payment
+   * (and resumes it if it was interrupted).
    *
    * @generated from rpc shopmesh.payment.v1.PaymentService.CreatePayment
    */
@@ -401,7 +423,9 @@ export const PaymentService: GenService<{
     output: typeof PaymentSchema;
   },
   /**
-   * Admin only: refunds a succeeded payment, fully or in part.
+   * Admin only: refunds a succeeded payment, fully or in part, through a
+   * Stripe refund; emits PaymentRefunded. Retrying with the same `request_id`
+   * refunds once. More than what is left to refund is FAILED_PRECONDITION.
    *
    * @generated from rpc shopmesh.payment.v1.PaymentService.RefundPayment
    */
@@ -413,7 +437,10 @@ export const PaymentService: GenService<{
   /**
    * Receives Stripe webhooks. The body is kept raw and verified against the
    * `Stripe-Signature` header (forwarded as gRPC metadata) with a timestamp
-   * tolerance before anything parses it; each event id is processed once.
+   * tolerance (300 s) before anything parses it: a bad signature, an old
+   * timestamp or a changed body is INVALID_ARGUMENT (400). Each event id is
+   * processed once. Handled: payment_intent.succeeded,
+   * payment_intent.payment_failed, charge.refunded; others are acknowledged.
    *
    * @generated from rpc shopmesh.payment.v1.PaymentService.HandleStripeWebhook
    */

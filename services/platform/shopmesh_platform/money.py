@@ -25,13 +25,13 @@ def exponent(currency: str) -> int:
     return _EXPONENTS.get(currency.upper(), 2)
 
 
-def to_minor(amount: float, currency: str, *, field: str = "price") -> int:
+def to_minor(amount: float, currency: str, *, field: str = "price", domain: str = "platform") -> int:
     """`amount` major units as integer minor units; an amount finer than the currency allows is refused."""
     if not math.isfinite(amount) or amount < 0:
-        raise _invalid(field, "must be a finite amount of at least 0")
+        raise _invalid(field, "must be a finite amount of at least 0", domain)
     scaled = Decimal(repr(amount)).scaleb(exponent(currency))
     if scaled != scaled.to_integral_value():
-        raise _invalid(field, f"has more decimal places than {currency.upper()} has")
+        raise _invalid(field, f"has more decimal places than {currency.upper()} has", domain)
     return int(scaled)
 
 
@@ -40,10 +40,10 @@ def to_major(minor: int, currency: str) -> float:
     return float(Decimal(minor).scaleb(-exponent(currency)))
 
 
-def _invalid(field: str, description: str) -> InvalidArgument:
+def _invalid(field: str, description: str, domain: str) -> InvalidArgument:
     return InvalidArgument(
         f"{field} {description}",
         reason="INVALID_AMOUNT",
-        domain="inventory",
+        domain=domain,
         field_violations=[FieldViolation(field, description, "money.minor_units")],
     )

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from shopmesh_inventory.money import to_major, to_minor
 from shopmesh_platform.errors import InvalidArgument
+from shopmesh_platform.money import to_major, to_minor
 
 
 @pytest.mark.parametrize(
