@@ -85,8 +85,8 @@ clean: deps ## stop and delete the local stack's data (.stack/)
 promote-admin: deps ## make an account of the local stack an admin: make promote-admin EMAIL=you@example.com
 	@SHOPMESH_DATABASE_URL=postgresql://postgres@127.0.0.1:$${SHOPMESH_PORT_POSTGRES:-55432}/users $(PY) -m shopmesh_users.admin promote "$(EMAIL)"
 
-trace: deps ## print one trace's span tree (services, operations, durations) from the local Jaeger: make trace ID=<trace id>
-	@$(STACK) trace $(ID)
+trace: deps ## print one trace's span tree (services, operations, durations) from the local Jaeger: make trace ID=<trace id> [WAIT=<seconds>]
+	@$(STACK) trace $(ID) $(if $(WAIT),--wait $(WAIT))
 
 dlq: deps ## dead letters and parked outbox rows: make dlq ARGS="list | redrive TOPIC | parked | unpark SERVICE"
 	@$(STACK) dlq $(ARGS)

@@ -13,7 +13,7 @@ from shopmesh_stack.channels import grpcurl_tls_flags
 from shopmesh_stack.install import InstallError, install_all
 from shopmesh_stack.settings import StackSettings
 from shopmesh_stack.stack import Stack
-from shopmesh_stack.traces import TraceQueryError, fetch_trace, render_tree
+from shopmesh_stack.traces import TraceQueryError, print_trace
 from shopmesh_stack.waiting import StartError
 
 
@@ -59,15 +59,10 @@ def command_logs(stack: Stack, component: str | None, follow: bool) -> None:
         subprocess.run(["tail", "-n", "40", *(["-F"] if follow else []), *files], check=False)
 
 
-def command_trace(settings: StackSettings, trace_id: str) -> int:
-    """Print one trace's span tree, read from the running Jaeger's query API."""
-    query_url = f"http://127.0.0.1:{settings.ports.jaeger_query}"
-    found = fetch_trace(query_url, trace_id.strip().lower())
-    if found is None:
-        print(f"jaeger at {query_url} has no trace {trace_id} (yet)", file=sys.stderr)
-        return 1
-    print(render_tree(found))
-    return 0
+def command_trace(settings: StackSettings, trace_id: str, query_url: str | None, wait: float) -> int:
+    """Print one trace's span tree, read from Jaeger's query API (the stack's unless `query_url`)."""
+    url = query_url or f"http://127.0.0.1:{settings.ports.jaeger_query}"
+    return 0 if print_trace(url, trace_id, wait=wait) else 1
 
 
 def main() -> int:
@@ -83,6 +78,10 @@ def main() -> int:
     sub.add_parser("clean", help="stop and delete the data directory")
     trace = sub.add_parser("trace", help="print a trace's span tree from Jaeger's query API")
     trace.add_argument("trace_id", help="32 hex digits (the trace_id of a log line or a traceparent)")
+    trace.add_argument("--query-url", help="Jaeger's query API (default: this stack's, SHOPMESH_PORT_JAEGER_QUERY)")
+    trace.add_argument(
+        "--wait", type=float, default=0.0, metavar="SECONDS", help="wait up to this long for the trace to be complete"
+    )
     dlq.add_parser(sub)
     args = parser.parse_args()
     try:
@@ -90,7 +89,7 @@ def main() -> int:
         if args.command == "dlq":
             return dlq.run(args, settings)
         if args.command == "trace":
-            return command_trace(settings, args.trace_id)
+            return command_trace(settings, args.trace_id, args.query_url, args.wait)
         if args.command == "install":
             install_all(settings.cache_dir)
             print("all components installed")

@@ -65,6 +65,8 @@ class Stack:
             "SHOPMESH_JWT_AUDIENCE": settings.jwt_audience,
             "SHOPMESH_JWKS_REFRESH_SECONDS": f"{settings.jwks_refresh_seconds:g}",
             "OTEL_EXPORTER_OTLP_ENDPOINT": self.jaeger.otlp_endpoint,
+            # Spans go out every second (the SDK's default is 5 s): `make trace` right after a request is complete.
+            "OTEL_BSP_SCHEDULE_DELAY": "1000",
         }
         self.services = {
             name: Service(settings, self.installed, name, {**shared_env, **self._own_env(name)})

@@ -1,23 +1,32 @@
 """Traces read back from Jaeger's query API, and printed as a span tree (`make trace ID=<id>`).
 
 Jaeger built from source has no web UI, so the terminal gets the view: one line per
-span, indented under its parent, with the service, the operation, the span kind
-and the duration. `GET /api/traces/<trace id>` on the query port answers the
-trace's spans with their `CHILD_OF` references (parents) and their processes
-(services); a span whose parent is not (yet) in the trace is printed as a root.
+span, indented under its parent, with the service, the operation (and, for a
+consumed event, its type), the span kind and the duration. `GET /api/traces/<trace id>`
+on the query port answers the trace's spans with their `CHILD_OF` references
+(parents) and their processes (services); a span whose parent is not (yet) in the
+trace is printed as a root.
+
+`print_trace(query_url, trace_id)` is the whole command for other tools (the demo):
+it waits until the trace has spans and has stopped growing (services export in
+batches), then prints its tree.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TextIO
 
 TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
+# The consumer span's attribute naming the event it applied (shopmesh_platform.events.tracing).
+EVENT_TYPE_TAG = "shopmesh.event.type"
 
 
 class TraceQueryError(RuntimeError):
@@ -131,8 +140,10 @@ def render_tree(found: Trace) -> str:
 
     def walk(span: Span, depth: int) -> None:
         offset_ms = (span.start_us - first) / 1000
+        event_type = span.tags.get(EVENT_TYPE_TAG)
+        operation = f"{span.operation} {str(event_type).rsplit('.', 1)[-1]}" if event_type else span.operation
         lines.append(
-            f"{'  ' * depth}{span.service}  {span.operation}  [{span.kind}]  "
+            f"{'  ' * depth}{span.service}  {operation}  [{span.kind}]  "
             f"{_duration(span.duration_us)}  (+{offset_ms:.1f} ms)"
         )
         for child in found.children(span):
@@ -141,3 +152,40 @@ def render_tree(found: Trace) -> str:
     for root in found.roots():
         walk(root, 1)
     return "\n".join(lines)
+
+
+def settled_trace(query_url: str, trace_id: str, *, timeout: float, quiet: float = 3.0) -> Trace | None:
+    """The trace once it has spans and no new one arrived for `quiet` seconds; at `timeout`, what there is.
+
+    Spans reach Jaeger in batches from each service, and events are consumed a
+    little after the call that caused them, so a trace read at once may be partial.
+    """
+    deadline = time.monotonic() + timeout
+    found, count, since = None, -1, time.monotonic()
+    while True:
+        found = fetch_trace(query_url, trace_id)
+        now = time.monotonic()
+        spans = len(found.spans) if found else 0
+        if spans != count:
+            count, since = spans, now
+        elif found is not None and now - since >= quiet:
+            return found
+        if now >= deadline:
+            return found
+        time.sleep(0.5)
+
+
+def print_trace(
+    query_url: str, trace_id: str, *, wait: float = 0.0, out: TextIO = sys.stdout, err: TextIO = sys.stderr
+) -> bool:
+    """Print the span tree of `trace_id` from the Jaeger query API at `query_url`; False if it has none.
+
+    With `wait` > 0, waits up to that many seconds for the trace to arrive and stop growing.
+    """
+    trace_id = trace_id.strip().lower()
+    found = settled_trace(query_url, trace_id, timeout=wait) if wait > 0 else fetch_trace(query_url, trace_id)
+    if found is None:
+        print(f"jaeger at {query_url} has no trace {trace_id} (yet)", file=err)
+        return False
+    print(render_tree(found), file=out)
+    return True

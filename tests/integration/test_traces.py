@@ -9,8 +9,8 @@
 2. A logout's SessionRevoked is consumed by the revocation feed of every other
    service: each one's consumer span is in the logout's trace, under its send.
 
-The checkout trace of the issue (payments -> orders, inventory, notifications)
-waits for those consumers: tests/integration/pending_checkout_trace.py.
+The checkout trace of the issue (payments -> orders, inventory, notifications) is
+tests/integration/test_checkout_trace.py.
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ It is the inventory service of the real mesh (which consumes user-events) with
 one consumer, group `inventory.trace-test`, whose effect on UserRegistered is a
 row in its own database's `effects` table (so the event's trace shows the
 consumer's span and a database span under it). It exports traces to
-OTEL_EXPORTER_OTLP_ENDPOINT like any service of the stack. Replaced by the real
-consumers (orders, inventory, notifications) in the checkout trace test.
+OTEL_EXPORTER_OTLP_ENDPOINT like any service of the stack. The real
+consumers (orders, inventory, notifications) are traced in test_checkout_trace.py.
 """
 
 from __future__ import annotations

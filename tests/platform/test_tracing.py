@@ -28,7 +28,7 @@ from shopmesh.inventory.v1 import inventory_service_pb2_grpc as inventory_grpc
 from shopmesh_platform import traces
 from shopmesh_platform.channel import create_channel
 from shopmesh_platform.events.envelope import TRACEPARENT, EventHeaders, encode, header
-from shopmesh_platform.events.tracing import consuming_span
+from shopmesh_platform.events.tracing import EVENT_TYPE_ATTRIBUTE, consuming_span
 from shopmesh_platform.logs import JsonFormatter
 from shopmesh_platform.traces import Tracing, keep_one_traceparent
 from tests.conftest import ConfigFactory
@@ -81,6 +81,7 @@ def test_a_consumed_event_continues_the_trace_of_its_traceparent(
         topic="user-events",
         group="inventory.x",
         event_id="e-1",
+        event_type="shopmesh.user.v1.UserRegistered",
         traceparent=TRACEPARENT_VALUE,
     ):
         inside = log_line("applying")
@@ -94,12 +95,18 @@ def test_a_consumed_event_continues_the_trace_of_its_traceparent(
     )
     assert hex_ids(span)[0] == PRODUCER_TRACE
     assert span.attributes is not None and span.attributes["messaging.consumer.group.name"] == "inventory.x"
+    assert span.attributes[EVENT_TYPE_ATTRIBUTE] == "shopmesh.user.v1.UserRegistered"
     assert (inside["trace_id"], inside["span_id"]) == hex_ids(span)
 
 
 def test_without_an_exporter_the_handler_still_logs_the_producers_trace() -> None:
     with consuming_span(
-        trace.NoOpTracer(), topic="user-events", group="g", event_id="e-1", traceparent=TRACEPARENT_VALUE
+        trace.NoOpTracer(),
+        topic="user-events",
+        group="g",
+        event_id="e-1",
+        event_type="T",
+        traceparent=TRACEPARENT_VALUE,
     ):
         inside = log_line("applying")
     assert inside["trace_id"] == PRODUCER_TRACE
@@ -113,7 +120,7 @@ def test_an_event_without_a_traceparent_starts_a_trace_of_its_own(
     # Whatever happens to be current (a poll span, say) is not the event's cause.
     with (
         tracer.start_as_current_span("unrelated") as unrelated,
-        consuming_span(tracer, topic="t", group="g", event_id="e", traceparent=None),
+        consuming_span(tracer, topic="t", group="g", event_id="e", event_type="T", traceparent=None),
     ):
         pass
     process = next(s for s in exporter.get_finished_spans() if s.name == "t process")

@@ -265,7 +265,12 @@ class ConsumerLoop(Generic[Transaction]):
             await decoded.handler(decoded.event, context)
 
         with consuming_span(
-            tracer, topic=record.topic, group=self._name, event_id=headers.event_id, traceparent=headers.traceparent
+            tracer,
+            topic=record.topic,
+            group=self._name,
+            event_id=headers.event_id,
+            event_type=headers.event_type,
+            traceparent=headers.traceparent,
         ):
             return await inbox.apply(self._name, headers.event_id, effect)
 

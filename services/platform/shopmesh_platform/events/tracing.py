@@ -18,6 +18,8 @@ from opentelemetry.context import Context
 
 from shopmesh_platform.events.envelope import TRACEPARENT
 
+EVENT_TYPE_ATTRIBUTE = "shopmesh.event.type"
+
 
 def producer_context(traceparent: str | None) -> Context:
     """The context a record's `traceparent` names; an empty one (a new trace) without a valid one."""
@@ -28,7 +30,7 @@ def producer_context(traceparent: str | None) -> Context:
 
 @contextmanager
 def consuming_span(
-    tracer: trace.Tracer, *, topic: str, group: str, event_id: str, traceparent: str | None
+    tracer: trace.Tracer, *, topic: str, group: str, event_id: str, event_type: str, traceparent: str | None
 ) -> Iterator[trace.Span]:
     """The current span while one event's effect runs: `<topic> process`, child of the producer's."""
     with tracer.start_as_current_span(
@@ -41,6 +43,8 @@ def consuming_span(
             "messaging.destination.name": topic,
             "messaging.consumer.group.name": group,
             "messaging.message.id": event_id,
+            # Which event it is (a topic carries several types): what a reader of the trace asks first.
+            EVENT_TYPE_ATTRIBUTE: event_type,
         },
     ) as span:
         yield span
