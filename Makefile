@@ -17,7 +17,7 @@ PY := $(VENV)/bin/python
 STACK := $(PY) -m shopmesh_stack
 export SHOPMESH_UV_PATH := $(UV_HOME)/bin
 
-.PHONY: help deps gen gen-check render render-check lint buf-lint test unit fuzz breaking client-python clean-venv install up down status logs clean promote-admin dlq ledger-check bench-platform demo roll
+.PHONY: help deps gen gen-check render render-check lint buf-lint test unit fuzz breaking client-python clean-venv install up down status logs clean promote-admin dlq ledger-check bench-platform demo roll trace
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -64,10 +64,10 @@ client-python: deps ## build the Python client's wheel (clients/python) into bui
 	@$(UV) build --wheel --quiet --out-dir build/wheels clients/python
 	@ls build/wheels/shopmesh_client-*.whl
 
-install: deps ## install the stack's components (PostgreSQL, Kafka, FerretDB, grpcurl, localstripe)
+install: deps ## install the stack's components (PostgreSQL, Kafka, FerretDB, grpcurl, localstripe, Jaeger)
 	@$(STACK) install
 
-up: deps ## run the mesh: PostgreSQL, Kafka, FerretDB, localstripe, the services, Envoy
+up: deps ## run the mesh: PostgreSQL, Kafka, FerretDB, localstripe, Jaeger, the services, Envoy
 	@$(STACK) up
 
 down: deps ## stop what `make up` started (by pid); keeps the data
@@ -90,6 +90,9 @@ clean: deps ## stop and delete the local stack's data (.stack/)
 
 promote-admin: deps ## make an account of the local stack an admin: make promote-admin EMAIL=you@example.com
 	@SHOPMESH_DATABASE_URL=postgresql://postgres@127.0.0.1:$${SHOPMESH_PORT_POSTGRES:-55432}/users $(PY) -m shopmesh_users.admin promote "$(EMAIL)"
+
+trace: deps ## print one trace's span tree (services, operations, durations) from the local Jaeger: make trace ID=<trace id> [WAIT=<seconds>]
+	@$(STACK) trace $(ID) $(if $(WAIT),--wait $(WAIT))
 
 dlq: deps ## dead letters and parked outbox rows: make dlq ARGS="list | redrive TOPIC | parked | unpark SERVICE"
 	@$(STACK) dlq $(ARGS)

@@ -54,10 +54,8 @@ def run(endpoints: Endpoints, config: StoryConfig, out: TextIO, trace: TraceCont
     say.note(f"$ {' '.join(['python', *trace_command(trace.trace_id)[1:]])}")
     status = print_trace(trace.trace_id)
     if status != 0:
-        say.note(
-            f"(the span tree could not be printed: `python -m shopmesh_stack trace` exited {status}; "
-            "every other step passed)"
-        )
+        say.note(f"FAILED: the span tree could not be printed (`python -m shopmesh_stack trace` exited {status})")
+        return 1
     say.intro("\ndemo complete: every step happened")
     return 0
 

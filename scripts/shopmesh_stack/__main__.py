@@ -13,6 +13,7 @@ from shopmesh_stack.channels import grpcurl_tls_flags
 from shopmesh_stack.install import InstallError, install_all
 from shopmesh_stack.settings import StackSettings
 from shopmesh_stack.stack import Stack
+from shopmesh_stack.traces import TraceQueryError, print_trace
 from shopmesh_stack.waiting import StartError
 
 
@@ -58,6 +59,12 @@ def command_logs(stack: Stack, component: str | None, follow: bool) -> None:
         subprocess.run(["tail", "-n", "40", *(["-F"] if follow else []), *files], check=False)
 
 
+def command_trace(settings: StackSettings, trace_id: str, query_url: str | None, wait: float) -> int:
+    """Print one trace's span tree, read from Jaeger's query API (the stack's unless `query_url`)."""
+    url = query_url or f"http://127.0.0.1:{settings.ports.jaeger_query}"
+    return 0 if print_trace(url, trace_id, wait=wait) else 1
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="shopmesh_stack", description="the shopmesh local stack")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -71,12 +78,20 @@ def main() -> int:
     sub.add_parser("clean", help="stop and delete the data directory")
     roll = sub.add_parser("roll", help="replace services' processes one by one without refusing a call")
     roll.add_argument("service", nargs="*", help="services to replace, in this order (default: all, in start order)")
+    trace = sub.add_parser("trace", help="print a trace's span tree from Jaeger's query API")
+    trace.add_argument("trace_id", help="32 hex digits (the trace_id of a log line or a traceparent)")
+    trace.add_argument("--query-url", help="Jaeger's query API (default: this stack's, SHOPMESH_PORT_JAEGER_QUERY)")
+    trace.add_argument(
+        "--wait", type=float, default=0.0, metavar="SECONDS", help="wait up to this long for the trace to be complete"
+    )
     dlq.add_parser(sub)
     args = parser.parse_args()
     try:
         settings = StackSettings.from_env()
         if args.command == "dlq":
             return dlq.run(args, settings)
+        if args.command == "trace":
+            return command_trace(settings, args.trace_id, args.query_url, args.wait)
         if args.command == "install":
             install_all(settings.cache_dir)
             print("all components installed")
@@ -95,7 +110,7 @@ def main() -> int:
         elif args.command == "roll":
             for name in args.service or stack.settings.services:
                 stack.roll(name)
-    except (ConfigError, InstallError, StartError) as exc:
+    except (ConfigError, InstallError, StartError, TraceQueryError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -385,6 +385,85 @@ class Mailpit(Component):
             return bool(response.status == 200)
 
 
+class Jaeger(Component):
+    """Jaeger v2 with in-memory storage: the services' traces over OTLP, and its query API.
+
+    Its configuration (an OpenTelemetry Collector file) is rendered on every start so
+    port overrides apply; every listener is on 127.0.0.1 and declared in Ports (the
+    collector's own metrics are off, so it opens nothing else). The binary serves no
+    web UI (see install.install_jaeger): `make trace ID=<trace id>` prints a trace.
+    Traces live only as long as the process.
+    """
+
+    name = "jaeger"
+
+    @property
+    def port(self) -> int:
+        return self.settings.ports.jaeger_query
+
+    @property
+    def otlp_endpoint(self) -> str:
+        """What the services get as OTEL_EXPORTER_OTLP_ENDPOINT (OTLP over gRPC)."""
+        return f"http://127.0.0.1:{self.settings.ports.jaeger_otlp}"
+
+    @property
+    def query_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def config_file(self) -> Path:
+        return self.settings.data_dir / "jaeger" / "config.yaml"
+
+    def config(self) -> dict[str, Any]:
+        ports = self.settings.ports
+
+        def local(port: int) -> dict[str, str]:
+            return {"endpoint": f"127.0.0.1:{port}"}
+
+        return {
+            "service": {
+                "extensions": ["jaeger_storage", "jaeger_query"],
+                "pipelines": {
+                    "traces": {
+                        "receivers": ["otlp"],
+                        "processors": ["batch"],
+                        "exporters": ["jaeger_storage_exporter"],
+                    }
+                },
+                "telemetry": {"metrics": {"level": "none"}, "logs": {"level": "warn"}},
+            },
+            "extensions": {
+                "jaeger_storage": {"backends": {"memstore": {"memory": {"max_traces": 100_000}}}},
+                "jaeger_query": {
+                    "storage": {"traces": "memstore"},
+                    "http": local(ports.jaeger_query),
+                    "grpc": local(ports.jaeger_query_grpc),
+                },
+            },
+            "receivers": {
+                "otlp": {"protocols": {"grpc": local(ports.jaeger_otlp), "http": local(ports.jaeger_otlp_http)}}
+            },
+            # A short batch delay: a trace is readable soon after its last span ends.
+            "processors": {"batch": {"timeout": "200ms"}},
+            "exporters": {"jaeger_storage_exporter": {"trace_storage": "memstore"}},
+        }
+
+    def argv(self) -> list[str]:
+        return [str(self.installed.jaeger), "--config", str(self.config_file)]
+
+    def prepare(self) -> None:
+        import yaml
+
+        self.config_file.parent.mkdir(parents=True, exist_ok=True)
+        self.config_file.write_text(yaml.safe_dump(self.config(), sort_keys=False))
+
+    def ready(self) -> bool:
+        if not port_open(self.settings.ports.jaeger_otlp):
+            return False
+        with urllib.request.urlopen(f"{self.query_url}/api/services", timeout=2) as response:
+            return bool(response.status == 200)
+
+
 class Service(Component):
     """One Python gRPC service of the mesh declaration.
 

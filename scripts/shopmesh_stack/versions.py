@@ -11,3 +11,5 @@ FERRETDB = "v1.24.2"
 GRPCURL = "v1.9.3"
 LOCALSTRIPE = "1.15.10"
 MAILPIT = "v1.33.1"
+# Jaeger v2 (cmd/jaeger); the Go module keeps v1.x tags for the v2 binary.
+JAEGER = "v1.76.0"

@@ -96,3 +96,9 @@ async def test_the_demo_tells_the_whole_story_within_the_declared_edge_budgets(s
     events = await payment_event_traceparents(stack, order_ids)
     assert sorted(kind for kind, _ in events) == ["PaymentFailed", "PaymentRefunded", "PaymentSucceeded"], events
     assert all(traceparent.split("-")[1] == trace_id for _, traceparent in events), (trace_id, events)
+    # The story ends with its span tree, read back from Jaeger: every service took part in the one trace.
+    header = re.search(rf"trace {trace_id}: \d+ spans, services: (.*)", story)
+    assert header, story
+    assert {"shopmesh-users", "shopmesh-orders", "shopmesh-payments", "shopmesh-inventory"} <= set(
+        header.group(1).split(", ")
+    ), header.group(0)

@@ -20,7 +20,7 @@ from shopmesh_platform.config import ConfigError
 from shopmesh_platform.events.topics import DEFAULT_TOPICS_FILE
 from shopmesh_platform.mesh import MeshDeclaration, StorageKind, load_mesh
 from shopmesh_platform.migrations import MIGRATIONS_ROOT, MigrationError, discover, service_migrations
-from shopmesh_stack.components import Edge, LocalStripe, Mailpit, Service
+from shopmesh_stack.components import Edge, Jaeger, LocalStripe, Mailpit, Service
 from shopmesh_stack.install import Installed
 from shopmesh_stack.settings import Ports, ServicePorts, StackSettings, service_port_variables
 from shopmesh_stack.stack import Stack
@@ -114,8 +114,9 @@ def test_services_start_in_declaration_order_after_the_infrastructure_and_before
     order = [c.name for c in stack.components]
     services = [c.name for c in stack.components if isinstance(c, Service)]
     assert services == list(mesh.services)
-    assert order.index(services[0]) == order.index(Mailpit.name) + 1
-    assert order.index(LocalStripe.name) < order.index(Mailpit.name)
+    # The services export their traces to Jaeger, so it starts just before them.
+    assert order.index(services[0]) == order.index(Jaeger.name) + 1
+    assert order.index(LocalStripe.name) < order.index(Mailpit.name) < order.index(Jaeger.name)
     assert order[-1] == stack.edge.name
     assert isinstance(stack.components[-1], Edge)
 

@@ -2,5 +2,6 @@
 
 Import from the modules directly: `config` (settings from the environment),
 `mesh` (the mesh declaration), `errors` (domain exceptions), `server`
-(`create_server`), `channel` (`create_channel`) and `interceptors`.
+(`create_server`), `channel` (`create_channel`), `interceptors` and `traces`
+(OpenTelemetry export, set up by the `runtime`).
 """

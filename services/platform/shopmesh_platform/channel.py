@@ -7,7 +7,8 @@ policy (on UNAVAILABLE, and CANCELLED: what a server shutting down answers a
 call it had not yet handed to the service, e.g. while its process is being
 replaced; with exponential backoff), so a retry can never duplicate a side
 effect. Calls that never left the channel, or that a server refused
-(REFUSED_STREAM, GOAWAY), gRPC retries transparently for every method.
+(REFUSED_STREAM, GOAWAY), gRPC retries transparently for every method. With a `Tracing` that
+exports, every call gets a client span and sends its context as `traceparent`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from grpc import aio
 from shopmesh_platform import transport
 from shopmesh_platform.config import PlatformConfig
 from shopmesh_platform.mesh import ServiceDecl
+from shopmesh_platform.traces import Tracing
 
 RETRY_POLICY = {
     "maxAttempts": 4,
@@ -50,11 +52,13 @@ def service_config(service: ServiceDecl, default_timeout: float) -> dict[str, An
     return {"methodConfig": method_configs}
 
 
-def create_channel(config: PlatformConfig, target: str, *, address: str | None = None) -> aio.Channel:
+def create_channel(
+    config: PlatformConfig, target: str, *, address: str | None = None, tracing: Tracing | None = None
+) -> aio.Channel:
     """A channel from this service to the mesh service named `target`.
 
     `address` overrides the configured address (SHOPMESH_ADDRESS_<NAME> or the
-    declared port on 127.0.0.1).
+    declared port on 127.0.0.1); `tracing` traces its calls (the Runtime passes the process's).
     """
     service = config.mesh.service(target)
     options: list[tuple[str, object]] = [
@@ -64,4 +68,5 @@ def create_channel(config: PlatformConfig, target: str, *, address: str | None =
         ("grpc.max_send_message_length", config.limits.max_message_bytes),
         ("grpc.keepalive_time_ms", config.limits.keepalive_time_ms),
     ]
-    return transport.dial(config, target, address or config.address_of(target), options, [])
+    interceptors = tracing.client_interceptors() if tracing is not None else []
+    return transport.dial(config, target, address or config.address_of(target), options, interceptors)

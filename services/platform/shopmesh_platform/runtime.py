@@ -24,8 +24,12 @@ SIGTERM or SIGINT (or `stop()`): health NOT_SERVING (and the drain delay),
 consumers stop (the effect in flight completes and its offset is committed),
 the server stops (in-flight calls finish within the grace period), relays and
 the feed stop (a relay is safe to stop anywhere: the outbox keeps what it has
-not marked), channels and the store close; `serve()` returns and
-`run_service` exits 0.
+not marked), channels and the store close, queued spans are exported (a
+bounded wait); `serve()` returns and `run_service` exits 0.
+
+Traces: with OTEL_EXPORTER_OTLP_ENDPOINT set, the runtime traces the whole
+process (calls in and out, asyncpg, PyMongo, aiokafka, consumed events; see
+shopmesh_platform.traces); the runtime sets it up before anything else.
 """
 
 from __future__ import annotations
@@ -75,6 +79,7 @@ from shopmesh_platform.mesh import ServiceDecl, StorageKind
 from shopmesh_platform.mongo import MongoConfig, MongoReadiness, create_client
 from shopmesh_platform.postgres import PostgresConfig, PostgresReadiness, create_pool
 from shopmesh_platform.server import ReadinessProbe, ServiceBinding, ShopmeshServer, always_ready, create_server
+from shopmesh_platform.traces import Tracing
 
 logger = logging.getLogger("shopmesh.runtime")
 
@@ -167,6 +172,9 @@ class Runtime:
         self._stop_requested = asyncio.Event()
         self.server: ShopmeshServer | None = None  # once serve() has built it
         configure_logging(service, settings.platform.log_level)
+        # Before any store or channel exists: PyMongo's instrumentation only sees clients made after it.
+        self.tracing = Tracing.for_service(service, settings.platform.otlp_endpoint)
+        self.tracing.instrument_process()
 
     @classmethod
     def from_env(cls, service: str, env: Mapping[str, str] | None = None) -> Runtime:
@@ -237,7 +245,7 @@ class Runtime:
 
     def channel(self, target: str) -> aio.Channel:
         """A channel to the mesh service `target`, closed when the service stops."""
-        channel = create_channel(self.config, target)
+        channel = create_channel(self.config, target, tracing=self.tracing)
         self._channels.append(channel)
         return channel
 
@@ -391,7 +399,9 @@ class Runtime:
         """
         verifier = self._verifier if self._verifier is not None else self.auth
         probe = readiness if readiness is not None else self._readiness()
-        server = create_server(self.config, servicers, readiness=probe, user_tokens=verifier, registry=self.registry)
+        server = create_server(
+            self.config, servicers, readiness=probe, user_tokens=verifier, registry=self.registry, tracing=self.tracing
+        )
         self.server = server
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -434,6 +444,8 @@ class Runtime:
             await self._store.pool.close()
         elif isinstance(self._store, MongoStore):
             await self._store.client.close()
+        # Last: the spans of everything above are queued by now (bounded wait; see traces).
+        await asyncio.to_thread(self.tracing.shutdown)
 
 
 class _Indexes:

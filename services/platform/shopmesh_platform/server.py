@@ -36,8 +36,8 @@ from shopmesh_platform import transport
 from shopmesh_platform.config import PlatformConfig, TransportSecurity
 from shopmesh_platform.interceptors import default_chain
 from shopmesh_platform.interceptors.auth import AuthInterceptor, UserTokenVerifier
-from shopmesh_platform.interceptors.tracing import build_tracer_provider
 from shopmesh_platform.metrics_http import MetricsEndpoint
+from shopmesh_platform.traces import Tracing
 
 LIVENESS_SERVICE = "shopmesh.liveness"
 """The health service name a liveness probe asks for (Kubernetes gRPC probes)."""
@@ -86,6 +86,7 @@ class ShopmeshServer:
         user_tokens: UserTokenVerifier | None,
         registry: CollectorRegistry | None = None,
         interceptors: ChainFactory = default_chain,
+        tracing: Tracing | None = None,
     ) -> None:
         self.config = config
         self.registry = registry if registry is not None else CollectorRegistry()
@@ -99,7 +100,9 @@ class ShopmeshServer:
             "health_serving", "1 while this process's overall health is SERVING", registry=self.registry
         )
         self._stopped = asyncio.Event()
-        self._tracer_provider = build_tracer_provider(config.service_name, config.otlp_endpoint)
+        # A Runtime passes the process's Tracing and shuts it down itself, after its consumers and relays.
+        self._owns_tracing = tracing is None
+        self.tracing = tracing or Tracing.for_service(config.service_name, config.otlp_endpoint)
         limits = config.limits
         self._server = aio.server(
             interceptors=interceptors(
@@ -110,8 +113,8 @@ class ShopmeshServer:
                     identities_enforced=config.transport is TransportSecurity.ON,
                 ),
                 registry=self.registry,
-                tracer_provider=self._tracer_provider,
-                exporting=config.otlp_endpoint is not None,
+                tracer_provider=self.tracing.provider,
+                exporting=self.tracing.exporting,
             ),
             options=[
                 ("grpc.max_receive_message_length", limits.max_message_bytes),
@@ -210,7 +213,8 @@ class ShopmeshServer:
         await self._server.stop(self.config.drain_grace_seconds)
         for endpoint in self._metrics_endpoints:
             endpoint.close()
-        self._tracer_provider.shutdown()
+        if self._owns_tracing:
+            await asyncio.to_thread(self.tracing.shutdown)
         logger.info("stopped")
         self._stopped.set()
 
@@ -237,14 +241,22 @@ def create_server(
     user_tokens: UserTokenVerifier | None = None,
     registry: CollectorRegistry | None = None,
     interceptors: ChainFactory = default_chain,
+    tracing: Tracing | None = None,
 ) -> ShopmeshServer:
     """Build the server for `config.service_name`; call `serve()` (or `start()`) on it.
 
     `registry` holds its metrics (a new one if not given), beside those of the
     service's consumers and relays. `interceptors` is called like `default_chain`
     (keyword arguments `auth`, `registry`, `tracer_provider`, `exporting`); only
-    benchmarks pass anything else.
+    benchmarks pass anything else. `tracing` is the process's (a Runtime's); without
+    one the server builds its own from `config.otlp_endpoint` and shuts it down when it stops.
     """
     return ShopmeshServer(
-        config, services, readiness=readiness, user_tokens=user_tokens, registry=registry, interceptors=interceptors
+        config,
+        services,
+        readiness=readiness,
+        user_tokens=user_tokens,
+        registry=registry,
+        interceptors=interceptors,
+        tracing=tracing,
     )

@@ -40,15 +40,16 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError
 from google.protobuf.message import DecodeError, Message
-from opentelemetry import propagate, trace
+from opentelemetry import trace
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from shopmesh_platform.events.attempts import RetryPolicy
 from shopmesh_platform.events.dlq import dead_letter
-from shopmesh_platform.events.envelope import TRACEPARENT, EventHeaders, MalformedEnvelope
+from shopmesh_platform.events.envelope import EventHeaders, MalformedEnvelope
 from shopmesh_platform.events.inbox import Inbox
 from shopmesh_platform.events.producer import EventProducer
 from shopmesh_platform.events.topics import TopicCatalog
+from shopmesh_platform.events.tracing import consuming_span
 from shopmesh_platform.kafka import KafkaConfig
 
 logger = logging.getLogger("shopmesh.consumer")
@@ -263,11 +264,14 @@ class ConsumerLoop(Generic[Transaction]):
             )
             await decoded.handler(decoded.event, context)
 
-        parent = propagate.extract({TRACEPARENT: headers.traceparent} if headers.traceparent else {})
-        with tracer.start_as_current_span(
-            f"{record.topic} process", context=parent, kind=trace.SpanKind.CONSUMER
-        ) as span:
-            span.set_attribute("messaging.kafka.consumer.group", self._name)
+        with consuming_span(
+            tracer,
+            topic=record.topic,
+            group=self._name,
+            event_id=headers.event_id,
+            event_type=headers.event_type,
+            traceparent=headers.traceparent,
+        ):
             return await inbox.apply(self._name, headers.event_id, effect)
 
     async def _update_lag(self, consumer: AIOKafkaConsumer) -> None:

@@ -4,6 +4,10 @@
 record to the producer and returns the future of its acknowledgement, so a
 relay can pipeline a batch (aiokafka keeps one request in flight per
 partition, so records of one key keep their order even when retried).
+
+A record is sent with the trace context of its `traceparent` header current
+(the call that wrote the event, often long before a relay sends it), so a send
+span (aiokafka's instrumentation, when tracing exports) joins that call's trace.
 """
 
 from __future__ import annotations
@@ -11,8 +15,10 @@ from __future__ import annotations
 import asyncio
 
 from aiokafka import AIOKafkaProducer
+from opentelemetry import context
 
-from shopmesh_platform.events.envelope import EventEnvelope
+from shopmesh_platform.events.envelope import TRACEPARENT, EventEnvelope, header
+from shopmesh_platform.events.tracing import producer_context
 from shopmesh_platform.kafka import KafkaConfig
 
 
@@ -42,9 +48,15 @@ class EventProducer:
 
     async def enqueue(self, event: EventEnvelope) -> asyncio.Future[object]:
         """Queue the record; the returned future resolves when the broker acknowledged it."""
-        future: asyncio.Future[object] = await self._producer.send(
-            event.topic, value=event.value, key=event.key, headers=list(event.headers)
-        )
+        traceparent = header(event.headers, TRACEPARENT)
+        token = context.attach(producer_context(traceparent)) if traceparent else None
+        try:
+            future: asyncio.Future[object] = await self._producer.send(
+                event.topic, value=event.value, key=event.key, headers=list(event.headers)
+            )
+        finally:
+            if token is not None:
+                context.detach(token)
         return future
 
     async def send(self, event: EventEnvelope) -> None:

@@ -1,7 +1,8 @@
 """OpenTelemetry tracing of every call.
 
 With OTEL_EXPORTER_OTLP_ENDPOINT configured, the opentelemetry-instrumentation-grpc
-server interceptor records a span per call and exports it over OTLP. Without
+server interceptor records a span per call, exported over OTLP by the service's
+provider (shopmesh_platform.traces). Without
 one, nothing would ever see those spans, so the platform does not record them:
 `TraceContextInterceptor` only continues an incoming `traceparent` (or starts a
 new trace id) as the current, non-recording span, so log lines still carry
@@ -15,27 +16,17 @@ from typing import Any
 
 from grpc import aio
 from opentelemetry import context, trace
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
-from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.instrumentation.grpc import aio_server_interceptor
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from shopmesh_platform.interceptors.base import AroundInterceptor, CallInfo, NextCall
+from shopmesh_platform.traces import UNTRACED_SERVICES
 
 TRACEPARENT_HEADER = "traceparent"
 # Platform services (grpc.health, grpc.reflection) are not traced: they are noise in traces.
 _UNTRACED_PREFIX = "/grpc."
-
-
-def build_tracer_provider(service_name: str, otlp_endpoint: str | None) -> TracerProvider:
-    """A provider for one service; exporting only if an endpoint is given."""
-    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: f"shopmesh-{service_name}"}))
-    if otlp_endpoint:
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint)))
-    return provider
 
 
 def tracing_interceptor(provider: TracerProvider, *, exporting: bool = True) -> aio.ServerInterceptor:
@@ -47,7 +38,7 @@ def tracing_interceptor(provider: TracerProvider, *, exporting: bool = True) -> 
     """
     if not exporting:
         return TraceContextInterceptor()
-    return aio_server_interceptor(tracer_provider=provider, filter_=filters.negate(filters.service_prefix("grpc.")))
+    return aio_server_interceptor(tracer_provider=provider, filter_=UNTRACED_SERVICES)
 
 
 class TraceContextInterceptor(AroundInterceptor):
