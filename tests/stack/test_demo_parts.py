@@ -13,7 +13,7 @@ from shopmesh_demo.__main__ import run
 from shopmesh_demo.client import Client, poll
 from shopmesh_demo.endpoints import Endpoints
 from shopmesh_demo.story import REGISTER, StoryConfig
-from shopmesh_demo.trace import print_trace, trace_command
+from shopmesh_demo.trace import TRACE_WAIT_SECONDS, print_trace, trace_command
 from shopmesh_demo.tracecontext import TraceContext
 from shopmesh_stack.settings import StackSettings
 
@@ -84,7 +84,14 @@ def test_without_an_edge_the_demo_fails_at_its_first_step() -> None:
 
 
 def test_the_trace_print_reports_a_failing_or_missing_printer() -> None:
-    assert trace_command("ab" * 16)[1:] == ["-m", "shopmesh_stack", "trace", "ab" * 16]
+    assert trace_command("ab" * 16)[1:] == [
+        "-m",
+        "shopmesh_stack",
+        "trace",
+        "ab" * 16,
+        "--wait",
+        str(TRACE_WAIT_SECONDS),
+    ]
     assert print_trace("ab" * 16, [sys.executable, "-c", "raise SystemExit(3)"]) == 3
     assert print_trace("ab" * 16, ["/nonexistent/printer"]) == -1
     assert print_trace("ab" * 16, [sys.executable, "-c", "pass"]) == 0
