@@ -162,6 +162,15 @@ def _render_checkout(checkout: Mapping[str, Any], links_from: str) -> list[str]:
             f"p99 < {KNEE_P99_SECONDS:g} s and nothing stuck)."
         )
     shares = checkout["knee_cpu_shares"]
+    ours = {k: v for k, v in shares.items() if k not in {"machine", "others"} and not k.startswith("load generator")}
+    if ours:
+        busiest = max(ours, key=lambda name: ours[name])
+        lines += [
+            "",
+            f"Busiest of the stack's processes there: **{busiest}** ({ours[busiest]:.2f} cores); the whole machine "
+            f"was {shares.get('machine', math.nan):.2f} of {checkout['cores']} cores busy, "
+            f"{shares.get('others', math.nan):.2f} of it by other tenants.",
+        ]
     if shares:
         lines += [
             "",

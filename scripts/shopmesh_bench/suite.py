@@ -247,7 +247,8 @@ def checkout_benchmark(
                 loaded_rss = {k: v.rss_bytes for k, v in usage.items() if not k.startswith("load generator")}
             log(
                 f"run {run + 1}/{config.runs} {rate:g}/s: achieved {step['achieved']:.1f}/s, order p99 "
-                f"{step['order_p99_ms']:.0f} ms, confirm p50/p99 {step['confirm_p50_ms']:.0f}/"
+                f"{step['order_p99_ms']:.0f} ms, pay p99 {step['pay_p99_ms']:.0f} ms, confirm p50/p99 "
+                f"{step['confirm_p50_ms']:.0f}/"
                 f"{step['confirm_p99_ms']:.0f} ms, stuck {step['stuck']}, errors {step['errors']}, "
                 f"generator CPU {step['generator_cpu_share_max']:.2f} core"
             )

@@ -164,7 +164,7 @@ def suite_result() -> dict[str, Any]:
             "steps": [step(10.0, 300.0), step(25.0, 900.0), step(50.0, 1500.0, stuck=2)],
             "knee": 25.0,
             "knee_cpu_rate": 25.0,
-            "knee_cpu_shares": {"localstripe": 0.71, "orders": 0.2},
+            "knee_cpu_shares": {"machine": 1.9, "localstripe": 0.71, "others": 0.5, "orders": 0.2},
             "ledger": {
                 "product": "prod-123",
                 "on_hand_drop": 120,
@@ -193,6 +193,8 @@ def test_the_report_renders_the_table_the_knee_the_ledger_and_chart_links() -> N
     assert "| 50 | 49.0 | 20 / 80 | 60 / 200 | 500 / 1500 | 10.00x | 2 | confirm UNAVAILABLE: 2 |" in text
     assert "Knee: **25 checkouts/s**" in text
     assert "| localstripe | 0.71 |" in text
+    assert "Busiest of the stack's processes there: **localstripe** (0.71 cores)" in text
+    assert "1.90 of 2 cores busy, 0.50 of it by other tenants" in text
     assert "consistent (23 products); prod-123 on hand fell by 120 for 120 confirmed checkouts (exact)" in text
     assert "![latency and throughput](bench/results/run/checkout-latency.png)" in text
     assert "| postgres | 100 | 150 |" in text and "| **total** | 500 | 570 |" in text
