@@ -106,6 +106,8 @@ class SuiteConfig:
     machine_seconds: float
     kafka_messages: int
     footprint_rate: float
+    # Extra settings for the bench stack's services (BENCH_SERVICE_ENV="NAME=value,..."), for before/after runs.
+    service_env: tuple[tuple[str, str], ...]
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> SuiteConfig:
@@ -129,7 +131,19 @@ class SuiteConfig:
             machine_seconds=read.number("BENCH_MACHINE_DURATION", min(seconds, 20.0), minimum=1.0, maximum=600.0),
             kafka_messages=read.integer("BENCH_KAFKA_MESSAGES", 200, minimum=10, maximum=100_000),
             footprint_rate=read.number("BENCH_FOOTPRINT_RATE", 25.0, minimum=0.1, maximum=1000.0),
+            service_env=parse_service_env(read.string("BENCH_SERVICE_ENV", "")),
         )
+
+
+def parse_service_env(text: str) -> tuple[tuple[str, str], ...]:
+    """`NAME=value,NAME=value` -> pairs; only SHOPMESH_* settings (the services read nothing else of ours)."""
+    pairs = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, equals, value = item.partition("=")
+        if not equals or not name.startswith("SHOPMESH_"):
+            raise ValueError(f"BENCH_SERVICE_ENV: expected SHOPMESH_NAME=value, got {item!r}")
+        pairs.append((name, value))
+    return tuple(pairs)
 
 
 def log(message: str) -> None:
@@ -397,7 +411,7 @@ def main(argv: Sequence[str]) -> None:
     log(f"config {asdict(config)}")
     settings = StackSettings.isolated(
         Path(tempfile.mkdtemp(prefix="shopmesh-bench-suite-")),
-        {"SHOPMESH_LOG_LEVEL": "info"},
+        {"SHOPMESH_LOG_LEVEL": "info", **dict(config.service_env)},
         edge_rate_limits=EDGE_RATE_LIMITS,
     )
     stack = Stack(settings)
@@ -406,7 +420,7 @@ def main(argv: Sequence[str]) -> None:
         "started_at": started_at,
         "machine": host,
         "config": asdict(config),
-        "note": NOTE,
+        "note": NOTE + "".join(f" Services ran with {name}={value}." for name, value in config.service_env),
     }
     work = settings.data_dir / "bench"
     with contextlib.ExitStack() as cleanup:

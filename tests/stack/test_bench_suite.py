@@ -93,6 +93,8 @@ def test_a_step_summary_counts_stuck_orders_and_errors_apart() -> None:
     step = report.summarise_step(checkouts, offered=4.0, seconds=2.0, cpu=cpu)
     assert (step["arrivals"], step["confirmed"], step["achieved"]) == (14, 10, 5.0)
     assert step["confirm_p50_ms"] == pytest.approx(550.0)
+    # What follows the payment's reply (0.05 s each here): the outbox relay, Kafka and the consumer.
+    assert step["saga_p50_ms"] == pytest.approx(500.0)
     assert step["order_p99_ms"] == pytest.approx(
         percentile([c["order_s"] * 1000 for c in checkouts if c["order_s"]], 0.99)
     )
@@ -136,6 +138,8 @@ def suite_result() -> dict[str, Any]:
             "pay_p99_ms": 200.0,
             "confirm_p50_ms": p99 / 3,
             "confirm_p99_ms": p99,
+            "saga_p50_ms": p99 / 6,
+            "saga_p99_ms": p99 / 2,
             "stuck": stuck,
             "errors": {"confirm UNAVAILABLE": stuck} if stuck else {},
             "services_cpu_ms_per_checkout": 41.5,
@@ -189,8 +193,8 @@ def test_the_report_renders_the_table_the_knee_the_ledger_and_chart_links() -> N
     text = report.render(suite_result(), links_from="bench/results/")
     assert "## short (2026-11-25T190000Z)" in text
     assert "Test CPU, 2 cores, 24 GiB; load average at start 1.00 / 2.00 / 3.00" in text
-    assert "| 2 (baseline) | 2.0 | 20 / 80 | 60 / 200 | 50 / 150 | 1.00x | 0 | 0 | 41.5 | 1.2 |" in text
-    assert "| 50 | 49.0 | 20 / 80 | 60 / 200 | 500 / 1500 | 10.00x | 2 | confirm UNAVAILABLE: 2 |" in text
+    assert "| 2 (baseline) | 2.0 | 20 / 80 | 60 / 200 | 50 / 150 | 1.00x | 25 / 75 | 0 | 0 | 41.5 | 1.2 |" in text
+    assert "| 50 | 49.0 | 20 / 80 | 60 / 200 | 500 / 1500 | 10.00x | 250 / 750 | 2 | confirm UNAVAILABLE: 2 |" in text
     assert "Knee: **25 checkouts/s**" in text
     assert "| localstripe | 0.71 |" in text
     assert "Busiest of the stack's processes there: **localstripe** (0.71 cores)" in text

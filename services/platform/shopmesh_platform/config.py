@@ -145,6 +145,9 @@ class PlatformConfig:
     service_addresses: Mapping[str, str]
     # kafka/topics.yaml (SHOPMESH_TOPICS_FILE): the topics the mesh declaration may name.
     topics_file: Path = DEFAULT_TOPICS_FILE
+    # How long an idle outbox relay waits before looking for new events (SHOPMESH_OUTBOX_POLL_SECONDS):
+    # on the saga's path (payment -> CONFIRMED waits on average half of it per hop).
+    outbox_poll_seconds: float = 0.2
 
     def address_of(self, service: str) -> str:
         """host:port of another mesh service (SHOPMESH_ADDRESS_<NAME>, else the declared port)."""
@@ -201,4 +204,5 @@ class PlatformConfig:
                 if (address := read.optional(f"SHOPMESH_ADDRESS_{name.upper()}")) is not None
             },
             topics_file=topics_file,
+            outbox_poll_seconds=read.number("SHOPMESH_OUTBOX_POLL_SECONDS", 0.2, minimum=0.01, maximum=10.0),
         )
