@@ -70,6 +70,8 @@ class Checkout:
     confirm_s: float | None = None
     outcome: str = "started"
     order_id: str = ""
+    user_id: str = ""
+    failed_polls: int = 0
 
 
 class Client:
@@ -96,6 +98,7 @@ class Client:
 
 async def checkout(client: Client, spec: Spec, account: tuple[str, str], record: Checkout) -> None:
     user_id, token = account
+    record.user_id = user_id
     metadata = (("authorization", f"Bearer {token}"),)
     orders, payments = client.stubs()
     stage = "order"
@@ -126,24 +129,52 @@ async def checkout(client: Client, spec: Spec, account: tuple[str, str], record:
         if payment.status != payments_pb.PAYMENT_STATUS_SUCCEEDED:
             record.outcome = f"payment {payments_pb.PaymentStatus.Name(payment.status)}"
             return
-        stage = "confirm"
-        deadline, pause = paid_at + spec.confirm_timeout, FIRST_POLL
-        while True:
-            await asyncio.sleep(pause)
-            found = await orders.GetOrder(
-                orders_pb.GetOrderRequest(id=order.id), metadata=metadata, timeout=CALL_TIMEOUT
-            )
-            if found.status == orders_pb.ORDER_STATUS_CONFIRMED:
-                record.confirm_s = found.updated_at.ToNanoseconds() / 1e9 - paid_at_wall
-                record.outcome = "confirmed"
-                return
-            if found.status != orders_pb.ORDER_STATUS_PENDING or time.perf_counter() > deadline:
-                record.outcome = f"not confirmed ({orders_pb.OrderStatus.Name(found.status)})"
-                return
-            pause = min(pause * POLL_GROWTH, MAX_POLL)
+        await wait_confirmed(
+            orders,
+            metadata,
+            order.id,
+            paid_at_wall=paid_at_wall,
+            deadline=paid_at + spec.confirm_timeout,
+            record=record,
+        )
     except aio.AioRpcError as error:
         code: grpc.StatusCode = error.code()
         record.outcome = f"{stage} {code.name}"
+
+
+async def wait_confirmed(
+    orders: Any,
+    metadata: tuple[tuple[str, str], ...],
+    order_id: str,
+    *,
+    paid_at_wall: float,
+    deadline: float,
+    record: Checkout,
+) -> None:
+    """Poll the order with backoff until CONFIRMED, another final state, or the deadline.
+
+    A poll that fails (the edge timing out a GetOrder under load) says nothing about the
+    order: it is counted and polling goes on until the deadline.
+    """
+    pause, last = FIRST_POLL, "no answer"
+    while time.perf_counter() < deadline:
+        await asyncio.sleep(pause)
+        pause = min(pause * POLL_GROWTH, MAX_POLL)
+        try:
+            found = await orders.GetOrder(
+                orders_pb.GetOrderRequest(id=order_id), metadata=metadata, timeout=CALL_TIMEOUT
+            )
+        except aio.AioRpcError:
+            record.failed_polls += 1
+            continue
+        if found.status == orders_pb.ORDER_STATUS_CONFIRMED:
+            record.confirm_s = found.updated_at.ToNanoseconds() / 1e9 - paid_at_wall
+            record.outcome = "confirmed"
+            return
+        last = orders_pb.OrderStatus.Name(found.status)
+        if found.status != orders_pb.ORDER_STATUS_PENDING:
+            break
+    record.outcome = f"not confirmed ({last})"
 
 
 async def run(spec: Spec) -> dict[str, Any]:
@@ -172,6 +203,28 @@ async def run(spec: Spec) -> dict[str, Any]:
         "generator_wall_seconds": time.perf_counter() - wall_before,
         "sending_wall_seconds": sending_wall,
     }
+
+
+async def final_statuses(edge: str, orders: list[tuple[str, str]]) -> dict[str, int]:
+    """How many of (order id, owner's token) are in each status now (`unanswered` if GetOrder fails twice)."""
+    counted: dict[str, int] = {}
+    async with aio.insecure_channel(edge) as channel:
+        stub = orders_grpc.OrderServiceStub(channel)  # type: ignore[no-untyped-call]
+        for order_id, token in orders:
+            status = "unanswered"
+            for _ in range(2):
+                try:
+                    found = await stub.GetOrder(
+                        orders_pb.GetOrderRequest(id=order_id),
+                        metadata=(("authorization", f"Bearer {token}"),),
+                        timeout=CALL_TIMEOUT,
+                    )
+                except aio.AioRpcError:
+                    continue
+                status = orders_pb.OrderStatus.Name(found.status)
+                break
+            counted[status] = counted.get(status, 0) + 1
+    return counted
 
 
 def main() -> None:

@@ -30,8 +30,8 @@ def summarise_step(
     # From the payment's reply to CONFIRMED: the asynchronous part (outbox relay, Kafka, orders' consumer).
     sagas_ms = [(c["confirm_s"] - c["pay_s"]) * 1000 for c in confirmed if c["confirm_s"] is not None and c["pay_s"]]
     outcomes = Counter(c["outcome"] for c in checkouts)
-    # Paid but never CONFIRMED within the generator's deadline: the saga left it behind.
-    stuck = sum(n for outcome, n in outcomes.items() if outcome.startswith(("not confirmed", "confirm ")))
+    # Paid but not CONFIRMED within the generator's deadline: the saga left it behind (re-checked at the end).
+    stuck = sum(n for outcome, n in outcomes.items() if outcome.startswith("not confirmed"))
     errors = {outcome: n for outcome, n in outcomes.items() if outcome != "confirmed"}
     return {
         "offered": offered,
@@ -48,6 +48,8 @@ def summarise_step(
         "saga_p99_ms": percentile(sagas_ms, 0.99),
         "max_lag_ms": max((c["lag"] * 1000 for c in checkouts), default=0.0),
         "stuck": stuck,
+        "unfinished": [(c["order_id"], c["user_id"]) for c in checkouts if c["outcome"].startswith("not confirmed")],
+        "failed_polls": sum(int(c.get("failed_polls", 0)) for c in checkouts),
         "errors": errors,
         "cpu_seconds": dict(cpu),
         "services_cpu_ms_per_checkout": (
@@ -153,7 +155,13 @@ def _render_checkout(checkout: Mapping[str, Any], links_from: str) -> list[str]:
             f"| {step['stuck']} | {errors} | {_f(step['services_cpu_ms_per_checkout'])} | {_f(step['max_lag_ms'])} |"
         )
     ledger = checkout["ledger"]
+    final = checkout["final_check"]
     lines += [
+        "",
+        f"Orders stuck in a non-final state at the end: **{final['stuck_at_end']}** (must be 0) of "
+        f"{final['rechecked']} not CONFIRMED within {checkout['confirm_timeout']:g} s and re-read after the runs "
+        f"({final['late']} had been confirmed late, {final['cancelled']} cancelled). GetOrder polls that failed "
+        f"(and were retried): {checkout['failed_polls']}.",
         "",
         f"Stock ledger after the runs: {'consistent' if ledger['consistent'] else 'INCONSISTENT'} "
         f"({ledger['products_checked']} products); {ledger['product']} on hand fell by "

@@ -84,8 +84,8 @@ def checkout(outcome: str, order_s: float | None, confirm_s: float | None, lag: 
 def test_a_step_summary_counts_stuck_orders_and_errors_apart() -> None:
     checkouts = [checkout("confirmed", 0.010 * (i + 1), 0.100 * (i + 1)) for i in range(10)]
     checkouts += [
-        checkout("not confirmed (ORDER_STATUS_PENDING)", 0.02, None),
-        checkout("confirm UNAVAILABLE", 0.02, None),
+        {**checkout("not confirmed (ORDER_STATUS_PENDING)", 0.02, None), "order_id": "o-1", "user_id": "u-1"},
+        {**checkout("not confirmed (no answer)", 0.02, None), "order_id": "o-2", "user_id": "u-2", "failed_polls": 3},
         checkout("order RESOURCE_EXHAUSTED", None, None, lag=0.25),
         checkout("pay DEADLINE_EXCEEDED", 0.03, None),
     ]
@@ -98,11 +98,14 @@ def test_a_step_summary_counts_stuck_orders_and_errors_apart() -> None:
     assert step["order_p99_ms"] == pytest.approx(
         percentile([c["order_s"] * 1000 for c in checkouts if c["order_s"]], 0.99)
     )
-    # Paid but never confirmed: stuck. A failed order or payment call is an error, not a stuck order.
+    # Paid but not confirmed in time: stuck, to be re-read at the end. A failed order or payment
+    # call is an error, not a stuck order.
     assert step["stuck"] == 2
+    assert step["unfinished"] == [("o-1", "u-1"), ("o-2", "u-2")]
+    assert step["failed_polls"] == 3
     assert step["errors"] == {
         "not confirmed (ORDER_STATUS_PENDING)": 1,
-        "confirm UNAVAILABLE": 1,
+        "not confirmed (no answer)": 1,
         "order RESOURCE_EXHAUSTED": 1,
         "pay DEADLINE_EXCEEDED": 1,
     }
@@ -116,12 +119,12 @@ def test_runs_combine_into_medians_but_stuck_orders_add_up() -> None:
         report.summarise_step([checkout("confirmed", 0.01, c)] * 4, 2.0, 2.0, {"orders": o})
         for c, o in ((0.1, 1.0), (0.3, 3.0), (0.2, 2.0))
     ]
-    steps[1] = {**steps[1], "stuck": 1, "errors": {"confirm UNAVAILABLE": 1}}
+    steps[1] = {**steps[1], "stuck": 1, "errors": {"not confirmed (no answer)": 1}}
     combined = report.combine_runs(steps)
     assert combined["runs"] == 3 and combined["offered"] == 2.0
     assert combined["confirm_p99_ms"] == pytest.approx(200.0)
     assert combined["cpu_seconds"]["orders"] == 2.0
-    assert combined["stuck"] == 1 and combined["errors"] == {"confirm UNAVAILABLE": 1}
+    assert combined["stuck"] == 1 and combined["errors"] == {"not confirmed (no answer)": 1}
     assert report.find_knee([combined]) is None
     steps[1] = {**steps[1], "stuck": 0}
     assert report.find_knee([report.combine_runs(steps)]) == 2.0
@@ -141,7 +144,7 @@ def suite_result() -> dict[str, Any]:
             "saga_p50_ms": p99 / 6,
             "saga_p99_ms": p99 / 2,
             "stuck": stuck,
-            "errors": {"confirm UNAVAILABLE": stuck} if stuck else {},
+            "errors": {"not confirmed (no answer)": stuck} if stuck else {},
             "services_cpu_ms_per_checkout": 41.5,
             "max_lag_ms": 1.2,
         }
@@ -177,6 +180,9 @@ def suite_result() -> dict[str, Any]:
                 "consistent": True,
                 "products_checked": 23,
             },
+            "final_check": {"rechecked": 2, "late": 1, "cancelled": 0, "stuck_at_end": 1},
+            "confirm_timeout": 30.0,
+            "failed_polls": 4,
             "charts": {"latency": "run/checkout-latency.png", "cpu": "run/checkout-cpu.png"},
         },
         "footprint": {
@@ -194,8 +200,11 @@ def test_the_report_renders_the_table_the_knee_the_ledger_and_chart_links() -> N
     assert "## short (2026-11-25T190000Z)" in text
     assert "Test CPU, 2 cores, 24 GiB; load average at start 1.00 / 2.00 / 3.00" in text
     assert "| 2 (baseline) | 2.0 | 20 / 80 | 60 / 200 | 50 / 150 | 1.00x | 25 / 75 | 0 | 0 | 41.5 | 1.2 |" in text
-    assert "| 50 | 49.0 | 20 / 80 | 60 / 200 | 500 / 1500 | 10.00x | 250 / 750 | 2 | confirm UNAVAILABLE: 2 |" in text
+    row = "| 50 | 49.0 | 20 / 80 | 60 / 200 | 500 / 1500 | 10.00x | 250 / 750 | 2 | not confirmed (no answer): 2 |"
+    assert row in text
     assert "Knee: **25 checkouts/s**" in text
+    assert "stuck in a non-final state at the end: **1** (must be 0) of 2 not CONFIRMED within 30 s" in text
+    assert "(1 had been confirmed late, 0 cancelled). GetOrder polls that failed (and were retried): 4." in text
     assert "| localstripe | 0.71 |" in text
     assert "Busiest of the stack's processes there: **localstripe** (0.71 cores)" in text
     assert "1.90 of 2 cores busy, 0.50 of it by other tenants" in text
