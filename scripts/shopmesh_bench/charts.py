@@ -60,7 +60,7 @@ def cpu_shares(shares: Mapping[str, float], rate: float, path: Path) -> None:
 
 
 def rss(idle: Mapping[str, int], load: Mapping[str, int], path: Path) -> None:
-    """RSS per process tree, idle and under load."""
+    """Memory (PSS, else RSS) per process tree, idle and under load."""
     names = list(idle)
     figure, axes = plt.subplots(figsize=(9, 0.4 * len(names) + 1.2))
     positions = range(len(names))
@@ -68,8 +68,8 @@ def rss(idle: Mapping[str, int], load: Mapping[str, int], path: Path) -> None:
     axes.barh([p - 0.2 for p in positions], [load.get(n, 0) / MIB for n in names], height=0.4, label="under load")
     axes.set_yticks(list(positions), names)
     axes.invert_yaxis()
-    axes.set_xlabel("RSS (MiB)")
-    axes.set_title("Resident memory per process tree")
+    axes.set_xlabel("PSS (MiB)")
+    axes.set_title("Memory per process tree (proportional set size)")
     axes.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=90)

@@ -25,6 +25,9 @@ class Usage:
     cpu_seconds: float
     rss_bytes: int
     processes: int
+    # Proportional set size: shared pages (PostgreSQL's shared buffers) divided among their users,
+    # so trees add up to what the machine holds; 0 where /proc/<pid>/smaps_rollup is unreadable.
+    pss_bytes: int = 0
 
 
 def _stat_fields(pid: int) -> list[str] | None:
@@ -67,16 +70,28 @@ def snapshot(roots: Mapping[str, int]) -> dict[str, Usage]:
             continue
         # cutime + cstime of the root: children it reaped (fields 16, 17 -> index 13, 14).
         ticks = int(root_fields[13]) + int(root_fields[14])
-        rss_pages, count = 0, 0
+        rss_pages, pss, count = 0, 0, 0
         for pid in _family(root, parents):
             fields = _stat_fields(pid)
             if fields is None:
                 continue
             ticks += int(fields[11]) + int(fields[12])  # utime, stime
             rss_pages += int(fields[21])  # rss, in pages
+            pss += _pss_bytes(pid)
             count += 1
-        usage[name] = Usage(ticks / CLOCK_TICKS, rss_pages * PAGE_BYTES, count)
+        usage[name] = Usage(ticks / CLOCK_TICKS, rss_pages * PAGE_BYTES, count, pss)
     return usage
+
+
+def _pss_bytes(pid: int) -> int:
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) * 1024  # kB
+    return 0
 
 
 def cpu_between(before: Mapping[str, Usage], after: Mapping[str, Usage]) -> dict[str, float]:

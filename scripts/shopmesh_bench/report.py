@@ -237,8 +237,8 @@ def _render_limits(limits: Mapping[str, Any]) -> list[str]:
         f"| PostgreSQL commits/s ({pg['tool']}; {settings}) | {_f(pg['commits_per_second'], '.0f')} "
         f"| {_f(pg.get('baseline_commits_per_second_synchronous_commit_off') or math.nan, '.0f')} "
         "(synchronous_commit=off) |",
-        f"| Kafka produce -> consume round trip p50 / p99 ms ({kafka['messages']} records, idempotent acks=all "
-        f"producer, consumer poll {kafka['consumer_poll_timeout_ms']} ms) | {_f(kafka['round_trip_p50_ms'])} / "
+        f"| Kafka produce -> consume round trip p50 / p99 ms ({kafka['messages']:.0f} records, idempotent acks=all "
+        f"producer, consumer poll {kafka['consumer_poll_timeout_ms']:.0f} ms) | {_f(kafka['round_trip_p50_ms'])} / "
         f"{_f(kafka['round_trip_p99_ms'])} | {_f(kafka['baseline_ack_p50_ms'])} / "
         f"{_f(kafka['baseline_ack_p99_ms'])} (producer ack alone) |",
         "",
@@ -247,28 +247,40 @@ def _render_limits(limits: Mapping[str, Any]) -> list[str]:
 
 
 def _render_footprint(footprint: Mapping[str, Any], links_from: str) -> list[str]:
-    idle, load = footprint["idle_rss_bytes"], footprint["load_rss_bytes"]
+    idle, load = footprint["idle_bytes"], footprint["load_bytes"]
     up = footprint["up_seconds"]
+
+    def mib(entry: Mapping[str, int] | None, kind: str) -> str:
+        return "-" if entry is None or not entry.get(kind) else f"{entry[kind] / MIB:.0f}"
+
+    def total(entries: Mapping[str, Mapping[str, int]], kind: str) -> str:
+        return f"{sum(e.get(kind, 0) for e in entries.values()) / MIB:.0f}"
+
     lines = [
         "### Footprint and start-up",
         "",
-        f"RSS of each process tree (a component with its children; PostgreSQL's shared buffers count in each backend, "
-        f"so its sum overstates), idle after start and under {footprint['load_rate']:g} checkouts/s:",
+        f"Memory of each process tree (a component with its children), idle after start and under "
+        f"{footprint['load_rate']:g} checkouts/s. RSS counts shared pages in every process that maps them "
+        "(PostgreSQL's shared buffers once per backend), so its sum overstates; PSS divides them among their "
+        "users and adds up to what the machine holds.",
         "",
-        "| process | idle MiB | under load MiB |",
-        "| --- | ---: | ---: |",
+        "| process | idle RSS MiB | idle PSS MiB | under load RSS MiB | under load PSS MiB |",
+        "| --- | ---: | ---: | ---: | ---: |",
     ]
     for name in idle:
         under = load.get(name)
-        lines.append(f"| {name} | {idle[name] / MIB:.0f} | {'-' if under is None else f'{under / MIB:.0f}'} |")
+        lines.append(
+            f"| {name} | {mib(idle[name], 'rss')} | {mib(idle[name], 'pss')} | {mib(under, 'rss')} "
+            f"| {mib(under, 'pss')} |"
+        )
     lines += [
-        f"| **total** | {sum(idle.values()) / MIB:.0f} | {sum(load.values()) / MIB:.0f} |",
+        f"| **total** | {total(idle, 'rss')} | {total(idle, 'pss')} | {total(load, 'rss')} | {total(load, 'pss')} |",
         "",
         f"Start-up (`make up`'s Stack.up(), components already installed): {up['first']:.1f} s with a fresh data "
         f"directory (initdb, migrations, topics), {up['restart']:.1f} s again with its data kept; baseline: "
         f"{up['python_imports']:.1f} s to start Python and import the stack's code.",
         "",
-        f"![RSS per process]({links_from}{footprint['chart']})",
+        f"![memory per process]({links_from}{footprint['chart']})",
         "",
     ]
     return lines

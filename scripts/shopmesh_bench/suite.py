@@ -179,6 +179,15 @@ def stack_roots(stack: Stack) -> dict[str, int]:
     return found
 
 
+def memory_of(usage: Mapping[str, procs.Usage]) -> dict[str, dict[str, int]]:
+    """RSS and PSS (bytes) of each of the stack's process trees (not the load generators)."""
+    return {
+        name: {"rss": used.rss_bytes, "pss": used.pss_bytes}
+        for name, used in usage.items()
+        if not name.startswith("load generator")
+    }
+
+
 # ---- checkout ---------------------------------------------------------------------------------
 
 
@@ -247,19 +256,19 @@ def run_step(
 
 def checkout_benchmark(
     stack: Stack, config: SuiteConfig, accounts: Sequence[Account], work: Path, charts_dir: Path
-) -> tuple[dict[str, Any], dict[str, int]]:
+) -> tuple[dict[str, Any], dict[str, dict[str, int]]]:
     """Every rate, BENCH_RUNS times; returns the checkout section and RSS per process at the highest rate."""
     inventory = stack.postgres.dsn("inventory")
     on_hand_before = asyncio.run(_on_hand(inventory))
     by_rate: dict[float, list[dict[str, Any]]] = {r: [] for r in (config.baseline_rate, *config.rates)}
-    loaded_rss: dict[str, int] = {}
+    loaded_rss: dict[str, dict[str, int]] = {}
     for run in range(config.runs):
         for index, rate in enumerate((config.baseline_rate, *config.rates)):
             seconds = min(config.seconds, 10.0) if index == 0 else config.seconds
             step, usage = run_step(stack, config, accounts, rate, seconds=seconds, seed=config.seed + index, work=work)
             by_rate[rate].append(step)
             if rate == config.rates[-1]:
-                loaded_rss = {k: v.rss_bytes for k, v in usage.items() if not k.startswith("load generator")}
+                loaded_rss = memory_of(usage)
             log(
                 f"run {run + 1}/{config.runs} {rate:g}/s: achieved {step['achieved']:.1f}/s, order p99 "
                 f"{step['order_p99_ms']:.0f} ms, pay p99 {step['pay_p99_ms']:.0f} ms, confirm p50/p99 "
@@ -452,11 +461,11 @@ def main(argv: Sequence[str]) -> None:
         log(f"starting a stack instance in {settings.data_dir}")
         first_up = timed_up(stack)
         work.mkdir(parents=True, exist_ok=True)
-        idle_rss = {k: v.rss_bytes for k, v in procs.snapshot(stack_roots(stack)).items()}
+        idle_rss = memory_of(procs.snapshot(stack_roots(stack)))
         log(f"stack up in {first_up:.1f} s")
         if "register" in chosen:
             result["register"] = register_benchmark(stack, config)
-        loaded_rss: dict[str, int] = {}
+        loaded_rss: dict[str, dict[str, int]] = {}
         load_rate = config.rates[-1]
         if "checkout" in chosen or "footprint" in chosen:
             accounts = asyncio.run(register_accounts(f"127.0.0.1:{settings.ports.edge}", config.accounts))
@@ -468,20 +477,24 @@ def main(argv: Sequence[str]) -> None:
                 _, usage = run_step(
                     stack, config, accounts, load_rate, seconds=config.seconds, seed=config.seed, work=work
                 )
-                loaded_rss = {k: v.rss_bytes for k, v in usage.items() if not k.startswith("load generator")}
+                loaded_rss = memory_of(usage)
         if "machine" in chosen:
             result["machine_limits"] = machine_benchmark(stack, config)
         if "footprint" in chosen:
             stack.down()
             restart = timed_up(stack)
             result["footprint"] = {
-                "idle_rss_bytes": idle_rss,
-                "load_rss_bytes": loaded_rss,
+                "idle_bytes": idle_rss,
+                "load_bytes": loaded_rss,
                 "load_rate": load_rate,
                 "up_seconds": {"first": first_up, "restart": restart, "python_imports": python_import_seconds()},
                 "chart": f"{charts_dir.name}/rss.png",
             }
-            draw.rss(idle_rss, loaded_rss, charts_dir / "rss.png")
+            draw.rss(
+                {k: v["pss"] or v["rss"] for k, v in idle_rss.items()},
+                {k: v["pss"] or v["rss"] for k, v in loaded_rss.items()},
+                charts_dir / "rss.png",
+            )
     markdown = report.render(result)
     # The JSON beside the charts, not in bench/results/ itself (bench-platform's history reads *.json there).
     (charts_dir / "result.json").write_text(json.dumps(result, indent=1, default=str) + "\n")

@@ -186,8 +186,14 @@ def suite_result() -> dict[str, Any]:
             "charts": {"latency": "run/checkout-latency.png", "cpu": "run/checkout-cpu.png"},
         },
         "footprint": {
-            "idle_rss_bytes": {"postgres": 100 * report.MIB, "kafka": 400 * report.MIB},
-            "load_rss_bytes": {"postgres": 150 * report.MIB, "kafka": 420 * report.MIB},
+            "idle_bytes": {
+                "postgres": {"rss": 100 * report.MIB, "pss": 60 * report.MIB},
+                "kafka": {"rss": 400 * report.MIB, "pss": 390 * report.MIB},
+            },
+            "load_bytes": {
+                "postgres": {"rss": 150 * report.MIB, "pss": 80 * report.MIB},
+                "kafka": {"rss": 420 * report.MIB, "pss": 0},
+            },
             "load_rate": 50.0,
             "up_seconds": {"first": 61.0, "restart": 30.5, "python_imports": 1.2},
             "chart": "run/rss.png",
@@ -210,7 +216,10 @@ def test_the_report_renders_the_table_the_knee_the_ledger_and_chart_links() -> N
     assert "1.90 of 2 cores busy, 0.50 of it by other tenants" in text
     assert "consistent (23 products); prod-123 on hand fell by 120 for 120 confirmed checkouts (exact)" in text
     assert "![latency and throughput](bench/results/run/checkout-latency.png)" in text
-    assert "| postgres | 100 | 150 |" in text and "| **total** | 500 | 570 |" in text
+    assert "| postgres | 100 | 60 | 150 | 80 |" in text
+    # A PSS that could not be read shows as unknown, not as zero memory.
+    assert "| kafka | 400 | 390 | 420 | - |" in text
+    assert "| **total** | 500 | 450 | 570 | 80 |" in text
     assert "61.0 s with a fresh data directory" in text
     # Only what ran is rendered, and links are relative to where the report is written.
     assert "### Registration" not in text
