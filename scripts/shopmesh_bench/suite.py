@@ -109,6 +109,8 @@ class SuiteConfig:
     footprint_rate: float
     # Extra settings for the bench stack's services (BENCH_SERVICE_ENV="NAME=value,..."), for before/after runs.
     service_env: tuple[tuple[str, str], ...]
+    # Off for experiments (before/after runs) whose results should not replace BENCHMARKS.md's latest run.
+    update_benchmarks: bool
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> SuiteConfig:
@@ -133,6 +135,7 @@ class SuiteConfig:
             kafka_messages=read.integer("BENCH_KAFKA_MESSAGES", 200, minimum=10, maximum=100_000),
             footprint_rate=read.number("BENCH_FOOTPRINT_RATE", 25.0, minimum=0.1, maximum=1000.0),
             service_env=parse_service_env(read.optional("BENCH_SERVICE_ENV") or ""),
+            update_benchmarks=read.choice("BENCH_UPDATE_BENCHMARKS", "on", ("on", "off")) == "on",
         )
 
 
@@ -428,6 +431,19 @@ def write_section(latest: str, stem: str) -> None:
     BENCHMARKS_FILE.write_text(text)
 
 
+def write_outputs(result: Mapping[str, Any], config: SuiteConfig, stem: str, charts_dir: Path) -> None:
+    """The run's Markdown and data in bench/results/, and (unless turned off) BENCHMARKS.md's section."""
+    markdown = report.render(result)
+    # The JSON beside the charts, not in bench/results/ itself (bench-platform's history reads *.json there).
+    (charts_dir / "result.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+    (RESULTS_DIR / f"{stem}.md").write_text(markdown)
+    # BENCHMARKS.md sits two directories up from the results: its links to the charts say so.
+    if config.update_benchmarks:
+        write_section(report.render(result, links_from="bench/results/"), stem)
+    print(markdown)
+    log(f"wrote {RESULTS_DIR / stem}.md, the data and charts in {charts_dir}, the suite's section of {BENCHMARKS_FILE}")
+
+
 def main(argv: Sequence[str]) -> None:
     chosen = [a for a in argv if a] or list(BENCHMARKS)
     unknown = set(chosen) - set(BENCHMARKS)
@@ -495,14 +511,7 @@ def main(argv: Sequence[str]) -> None:
                 {k: v["pss"] or v["rss"] for k, v in loaded_rss.items()},
                 charts_dir / "rss.png",
             )
-    markdown = report.render(result)
-    # The JSON beside the charts, not in bench/results/ itself (bench-platform's history reads *.json there).
-    (charts_dir / "result.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
-    (RESULTS_DIR / f"{stem}.md").write_text(markdown)
-    # BENCHMARKS.md sits two directories up from the results: its links to the charts say so.
-    write_section(report.render(result, links_from="bench/results/"), stem)
-    print(markdown)
-    log(f"wrote {RESULTS_DIR / stem}.md, the data and charts in {charts_dir}, the suite's section of {BENCHMARKS_FILE}")
+    write_outputs(result, config, stem, charts_dir)
 
 
 if __name__ == "__main__":
