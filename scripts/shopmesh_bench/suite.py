@@ -448,7 +448,8 @@ def write_outputs(result: Mapping[str, Any], config: SuiteConfig, stem: str, cha
     if config.update_benchmarks:
         write_section(report.render(result, links_from="bench/results/"), stem)
     print(markdown)
-    log(f"wrote {RESULTS_DIR / stem}.md, the data and charts in {charts_dir}, the suite's section of {BENCHMARKS_FILE}")
+    also = f", the suite's section of {BENCHMARKS_FILE}" if config.update_benchmarks else ""
+    log(f"wrote {RESULTS_DIR / stem}.md, the data and charts in {charts_dir}{also}")
 
 
 def main(argv: Sequence[str]) -> None:
