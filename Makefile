@@ -17,7 +17,7 @@ PY := $(VENV)/bin/python
 STACK := $(PY) -m shopmesh_stack
 export SHOPMESH_UV_PATH := $(UV_HOME)/bin
 
-.PHONY: help deps gen gen-check render render-check lint buf-lint test unit fuzz breaking client-python clean-venv install up down status logs clean promote-admin dlq ledger-check bench-platform demo roll trace
+.PHONY: help deps gen gen-check render render-check lint buf-lint test unit fuzz breaking client-python clean-venv install up down status logs clean promote-admin dlq ledger-check bench-platform demo roll trace bench bench-deps bench-checkout bench-register bench-machine bench-footprint
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -102,6 +102,29 @@ ledger-check: deps ## check every product's stock against the stock ledger (loca
 
 bench-platform: deps ## the platform's cost per call against a bare server (own stack; ~10 min; BENCH_DURATION=15 for longer runs)
 	@$(PY) -m shopmesh_bench
+
+# The checkout suite (scripts/shopmesh_bench/suite.py): each target starts its own stack;
+# BENCH_DURATION (s per rate, default 60), BENCH_RUNS (3), BENCH_RATES (10,25,50,100),
+# BENCH_SEED, BENCH_LABEL override the fixed defaults. Results: bench/results/, BENCHMARKS.md.
+BENCH_SUITE := $(PY) -m shopmesh_bench.suite
+
+bench-deps: deps ## the benchmarks' own dependencies (matplotlib: dependency group `bench`)
+	@$(UV) sync --frozen --python python3.11 --quiet --group bench
+
+bench: bench-deps bench-platform ## every benchmark: bench-platform, then checkout, registration, machine limits, footprint (one stack)
+	@$(BENCH_SUITE) checkout register machine footprint
+
+bench-checkout: bench-deps ## open-loop checkouts at 10/25/50/100 per s: latencies, knee, CPU per process, ledger
+	@$(BENCH_SUITE) checkout
+
+bench-register: bench-deps ## registrations/s and p99 (argon2id parameters printed)
+	@$(BENCH_SUITE) register
+
+bench-machine: bench-deps ## the machine's limits: PostgreSQL commits/s (pgbench, fsync), Kafka round trip
+	@$(BENCH_SUITE) machine
+
+bench-footprint: bench-deps ## RSS of every stack process idle and under load; up time
+	@$(BENCH_SUITE) footprint
 
 unit: deps ## run the tests only
 	@$(VENV)/bin/pytest

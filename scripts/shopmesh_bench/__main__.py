@@ -33,6 +33,7 @@ from grpc_health.v1 import health_pb2
 from shopmesh.user.v1 import user_service_pb2
 from shopmesh_bench import results
 from shopmesh_bench.load import GrpcTarget, RestTarget, TlsClient, run_ghz, run_h2load, write_protoset
+from shopmesh_bench.report import SECTION_START as SUITE_SECTION_START
 from shopmesh_bench.results import Measurement
 from shopmesh_bench.tools import install_ghz, install_h2load
 from shopmesh_platform.config import EnvReader
@@ -186,7 +187,13 @@ def write_benchmarks(latest_markdown: str) -> None:
     )
     # What the numbers mean and what stands in the way of the goal: written by people, kept across runs.
     notes = NOTES_FILE.read_text() + "\n" if NOTES_FILE.exists() else ""
-    BENCHMARKS.write_text(intro + "\n".join(history_rows()) + "\n\n" + notes + "# Latest run\n\n" + latest_markdown)
+    # The checkout suite's section (shopmesh_bench.suite, from its start marker on) is kept as it is.
+    previous = BENCHMARKS.read_text() if BENCHMARKS.exists() else ""
+    suite_at = previous.find(SUITE_SECTION_START)
+    kept = "\n" + previous[suite_at:] if suite_at >= 0 else ""
+    BENCHMARKS.write_text(
+        intro + "\n".join(history_rows()) + "\n\n" + notes + "# Latest run\n\n" + latest_markdown + kept
+    )
 
 
 def main() -> None:

@@ -42,9 +42,11 @@ def test_overrides_are_applied() -> None:
             "SHOPMESH_GRPC_PORT": "6001",
             "SHOPMESH_DRAIN_GRACE_SECONDS": "2.5",
             "SHOPMESH_LOG_LEVEL": "DEBUG",
+            "SHOPMESH_OUTBOX_POLL_SECONDS": "0.05",
         },
     )
     assert (config.grpc_port, config.drain_grace_seconds, config.log_level) == (6001, 2.5, "debug")
+    assert config.outbox_poll_seconds == 0.05
 
 
 @pytest.mark.parametrize(
@@ -56,6 +58,7 @@ def test_overrides_are_applied() -> None:
         ("SHOPMESH_LOG_LEVEL", "loud", "SHOPMESH_LOG_LEVEL='loud' must be one of"),
         ("MESH_TLS", "maybe", "MESH_TLS='maybe' must be one of"),
         ("SHOPMESH_BIND_HOST", "  ", "SHOPMESH_BIND_HOST must not be empty"),
+        ("SHOPMESH_OUTBOX_POLL_SECONDS", "0", "SHOPMESH_OUTBOX_POLL_SECONDS=0.0 is out of range"),
     ],
 )
 def test_bad_value_names_the_variable(variable: str, value: str, expected: str) -> None:

@@ -152,6 +152,9 @@ class PlatformConfig:
     # SHOPMESH_PROBE_PORT: the metrics again on a port of this process alone, so the one
     # starting a replacement can tell when *it* serves while both share the ports above.
     probe_port: int | None = None
+    # How long an idle outbox relay waits before looking for new events (SHOPMESH_OUTBOX_POLL_SECONDS):
+    # on the saga's path (payment -> CONFIRMED waits on average half of it per hop).
+    outbox_poll_seconds: float = 0.2
 
     def address_of(self, service: str) -> str:
         """host:port of another mesh service (SHOPMESH_ADDRESS_<NAME>, else the declared port)."""
@@ -212,4 +215,5 @@ class PlatformConfig:
             probe_port=read.integer("SHOPMESH_PROBE_PORT", -1, minimum=0, maximum=65535)
             if read.optional("SHOPMESH_PROBE_PORT") is not None
             else None,
+            outbox_poll_seconds=read.number("SHOPMESH_OUTBOX_POLL_SECONDS", 0.2, minimum=0.01, maximum=10.0),
         )

@@ -71,7 +71,7 @@ from shopmesh_platform.events.consumer import (
 )
 from shopmesh_platform.events.inbox import Inbox, PostgresInbox
 from shopmesh_platform.events.outbox import PostgresOutboxStore
-from shopmesh_platform.events.relay import OutboxRelay
+from shopmesh_platform.events.relay import OutboxRelay, RelaySettings
 from shopmesh_platform.events.topics import TopicCatalog
 from shopmesh_platform.kafka import KafkaConfig
 from shopmesh_platform.logs import configure_logging
@@ -342,6 +342,7 @@ class Runtime:
                 kafka=self.kafka,
                 catalog=self.catalog,
                 registry=self.registry,
+                settings=RelaySettings(poll_interval=self.config.outbox_poll_seconds),
             )
             return [relay], []
         if isinstance(self._store, MongoStore):
@@ -350,7 +351,10 @@ class Runtime:
                 return [], []
             lease = SlotLease(self._store.database, self.service)
             store = MongoOutboxStore(self._store.database, self._transition_outbox, publisher=lease.holder)
-            return [MongoRelay(store, lease, self.kafka, registry=self.registry)], [_Indexes(lease, store)]
+            mongo_relay = MongoRelay(
+                store, lease, self.kafka, poll_interval=self.config.outbox_poll_seconds, registry=self.registry
+            )
+            return [mongo_relay], [_Indexes(lease, store)]
         return [], []
 
     async def _prepare(self, parts: Sequence[Preparing], *, max_backoff: float = 10.0) -> None:
