@@ -35,9 +35,9 @@ from shopmesh_stack.channels import channel
 from shopmesh_stack.stack import Stack
 from tests.integration.helpers import HttpReply
 from tests.integration.orders_client import cancel_order, get_order, place
-from tests.integration.owasp.support import bearer, direct
+from tests.integration.owasp.support import bearer, direct, new_account
 from tests.integration.payments_support import intents_for_order
-from tests.integration.users_client import Account, call, register
+from tests.integration.users_client import Account, call
 from tests.polling import eventually
 
 PRODUCT, PRICE = "prod-123", 29.99
@@ -46,12 +46,12 @@ PENDING = "ORDER_STATUS_PENDING"
 
 @pytest.fixture(scope="module")
 def owner(stack: Stack) -> Account:
-    return register(stack)
+    return new_account(stack)
 
 
 @pytest.fixture(scope="module")
 def intruder(stack: Stack) -> Account:
-    return register(stack)
+    return new_account(stack)
 
 
 def same_answer(hidden: HttpReply, hidden_id: str, missing: HttpReply, missing_id: str) -> bool:

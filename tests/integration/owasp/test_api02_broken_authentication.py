@@ -36,16 +36,16 @@ from tests.declared import SERVICES
 from tests.integration.forged_tokens import FORGED_KINDS, claims, forged, signing_key
 from tests.integration.helpers import http
 from tests.integration.owasp.conftest import BUDGET
-from tests.integration.owasp.support import request_from
+from tests.integration.owasp.support import new_account, request_from
 from tests.integration.test_revocations import EDGE_CALLS, assert_refused_everywhere, edge_status, status_of
-from tests.integration.users_client import PASSWORD, Account, call, register, unique_email
+from tests.integration.users_client import PASSWORD, Account, call, unique_email
 
 LOGIN = "/api/v1/users/login"
 
 
 @pytest.fixture(scope="module")
 def account(stack: Stack) -> Account:
-    return register(stack)
+    return new_account(stack)
 
 
 def without_expiry(stack: Stack, user_id: str) -> str:
@@ -87,7 +87,7 @@ def test_issued_tokens_live_the_published_lifetime(stack: Stack, account: Accoun
 
 
 def test_a_token_stops_working_everywhere_at_logout(stack: Stack) -> None:
-    account = register(stack)
+    account = new_account(stack)
     assert call(stack, "POST", "/api/v1/users/logout", account, {}).status == 200
     assert_refused_everywhere(stack, account.token)
     # The account itself is fine: signing in again gives a working token.

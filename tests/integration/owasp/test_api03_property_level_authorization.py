@@ -35,9 +35,9 @@ from shopmesh_stack.stack import Stack
 from tests.integration.grpc_inputs import VARINT, tag, varint
 from tests.integration.helpers import http
 from tests.integration.orders_client import cancel_order, get_order, order_body, post_order
-from tests.integration.owasp.support import bearer, contract_fields
+from tests.integration.owasp.support import bearer, contract_fields, new_account
 from tests.integration.payments_support import stripe_client
-from tests.integration.users_client import PASSWORD, Account, call, register, unique_email
+from tests.integration.users_client import PASSWORD, Account, call, unique_email
 
 PRODUCT, PRICE = "prod-123", 29.99
 # Response fields whose names look secret, and why each is allowed.
@@ -57,7 +57,7 @@ AUTHENTICATION_CARD = "4000002760003184"
 
 @pytest.fixture(scope="module")
 def customer(stack: Stack) -> Account:
-    return register(stack)
+    return new_account(stack)
 
 
 def test_privileged_fields_at_registration_are_not_taken(stack: Stack) -> None:
@@ -126,7 +126,7 @@ def test_unknown_fields_in_a_grpc_message_are_dropped(stack: Stack, customer: Ac
 
 
 def test_an_order_body_cannot_set_its_owner_status_or_prices(stack: Stack, customer: Account) -> None:
-    stranger = register(stack)
+    stranger = new_account(stack)
     assert post_order(stack, customer, order_body(stranger, [(PRODUCT, 1, PRICE)])).status == 403
     body = order_body(
         customer,
@@ -154,7 +154,7 @@ def test_an_order_body_cannot_set_its_owner_status_or_prices(stack: Stack, custo
 
 
 def test_a_payment_body_cannot_set_its_outcome_or_payer(stack: Stack, customer: Account) -> None:
-    stranger = register(stack)
+    stranger = new_account(stack)
     placed = post_order(stack, customer, order_body(customer, [(PRODUCT, 1, PRICE)]))
     assert placed.status == 200, placed.body
     order = placed.json()
@@ -237,7 +237,7 @@ def authentication_card(stack: Stack) -> str:
 
 
 def test_a_payments_client_secret_and_stripe_ids_reach_only_its_payer(stack: Stack, customer: Account) -> None:
-    intruder = register(stack)
+    intruder = new_account(stack)
     placed = post_order(stack, customer, order_body(customer, [(PRODUCT, 1, PRICE)]))
     assert placed.status == 200, placed.body
     order = placed.json()
