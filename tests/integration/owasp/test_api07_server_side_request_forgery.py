@@ -68,7 +68,8 @@ CONFIGURED_CLIENTS = {
 def url_rules(field: FieldDescriptor) -> bool:
     """Whether the field's protovalidate rules say it holds a URI, host name or address."""
     options = descriptor_pb2.FieldOptions.FromString(field.GetOptions().SerializeToString())
-    rules = options.Extensions[validate_pb2.field].string
+    found = [value for option, value in options.ListFields() if option.full_name == validate_pb2.field.full_name]
+    rules: validate_pb2.StringRules = found[0].string if found else validate_pb2.StringRules()
     return any((rules.uri, rules.uri_ref, rules.hostname, rules.ip, rules.address, rules.host_and_port))
 
 
