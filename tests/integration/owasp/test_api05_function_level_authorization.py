@@ -27,7 +27,7 @@ import grpc
 import pytest
 
 from shopmesh_platform.mesh import AccessClass, MethodDecl, load_mesh
-from shopmesh_render.routes import rest_routes
+from shopmesh_render.routes import RestRoute, rest_routes
 from shopmesh_stack.channels import channel
 from shopmesh_stack.stack import Stack
 from tests.declared import SERVICES
@@ -94,8 +94,8 @@ def concrete(template: str, product_id: str) -> str:
     [route for route in rest_routes(MESH) if "admin" in route.method.roles],
     ids=lambda r: f"{r.verb} {r.template}",
 )
-def test_admin_only_routes_refuse_customers_at_the_edge(stack: Stack, customer: Account, route: object) -> None:
-    verb, template = route.verb, route.template  # type: ignore[attr-defined]
+def test_admin_only_routes_refuse_customers_at_the_edge(stack: Stack, customer: Account, route: RestRoute) -> None:
+    verb, template = route.verb, route.template
     reply = call(stack, verb, concrete(template, "prod-123"), customer, None if verb == "GET" else {})
     assert reply.status == 403, (verb, template, reply.body)
     assert reply.json()["code"] == 7

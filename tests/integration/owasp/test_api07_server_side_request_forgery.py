@@ -8,14 +8,17 @@ shopmesh_payments.stripe_gateway), the SMTP server (SHOPMESH_SMTP_HOST, through
 aiosmtplib in shopmesh_notifications.mailer), and at the edge the issuer's JWKS
 (through the edge's own listener). Two request fields hold URLs, and both are
 data, stored and returned as given, never dereferenced: a user's `avatar_url`
-and a product's `image_url` (validated as URIs, at most 2048 characters). A
-Stripe webhook is a body to verify, not a link to follow.
+and a product's `image_url` (absolute http or https URLs of at most 2048
+characters; `javascript:`, `file:` and other schemes are refused, so a client
+that renders them is not led anywhere else either). A Stripe webhook is a body
+to verify, not a link to follow.
 
 What these tests prove: the contracts' request messages have no URL-like field
 (by name, or by a `uri`/`hostname`/`ip` validation rule) beyond those two, so a
 new one fails here until it is reviewed; the only service modules that import a
-network client are the Stripe gateway and the mailer; and storing URLs that point
-at a listener of the test's own makes no connection to it.
+network client are the Stripe gateway and the mailer; URLs of other schemes are
+refused; and storing URLs that point at a listener of the test's own makes no
+connection to it.
 """
 
 from __future__ import annotations
@@ -113,6 +116,16 @@ def test_only_the_stripe_gateway_and_the_mailer_open_connections_of_their_own() 
     assert found == CONFIGURED_CLIENTS
 
 
+@pytest.fixture(scope="module")
+def customer(stack: Stack) -> Account:
+    return new_account(stack)
+
+
+@pytest.fixture(scope="module")
+def admin(stack: Stack) -> Account:
+    return new_admin(stack)
+
+
 @pytest.fixture
 def listener() -> Iterator[socket.socket]:
     """A TCP listener nobody should ever connect to."""
@@ -134,13 +147,14 @@ def connections(sock: socket.socket) -> int:
         count += 1
 
 
-def test_stored_urls_are_never_fetched(stack: Stack, listener: socket.socket) -> None:
+def test_stored_urls_are_never_fetched(
+    stack: Stack, customer: Account, admin: Account, listener: socket.socket
+) -> None:
     port = listener.getsockname()[1]
     trap = f"http://127.0.0.1:{port}/latest/meta-data/iam"
-    account: Account = new_account(stack)
+    account = customer
     updated = call(stack, "PATCH", f"/api/v1/users/{account.id}", account, {"avatarUrl": trap})
     assert updated.status == 200, updated.body
-    admin = new_admin(stack)
     product = create_product(stack, admin, imageUrl=f"{trap}?product")
     assert product.status == 200, product.body
     # Read back everywhere they appear: returned as given.
@@ -148,3 +162,13 @@ def test_stored_urls_are_never_fetched(stack: Stack, listener: socket.socket) ->
     shown = call(stack, "GET", f"/api/v1/products/{product.json()['id']}").json()
     assert shown["imageUrl"] == f"{trap}?product"
     assert connections(listener) == 0
+
+
+@pytest.mark.parametrize(
+    "url", ["javascript:alert(1)", "file:///etc/passwd", "gopher://127.0.0.1:6379/_INFO", "//x.example"]
+)
+def test_url_fields_take_only_http_urls(stack: Stack, customer: Account, admin: Account, url: str) -> None:
+    refused = call(stack, "PATCH", f"/api/v1/users/{customer.id}", customer, {"avatarUrl": url})
+    assert refused.status == 400 and "avatar_url" in refused.body.decode(), refused.body
+    product = create_product(stack, admin, imageUrl=url)
+    assert product.status == 400 and "image_url" in product.body.decode(), product.body

@@ -37,7 +37,6 @@ import pytest
 
 from shopmesh_stack.stack import Stack
 from tests.integration.helpers import http
-from tests.integration.owasp.support import new_account
 from tests.integration.payments_support import (
     WEBHOOK,
     event_payload,
@@ -73,15 +72,18 @@ async def processed(connection: asyncpg.Connection, event_id: str) -> int:
 
 @pytest.fixture
 async def pending_payment(stack: Stack) -> Any:
-    """A payment awaiting Stripe's word (held, so the reconciler leaves it to the webhooks): (connection, row ids)."""
-    user = new_account(stack)
+    """A payment awaiting Stripe's word (held, so the reconciler leaves it to the webhooks): (connection, row ids).
+
+    Its user id is only a column of the payments database: no account needs to be registered.
+    """
+    user_id = str(uuid.uuid4())
     connection = await payments_db(stack)
     intent_id = f"pi_owasp_{uuid.uuid4().hex[:14]}"
     payment_id, order_id = await seed_payment(
-        connection, user_id=user.id, amount_minor=AMOUNT_MINOR, intent_id=intent_id, held=True
+        connection, user_id=user_id, amount_minor=AMOUNT_MINOR, intent_id=intent_id, held=True
     )
     try:
-        yield connection, payment_id, order_id, intent_id, user.id
+        yield connection, payment_id, order_id, intent_id, user_id
     finally:
         await connection.close()
 
