@@ -1,7 +1,7 @@
 """OWASP API4:2023 Unrestricted Resource Consumption.
 
 What shopmesh does: every listing pages (`page_size` at most 100, default 20;
-page tokens at most 512 characters), every repeated or string field of a request
+page tokens at most 512 characters), every string and list field of a request
 has a declared bound (an order has 1 to 50 lines of 1 to 1000 units), and the
 rules are checked by the platform's validation interceptor before a handler runs.
 The edge refuses bodies over 1 MiB (413) before transcoding them, services refuse
@@ -11,8 +11,9 @@ client address on anonymous ones; 429 RESOURCE_EXHAUSTED beyond). Live streams a
 bounded too: a user holds at most SHOPMESH_NOTIFICATIONS_MAX_STREAMS_PER_USER (5)
 notification streams on a replica, each with a bounded queue.
 
-What these tests prove: page sizes over the cap are refused on every listing of
-the contracts (REST and gRPC), oversized orders are refused, bodies over the
+What these tests prove: every string and list field of the request contracts is
+bounded; page sizes over the cap are refused on every listing of the contracts
+(REST and gRPC), oversized orders are refused, bodies over the
 limit are 413 at the edge and messages over it RESOURCE_EXHAUSTED at a service,
 budgets refuse a subject's and an address's calls once spent while other clients
 still pass, and one user cannot open more notification streams than the cap.
@@ -25,8 +26,12 @@ import json
 
 import grpc
 import pytest
+from buf.validate import validate_pb2
+from google.protobuf import descriptor_pb2
+from google.protobuf.descriptor import FieldDescriptor
 from grpc import aio
 
+from shopmesh.common.v1.validation_pb2 import currency_code
 from shopmesh.inventory.v1 import inventory_service_pb2 as inventory_pb
 from shopmesh.inventory.v1 import inventory_service_pb2_grpc as inventory_grpc
 from shopmesh.notification.v1 import notification_service_pb2 as notification_pb
@@ -42,7 +47,7 @@ from tests.integration.helpers import http
 from tests.integration.notifications_support import channel_to, open_streams, watch
 from tests.integration.orders_client import order_body, post_order
 from tests.integration.owasp.conftest import BUDGET
-from tests.integration.owasp.support import contract_messages, direct, lower, new_account, request_from
+from tests.integration.owasp.support import contract_fields, contract_messages, direct, lower, new_account, request_from
 from tests.integration.users_client import PASSWORD, Account, call
 from tests.polling import eventually
 
@@ -79,6 +84,35 @@ def test_every_listing_caps_its_page_size(stack: Stack, customer: Account) -> No
     request = inventory_pb.ListProductsRequest(page_size=10_000)
     code, _ = direct(stack, "inventory", inventory_grpc.InventoryServiceStub, "ListProducts", request)
     assert code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def field_rules(field: FieldDescriptor) -> validate_pb2.FieldRules:
+    options = descriptor_pb2.FieldOptions.FromString(field.GetOptions().SerializeToString())
+    found = [value for option, value in options.ListFields() if option.full_name == validate_pb2.field.full_name]
+    return found[0] if found else validate_pb2.FieldRules()
+
+
+def is_bounded(field: FieldDescriptor) -> bool:
+    """Whether the field's rules bound its size: a length, a UUID, a fully anchored pattern, a
+    bounded predefined rule (a currency code is three letters), or for a list its number of items."""
+    rules = field_rules(field)
+    if field.is_repeated:
+        return rules.repeated.HasField("max_items")
+    text = rules.string
+    fixed_size = text.uuid or (text.HasField("pattern") and text.pattern.endswith("$"))
+    return text.HasField("max_len") or text.HasField("len") or fixed_size or text.Extensions[currency_code]
+
+
+def test_every_string_and_list_a_client_sends_is_bounded() -> None:
+    """google.api.HttpBody (the webhook's raw body) is bounded by the edge's body limit instead."""
+    unbounded = [
+        name
+        for name, field in contract_fields(requests=True).items()
+        if name.startswith("shopmesh.")
+        and (field.is_repeated or field.type in (FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_BYTES))
+        and not is_bounded(field)
+    ]
+    assert unbounded == []
 
 
 def test_an_order_is_bounded_in_lines_and_units(stack: Stack, customer: Account) -> None:
