@@ -4,6 +4,7 @@ breaker opening on a dead endpoint, webhook verification, config, the status mir
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import re
 import socket
@@ -15,10 +16,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from shopmesh.payment.v1 import payment_service_pb2 as pb
 from shopmesh_payments.config import PaymentsConfig, StripeConfig
+from shopmesh_payments.domain import intent_mismatches
 from shopmesh_payments.metrics import PaymentMetrics
 from shopmesh_payments.orders_client import minor_units
 from shopmesh_payments.ports import InvalidWebhook, ProviderDeclined, ProviderUnavailable
-from shopmesh_payments.records import IntentStatus, PaymentStatus
+from shopmesh_payments.records import IntentStatus, PaymentRecord, PaymentStatus
 from shopmesh_payments.stripe_gateway import StripeGateway, classify
 from shopmesh_payments.stripe_objects import charge_refunds, intent_state
 from shopmesh_payments.webhooks import StripeWebhooks
@@ -56,6 +58,21 @@ def test_intent_states_from_stripe_objects() -> None:
     assert charge_refunds({"id": "ch_1"}) is None
     listed = charge_refunds({"refunds": {"data": [{"id": "re_1", "amount": 100, "status": "succeeded"}]}})
     assert listed is not None and [(r.id, r.amount_minor) for r in listed] == [("re_1", 100)]
+
+
+def test_an_intent_is_applied_only_to_the_payment_it_describes() -> None:
+    now = dt.datetime.now(dt.UTC)
+    payment = PaymentRecord(
+        id="p", order_id="o-1", user_id="u", amount_minor=5998, currency="USD",
+        status=PaymentStatus.PENDING, payment_method="pm_card_visa", created_at=now, updated_at=now,
+    )  # fmt: skip
+    own = {"id": "pi_1", "status": "succeeded", "amount": 5998, "currency": "usd", "metadata": {"order_id": "o-1"}}
+    assert intent_mismatches(payment, intent_state(own)) == []
+    assert intent_mismatches(payment, intent_state({**own, "metadata": {}})) == []
+    assert intent_mismatches(payment, intent_state({**own, "amount": 1})) == ["amount"]
+    assert intent_mismatches(payment, intent_state({**own, "amount": "5998.5"})) == ["amount"]
+    assert intent_mismatches(payment, intent_state({**own, "currency": "eur"})) == ["currency"]
+    assert intent_mismatches(payment, intent_state({**own, "metadata": {"order_id": "o-2"}})) == ["order_id"]
 
 
 def test_stripe_errors_are_sorted_into_refusals_and_failures() -> None:
@@ -127,6 +144,7 @@ def test_webhook_verification_over_the_raw_body() -> None:
     for body, header in (
         (payload, _signed(payload, secret="whsec_other")),
         (payload, _signed(payload, timestamp=int(time.time()) - 301)),
+        (payload, _signed(payload, timestamp=int(time.time()) + 301)),
         (payload.replace("pi_1", "pi_2"), _signed(payload)),
         (payload, "t=1,v0=abc"),
     ):

@@ -24,7 +24,13 @@ async def serve(env: Mapping[str, str]) -> None:
     runtime = Runtime.from_env("notifications", env)
     postgres = await runtime.postgres()
     feed = Feed(postgres.pool)
-    hub = NotificationHub(postgres.config.dsn, feed, queue_size=config.stream.queue_size, registry=runtime.registry)
+    hub = NotificationHub(
+        postgres.config.dsn,
+        feed,
+        queue_size=config.stream.queue_size,
+        max_streams_per_user=config.stream.max_per_user,
+        registry=runtime.registry,
+    )
     mail = MailWorker(
         postgres.pool, config.smtp, config.retry, UsersDirectory(runtime.channel("users")), runtime.registry
     )

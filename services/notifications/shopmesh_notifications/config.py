@@ -7,7 +7,9 @@ Sending: SHOPMESH_MAIL_POLL_SECONDS (how often the worker looks for due mails, 1
 SHOPMESH_MAIL_RETRY_INITIAL_SECONDS (1) doubling to SHOPMESH_MAIL_RETRY_MAX_SECONDS (60).
 Streams: SHOPMESH_NOTIFICATIONS_STREAM_QUEUE (notifications a slow client may fall
 behind before its stream is closed, 100), SHOPMESH_NOTIFICATIONS_TOKEN_CHECK_SECONDS
-(how often an open stream checks its token's revocation, 1).
+(how often an open stream checks its token's revocation, 1),
+SHOPMESH_NOTIFICATIONS_MAX_STREAMS_PER_USER (streams one user may hold open on a
+replica, 5: each holds a queue and a subscription, so their number is bounded).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class MailRetry:
 class StreamConfig:
     queue_size: int
     token_check_seconds: float
+    max_per_user: int
 
 
 @dataclass(frozen=True)
@@ -78,5 +81,6 @@ class NotificationsConfig:
             token_check_seconds=read.number(
                 "SHOPMESH_NOTIFICATIONS_TOKEN_CHECK_SECONDS", 1.0, minimum=0.05, maximum=60.0
             ),
+            max_per_user=read.integer("SHOPMESH_NOTIFICATIONS_MAX_STREAMS_PER_USER", 5, minimum=1, maximum=1000),
         )
         return cls(smtp, retry, stream)

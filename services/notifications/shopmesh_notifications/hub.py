@@ -8,7 +8,9 @@ row once per notification, and only if someone here watches that user.
 
 Each stream has a bounded queue: a client that falls behind by more than its
 size is closed (RESOURCE_EXHAUSTED) instead of holding memory or slowing the
-others, who are fed without waiting on anyone. If the listening connection is
+others, who are fed without waiting on anyone; and a user holds at most
+`max_streams_per_user` streams here (one more is RESOURCE_EXHAUSTED), so one
+token cannot pile up subscriptions. If the listening connection is
 lost, every open stream ends with UNAVAILABLE (it may have missed a NOTIFY;
 the client reconnects and lists what it missed) and the hub reconnects with
 backoff; while it is not listening, new streams are refused with UNAVAILABLE.
@@ -101,10 +103,13 @@ class HubMetrics:
 class NotificationHub:
     """Run `run()` as a worker of the service; `subscribe()` per stream; `drain()` on shutdown."""
 
-    def __init__(self, dsn: str, feed: Feed, *, queue_size: int, registry: CollectorRegistry) -> None:
+    def __init__(
+        self, dsn: str, feed: Feed, *, queue_size: int, max_streams_per_user: int, registry: CollectorRegistry
+    ) -> None:
         self._dsn = dsn
         self._feed = feed
         self._queue_size = queue_size
+        self._max_streams_per_user = max_streams_per_user
         self._metrics = HubMetrics(registry)
         self._streams: dict[str, set[Subscription]] = {}
         self._arrivals: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
@@ -116,6 +121,12 @@ class NotificationHub:
             raise Unavailable("the server is draining; reconnect", reason="DRAINING", domain=DOMAIN)
         if not self._listening:
             raise Unavailable("the live feed is not connected yet; retry", reason="FEED_NOT_LISTENING", domain=DOMAIN)
+        if len(self._streams.get(user_id, ())) >= self._max_streams_per_user:
+            raise ResourceExhausted(
+                f"at most {self._max_streams_per_user} open streams per user; close one first",
+                reason="TOO_MANY_STREAMS",
+                domain=DOMAIN,
+            )
         subscription = Subscription(user_id, self._queue_size)
         self._streams.setdefault(user_id, set()).add(subscription)
         self._metrics.open.inc()

@@ -297,7 +297,22 @@ class Payments:
     async def apply_intent_in(
         self, connection: asyncpg.Connection, payment_id: str, intent: IntentState
     ) -> list[PaymentStatus]:
-        """`apply_intent` inside the caller's transaction; returns the statuses the payment moved to."""
+        """`apply_intent` inside the caller's transaction; returns the statuses the payment moved to.
+
+        Stripe's word is taken only about the payment it can be about: an intent for
+        another order, amount or currency changes nothing (fail closed; an operator
+        looks at the warning), so a confused or forged report never marks an order paid.
+        """
+        payment = await store.find_by_id(connection, payment_id)
+        if payment is None:
+            return []
+        mismatches = intent_mismatches(payment, intent)
+        if mismatches:
+            logger.warning(
+                "a PaymentIntent that does not match its payment was not applied",
+                extra={"payment_id": payment_id, "intent_status": intent.status.value, "mismatch": mismatches},
+            )
+            return []
         await store.record_intent(connection, payment_id, intent.id)
         if intent.status is IntentStatus.SUCCEEDED:
             return await self._settle_in(connection, payment_id, PaymentStatus.SUCCEEDED, fee_minor=intent.fee_minor)
@@ -602,6 +617,19 @@ def _is_uuid(value: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def intent_mismatches(payment: PaymentRecord, intent: IntentState) -> list[str]:
+    """What of a PaymentIntent Stripe reported differs from the payment it is applied to (nothing: it is its own)."""
+    mismatches = []
+    if intent.amount_minor != payment.amount_minor:
+        mismatches.append("amount")
+    if intent.currency.upper() != payment.currency.upper():
+        mismatches.append("currency")
+    order_id = intent.metadata.get("order_id")
+    if order_id is not None and order_id != payment.order_id:
+        mismatches.append("order_id")
+    return mismatches
 
 
 def metadata_order_id(metadata: Mapping[str, str]) -> str | None:

@@ -50,6 +50,15 @@ def _as_dict(value: Any) -> Mapping[str, Any]:
     return value.to_dict() if hasattr(value, "to_dict") else dict(value)
 
 
+def _signature_timestamp(signature_header: str) -> int | None:
+    """The `t=` of a Stripe-Signature header (e.g. `t=1700000000,v1=...`), if it is a number."""
+    for item in signature_header.split(","):
+        key, _, value = item.strip().partition("=")
+        if key == "t" and value.isdigit():
+            return int(value)
+    return None
+
+
 class StripeGateway:
     """PaymentProvider and WebhookVerifier on the stripe library."""
 
@@ -195,6 +204,11 @@ class StripeGateway:
             )
         except (stripe.SignatureVerificationError, ValueError) as error:
             raise InvalidWebhook(type(error).__name__) from None
+        # The library refuses only old timestamps; a tolerance holds both ways, so a signature
+        # made for the future cannot be replayed for longer than the window either.
+        signed_at = _signature_timestamp(signature_header)
+        if signed_at is None or signed_at > time.time() + WEBHOOK_TOLERANCE_SECONDS:
+            raise InvalidWebhook("timestamp outside the tolerance")
         raw = _as_dict(event)
         data = raw.get("data")
         data_object = data.get("object") if isinstance(data, Mapping) else None

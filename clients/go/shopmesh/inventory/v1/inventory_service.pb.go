@@ -408,7 +408,9 @@ type CreateProductRequest struct {
 	Stock int32 `protobuf:"varint,6,opt,name=stock,proto3" json:"stock,omitempty"`
 	// Category.
 	Category string `protobuf:"bytes,7,opt,name=category,proto3" json:"category,omitempty"`
-	// Image URL.
+	// Image URL: an absolute http or https URL (no `javascript:`, `file:` or
+	// other schemes a client could be led to follow). Stored and returned as
+	// given; the service never fetches it.
 	ImageUrl string `protobuf:"bytes,8,opt,name=image_url,json=imageUrl,proto3" json:"image_url,omitempty"`
 	// Whether customers see the product; true when not given.
 	Active        *bool `protobuf:"varint,9,opt,name=active,proto3,oneof" json:"active,omitempty"`
@@ -1039,7 +1041,7 @@ const file_shopmesh_inventory_v1_inventory_service_proto_rawDesc = "" +
 	"\bproducts\x18\x01 \x03(\v2\x1e.shopmesh.inventory.v1.ProductR\bproducts\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"F\n" +
 	"\x11GetProductRequest\x121\n" +
-	"\x02id\x18\x01 \x01(\tB!\xbaH\x1er\x1c2\x1a^prod-[A-Za-z0-9_-]{1,64}$R\x02id\"\xfa\x02\n" +
+	"\x02id\x18\x01 \x01(\tB!\xbaH\x1er\x1c2\x1a^prod-[A-Za-z0-9_-]{1,64}$R\x02id\"\x95\x03\n" +
 	"\x14CreateProductRequest\x121\n" +
 	"\x02id\x18\x01 \x01(\tB!\xbaH\x1er\x1c2\x1a^prod-[A-Za-z0-9_-]{1,64}$R\x02id\x12\x1e\n" +
 	"\x04name\x18\x02 \x01(\tB\n" +
@@ -1048,8 +1050,8 @@ const file_shopmesh_inventory_v1_inventory_service_proto_rawDesc = "" +
 	"\x05price\x18\x04 \x01(\x01B\t\xbaH\x06\x12\x04\x88\x95+\x01R\x05price\x12%\n" +
 	"\bcurrency\x18\x05 \x01(\tB\t\xbaH\x06r\x04\x90\x95+\x01R\bcurrency\x12!\n" +
 	"\x05stock\x18\x06 \x01(\x05B\v\xbaH\b\x1a\x06\x18\xc0\x84=(\x00R\x05stock\x12#\n" +
-	"\bcategory\x18\a \x01(\tB\a\xbaH\x04r\x02\x18dR\bcategory\x12+\n" +
-	"\timage_url\x18\b \x01(\tB\x0e\xbaH\v\xd8\x01\x01r\x06\x18\x80\x10\x88\x01\x01R\bimageUrl\x12\x1b\n" +
+	"\bcategory\x18\a \x01(\tB\a\xbaH\x04r\x02\x18dR\bcategory\x12F\n" +
+	"\timage_url\x18\b \x01(\tB)\xbaH&\xd8\x01\x01r!\x18\x80\x102\x19^[Hh][Tt][Tt][Pp][Ss]?://\x88\x01\x01R\bimageUrl\x12\x1b\n" +
 	"\x06active\x18\t \x01(\bH\x00R\x06active\x88\x01\x01B\t\n" +
 	"\a_active\"\xd1\x01\n" +
 	"\x12AdjustStockRequest\x12@\n" +

@@ -724,7 +724,9 @@ type UpdateUserRequest struct {
 	Phone *string `protobuf:"bytes,4,opt,name=phone,proto3,oneof" json:"phone,omitempty"`
 	// New date of birth, YYYY-MM-DD.
 	DateOfBirth *string `protobuf:"bytes,5,opt,name=date_of_birth,json=dateOfBirth,proto3,oneof" json:"date_of_birth,omitempty"`
-	// New avatar image URL.
+	// New avatar image URL: an absolute http or https URL (no `javascript:`,
+	// `file:` or other schemes a client could be led to follow). Stored and
+	// returned as given; the service never fetches it.
 	AvatarUrl *string `protobuf:"bytes,6,opt,name=avatar_url,json=avatarUrl,proto3,oneof" json:"avatar_url,omitempty"`
 	// New biography.
 	Bio *string `protobuf:"bytes,7,opt,name=bio,proto3,oneof" json:"bio,omitempty"`
@@ -1306,16 +1308,16 @@ const file_shopmesh_user_v1_user_service_proto_rawDesc = "" +
 	"\x04user\x18\x02 \x01(\v2\x16.shopmesh.user.v1.UserR\x04user\"\x0e\n" +
 	"\fGetMeRequest\"*\n" +
 	"\x0eGetUserRequest\x12\x18\n" +
-	"\x02id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x02id\"\xeb\x03\n" +
+	"\x02id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x02id\"\x86\x04\n" +
 	"\x11UpdateUserRequest\x12\x18\n" +
 	"\x02id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x02id\x12-\n" +
 	"\n" +
 	"first_name\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18dH\x00R\tfirstName\x88\x01\x01\x12+\n" +
 	"\tlast_name\x18\x03 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18dH\x01R\blastName\x88\x01\x01\x125\n" +
 	"\x05phone\x18\x04 \x01(\tB\x1a\xbaH\x17r\x152\x13^[0-9+()\\- ]{0,20}$H\x02R\x05phone\x88\x01\x01\x12L\n" +
-	"\rdate_of_birth\x18\x05 \x01(\tB#\xbaH r\x1e2\x1c^[0-9]{4}-[0-9]{2}-[0-9]{2}$H\x03R\vdateOfBirth\x88\x01\x01\x12/\n" +
+	"\rdate_of_birth\x18\x05 \x01(\tB#\xbaH r\x1e2\x1c^[0-9]{4}-[0-9]{2}-[0-9]{2}$H\x03R\vdateOfBirth\x88\x01\x01\x12J\n" +
 	"\n" +
-	"avatar_url\x18\x06 \x01(\tB\v\xbaH\br\x06\x18\x80\x10\x88\x01\x01H\x04R\tavatarUrl\x88\x01\x01\x12\x1f\n" +
+	"avatar_url\x18\x06 \x01(\tB&\xbaH#r!\x18\x80\x102\x19^[Hh][Tt][Tt][Pp][Ss]?://\x88\x01\x01H\x04R\tavatarUrl\x88\x01\x01\x12\x1f\n" +
 	"\x03bio\x18\a \x01(\tB\b\xbaH\x05r\x03\x18\xd0\x0fH\x05R\x03bio\x88\x01\x01\x129\n" +
 	"\aaddress\x18\b \x01(\v2\x1f.shopmesh.user.v1.PostalAddressR\aaddressB\r\n" +
 	"\v_first_nameB\f\n" +

@@ -319,7 +319,10 @@ export const NotificationService: GenService<{
    * ListNotifications first. The stream ends with UNAUTHENTICATED when the
    * caller's token expires or is revoked, with RESOURCE_EXHAUSTED when the
    * client reads too slowly to keep up, and with UNAVAILABLE when the server
-   * drains (reconnect, to another replica).
+   * drains (reconnect, to another replica). A user holds at most a few streams
+   * open on one replica (SHOPMESH_NOTIFICATIONS_MAX_STREAMS_PER_USER, default
+   * 5): one more is refused with RESOURCE_EXHAUSTED (reason TOO_MANY_STREAMS)
+   * until one of them ends.
    *
    * @generated from rpc shopmesh.notification.v1.NotificationService.WatchNotifications
    */
