@@ -30,6 +30,7 @@ from shopmesh_platform import transport
 from shopmesh_platform.config import PlatformConfig, TransportSecurity
 from shopmesh_platform.interceptors import default_chain
 from shopmesh_platform.interceptors.auth import AuthInterceptor, UserTokenVerifier
+from shopmesh_platform.interceptors.fused import fused
 from shopmesh_platform.interceptors.tracing import build_tracer_provider
 
 LIVENESS_SERVICE = "shopmesh.liveness"
@@ -91,6 +92,8 @@ class ShopmeshServer:
         self._stopped = asyncio.Event()
         self._tracer_provider = build_tracer_provider(config.service_name, config.otlp_endpoint)
         limits = config.limits
+        # The chain's AroundInterceptors run as one grpc interceptor, planned once per method.
+        interceptors = fused(interceptors)
         self._server = aio.server(
             interceptors=interceptors(
                 auth=AuthInterceptor(
