@@ -3,6 +3,7 @@ each method's plan built on its first call, the chain's order and behaviour unch
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -12,6 +13,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from shopmesh_platform.interceptors.base import AroundInterceptor, CallInfo, NextCall
 from shopmesh_platform.interceptors.fused import FusedInterceptor, fuse
+from shopmesh_platform.interceptors.request_id import new_request_id
 
 CHECK = "/grpc.health.v1.Health/Check"
 
@@ -164,3 +166,11 @@ async def test_unknown_methods_are_left_to_grpc() -> None:
     finally:
         await channel.close()
         await server.stop(None)
+
+
+def test_made_request_ids_are_random_version_4_uuids() -> None:
+    made = {new_request_id() for _ in range(2000)}
+    assert len(made) == 2000
+    for request_id in made:
+        parsed = uuid.UUID(request_id)
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, request_id)
