@@ -22,7 +22,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import protovalidate
-from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import DecodeError, Message
 from grpc import aio
 
@@ -49,8 +48,8 @@ def field_path(violation: protovalidate.Violation) -> str:
     return "".join(parts)
 
 
-def has_rules(descriptor: Descriptor) -> bool:
-    """Whether validating a message of this type could find anything to check.
+def has_rules(descriptor: Any) -> bool:
+    """Whether validating a message of this type (its Descriptor) could find anything to check.
 
     Conservative: any option set on the message, one of its oneofs or fields, or
     on a message type one of its fields reaches (maps and recursion included)
@@ -59,7 +58,7 @@ def has_rules(descriptor: Descriptor) -> bool:
     return _reaches_options(descriptor, set())
 
 
-def _reaches_options(descriptor: Descriptor, seen: set[str]) -> bool:
+def _reaches_options(descriptor: Any, seen: set[str]) -> bool:
     if descriptor.full_name in seen:
         return False
     seen.add(descriptor.full_name)
