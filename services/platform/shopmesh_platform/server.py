@@ -36,6 +36,7 @@ from shopmesh_platform import transport
 from shopmesh_platform.config import PlatformConfig, TransportSecurity
 from shopmesh_platform.interceptors import default_chain
 from shopmesh_platform.interceptors.auth import AuthInterceptor, UserTokenVerifier
+from shopmesh_platform.interceptors.fused import fused
 from shopmesh_platform.metrics_http import MetricsEndpoint
 from shopmesh_platform.traces import Tracing
 
@@ -104,6 +105,8 @@ class ShopmeshServer:
         self._owns_tracing = tracing is None
         self.tracing = tracing or Tracing.for_service(config.service_name, config.otlp_endpoint)
         limits = config.limits
+        # The chain's AroundInterceptors run as one grpc interceptor, planned once per method.
+        interceptors = fused(interceptors)
         self._server = aio.server(
             interceptors=interceptors(
                 auth=AuthInterceptor(

@@ -18,6 +18,16 @@ A token whose `jti` is revoked is refused; while the revocation check cannot
 tell (the deny-list has not been replayed yet) a valid token is refused too,
 with UNAVAILABLE: the check fails closed.
 
+Verifying a token's signature and claims is the largest part of a call's cost
+(`make bench-platform`), so a token that verified is remembered, by its raw
+text, in a bounded cache (`VerifiedTokens`). A remembered token still goes
+through everything that can change after it was verified: its key must still be
+the one the current key set holds for its `kid` (a refresh, a retired key or a
+key set too old to trust all end the shortcut, with the same refusal as
+without it), it is used only before its `exp` (the full check then decides,
+leeway included), and its `jti` is checked against revocations on every call;
+a revoked token is dropped from the cache.
+
 Besides its keys, the JWKS carries the issuer's token lifetime
 (`token_lifetime_seconds`): how far back a service replays revocations.
 """
@@ -47,6 +57,8 @@ logger = logging.getLogger("shopmesh.tokens")
 
 # The JWKS member (proto field name of GetJwksResponse) with the issuer's token lifetime.
 TOKEN_LIFETIME_MEMBER = "token_lifetime_seconds"
+# Verified tokens remembered per verifier: a few MB at most (a token is ~0.5 kB).
+MAX_CACHED_TOKENS = 10_000
 
 
 class RevocationCheck(Protocol):
@@ -94,6 +106,44 @@ class TokenConfig:
         )
 
 
+@dataclass(frozen=True)
+class VerifiedToken:
+    """What a successful verification established, and what it depended on."""
+
+    caller: Caller
+    token_id: str
+    kid: str
+    # The key object that verified the signature: a refreshed or changed key set holds another.
+    key: Any
+    # Wall-clock time (the token's `exp`) from which the full check must decide again.
+    expires_at: float
+
+
+class VerifiedTokens:
+    """A bounded map from raw token to its VerifiedToken; the oldest entry goes first when full."""
+
+    def __init__(self, max_entries: int) -> None:
+        self._max_entries = max_entries
+        self._entries: dict[str, VerifiedToken] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, token: str) -> VerifiedToken | None:
+        return self._entries.get(token)
+
+    def put(self, token: str, verified: VerifiedToken) -> None:
+        if self._max_entries <= 0:
+            return
+        self._entries.pop(token, None)
+        while len(self._entries) >= self._max_entries:
+            del self._entries[next(iter(self._entries))]
+        self._entries[token] = verified
+
+    def drop(self, token: str) -> None:
+        self._entries.pop(token, None)
+
+
 def invalid(message: str, reason: str) -> Unauthenticated:
     return Unauthenticated(message, reason=reason, domain="auth")
 
@@ -110,6 +160,8 @@ class JwtVerifier:
         min_refresh_gap_seconds: float = 5.0,
         leeway_seconds: float = 5.0,
         clock: Clock = time.monotonic,
+        wall_clock: Clock = time.time,
+        max_cached_tokens: int = MAX_CACHED_TOKENS,
     ) -> None:
         self._config = config
         self._jwks_source = jwks_source
@@ -121,7 +173,10 @@ class JwtVerifier:
         self._min_gap = min(min_refresh_gap_seconds, config.jwks_refresh_seconds)
         self._leeway = leeway_seconds
         self._clock = clock
+        # Token expiry is wall-clock time (what PyJWT compares `exp` with).
+        self._wall_clock = wall_clock
         self._refresh_lock = asyncio.Lock()
+        self._verified = VerifiedTokens(max_cached_tokens)
 
     def _age(self) -> float:
         return self._clock() - self._fetched_at
@@ -168,6 +223,31 @@ class JwtVerifier:
         return await self._revocations.is_revoked(token_id)
 
     async def verify(self, token: str) -> Caller:
+        remembered = self._verified.get(token)
+        if remembered is not None:
+            # The same refusals as the full check: the key set decides first (stale,
+            # retired or unknown key), then expiry, then revocation.
+            try:
+                key = await self._key(remembered.kid)
+            except Unauthenticated:
+                self._verified.drop(token)
+                raise
+            if key is remembered.key and self._wall_clock() < remembered.expires_at:
+                await self._refuse_if_revoked(token, remembered.token_id)
+                return remembered.caller
+            self._verified.drop(token)
+        verified = await self._verify_fully(token)
+        await self._refuse_if_revoked(token, verified.token_id)
+        self._verified.put(token, verified)
+        return verified.caller
+
+    async def _refuse_if_revoked(self, token: str, token_id: str) -> None:
+        if await self._revocations.is_revoked(token_id):
+            self._verified.drop(token)
+            raise invalid("token revoked", "TOKEN_REVOKED")
+
+    async def _verify_fully(self, token: str) -> VerifiedToken:
+        """Signature and claims (not revocation): the caller, and what the check depended on."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -199,14 +279,10 @@ class JwtVerifier:
         role = claims.get("role")
         if role not in ROLES:
             raise invalid("token carries no valid role", "TOKEN_INVALID")
-        if await self._revocations.is_revoked(str(claims["jti"])):
-            raise invalid("token revoked", "TOKEN_REVOKED")
-        return Caller(
-            user_id=str(claims["sub"]),
-            role=str(role),
-            token_id=str(claims["jti"]),
-            token_expires_at=float(claims["exp"]),
-        )
+        token_id = str(claims["jti"])
+        expires_at = float(claims["exp"])
+        caller = Caller(user_id=str(claims["sub"]), role=str(role), token_id=token_id, token_expires_at=expires_at)
+        return VerifiedToken(caller, token_id, kid, key, expires_at)
 
 
 def _parse_jwks(jwks: Mapping[str, Any]) -> dict[str, Any]:

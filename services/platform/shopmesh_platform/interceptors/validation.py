@@ -9,6 +9,10 @@ invalid UTF-8 in a string) are the client's error too: INVALID_ARGUMENT with rea
 MALFORMED_REQUEST. Left to grpc they would be UNKNOWN, naming a Python exception
 class. The decoder hands such a request on as an `UndecodableRequest`, so the auth
 interceptor still refuses a caller it does not let in before the input is judged.
+
+Whether a message type can break any rule is decided once per type, from its
+descriptor (`has_rules`): a type with no options anywhere it reaches (Health's
+requests, GetMe's empty one) is not handed to the validator at all.
 """
 
 from __future__ import annotations
@@ -44,6 +48,32 @@ def field_path(violation: protovalidate.Violation) -> str:
     return "".join(parts)
 
 
+def has_rules(descriptor: Any) -> bool:
+    """Whether validating a message of this type (its Descriptor) could find anything to check.
+
+    Conservative: any option set on the message, one of its oneofs or fields, or
+    on a message type one of its fields reaches (maps and recursion included)
+    counts, whether it is a buf.validate rule or not.
+    """
+    return _reaches_options(descriptor, set())
+
+
+def _reaches_options(descriptor: Any, seen: set[str]) -> bool:
+    if descriptor.full_name in seen:
+        return False
+    seen.add(descriptor.full_name)
+    if descriptor.GetOptions().ByteSize():
+        return True
+    if any(oneof.GetOptions().ByteSize() for oneof in descriptor.oneofs):
+        return True
+    for field in descriptor.fields:
+        if field.GetOptions().ByteSize():
+            return True
+        if field.message_type is not None and _reaches_options(field.message_type, seen):
+            return True
+    return False
+
+
 @dataclasses.dataclass(frozen=True)
 class UndecodableRequest:
     """Request bytes that are not a message of `type_name`."""
@@ -71,6 +101,8 @@ class ValidationInterceptor(AroundInterceptor):
 
     def __init__(self) -> None:
         self._validator = protovalidate.Validator()
+        # Per message type, decided on its first request: bounded by the types served.
+        self._has_rules: dict[str, bool] = {}
 
     async def around(self, call: CallInfo, proceed: NextCall) -> Any:
         if not call.kind.request_streaming:
@@ -93,6 +125,12 @@ class ValidationInterceptor(AroundInterceptor):
                 f"invalid request: not a well-formed {message.type_name} message", reason="MALFORMED_REQUEST"
             )
         if not isinstance(message, Message):
+            return
+        descriptor = message.DESCRIPTOR
+        checked = self._has_rules.get(descriptor.full_name)
+        if checked is None:
+            checked = self._has_rules[descriptor.full_name] = has_rules(descriptor)
+        if not checked:
             return
         violations = self._validator.collect_violations(message)
         if violations:
