@@ -15,7 +15,7 @@ SERVICES = Path(__file__).resolve().parents[2] / "services"
 # SQL (or asyncpg calls) whose effect outlives the statement's transaction.
 SESSION_STATE = re.compile(
     r"pg_(try_)?advisory_lock(_shared)?\s*\("  # session advisory locks (the _xact_ ones end with the transaction)
-    r"|\bLISTEN\s"
+    r"|(?-i:\bLISTEN\s)"  # the SQL keyword, not the word "listen" in prose
     r"|connection\.add_listener\("
     r"|[\"']\s*SET\s+(SESSION\s+)?[a-z_.]+\s*(=|TO)\s"
     r"|set_config\s*\("
