@@ -17,7 +17,7 @@ PY := $(VENV)/bin/python
 STACK := $(PY) -m shopmesh_stack
 export SHOPMESH_UV_PATH := $(UV_HOME)/bin
 
-.PHONY: help deps gen gen-check render render-check lint buf-lint test unit fuzz breaking client-python clean-venv install up down status logs clean promote-admin dlq ledger-check bench-platform
+.PHONY: help deps gen gen-check render render-check lint buf-lint test unit fuzz breaking client-python clean-venv install up down status logs clean promote-admin dlq ledger-check bench-platform chaos
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -93,6 +93,9 @@ ledger-check: deps ## check every product's stock against the stock ledger (loca
 
 bench-platform: deps ## the platform's cost per call against a bare server (own stack; ~10 min; BENCH_DURATION=15 for longer runs)
 	@$(PY) -m shopmesh_bench
+
+chaos: deps install ## crash-anything ledger test: 20 checkouts/s for 60 s, every component SIGKILLed once (own stack; CHAOS_SEED, CHAOS_RATE, CHAOS_DURATION, CHAOS_COMPONENTS)
+	@$(PY) -m shopmesh_chaos
 
 unit: deps ## run the tests only
 	@$(VENV)/bin/pytest
