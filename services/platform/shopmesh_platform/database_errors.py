@@ -2,14 +2,18 @@
 
 PostgreSQL's errors hold the offending row in their `detail` ("Failing row
 contains (…)": emails, password hashes) and often values in their message;
-PyMongo's duplicate-key errors hold the key. Two things here keep those out of
-answers and logs, in one place:
+PyMongo's duplicate-key errors hold the key. Three things here keep those out of
+answers and logs, and a database outage out of the bugs, in one place:
 
 - `refusal(exc)`: the domain error a constraint violation that escaped a
   handler stands for. A unique violation (or a duplicate key) is ALREADY_EXISTS;
   any other integrity violation (check, not null, foreign key, exclusion) is
   INVALID_ARGUMENT. The message and metadata name the constraint, table and
   column, never a value. The status interceptor applies it to every call.
+- `unavailability(exc)`: a database that cannot be reached right now (connection
+  refused or lost, the server shutting down or recovering from a crash, no MongoDB
+  server to select) is UNAVAILABLE, which a client may retry (with its request id),
+  not INTERNAL: nothing is wrong with the request or the code.
 - `format_exception(exc)`: a traceback for logs in which every database error
   is only its class, SQLSTATE/code, constraint, table and column. The JSON log
   formatter uses it, so no log line quotes a row, whoever logs the exception.
@@ -20,13 +24,22 @@ from __future__ import annotations
 import traceback
 
 import asyncpg
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
 
-from shopmesh_platform.errors import AlreadyExists, DomainError, FieldViolation, InvalidArgument
+from shopmesh_platform.errors import AlreadyExists, DomainError, FieldViolation, InvalidArgument, Unavailable
 
 DOMAIN = "database"
 CAUSE = "\nThe above exception was the direct cause of the following exception:\n\n"
 CONTEXT = "\nDuring handling of the above exception, another exception occurred:\n\n"
+# What a database that is down, restarting or unreachable raises (asyncpg: SQLSTATE classes 08 and 57,
+# and too many connections; PyMongo: no connection or no server to select; the OS: refused or reset).
+UNREACHABLE = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.TooManyConnectionsError,
+    ConnectionFailure,
+    ConnectionError,
+)
 
 
 def _names(exc: asyncpg.PostgresError) -> dict[str, str]:
@@ -63,6 +76,15 @@ def refusal(exc: BaseException) -> DomainError | None:
         metadata=names,
         field_violations=violations,
     )
+
+
+def unavailability(exc: BaseException) -> DomainError | None:
+    """UNAVAILABLE when the exception, or one it was raised from, says the database cannot be reached."""
+    if any(isinstance(link, UNREACHABLE) for link in _chain(exc)):
+        return Unavailable(
+            "the service's database is unavailable; try again later", reason="DATABASE_UNAVAILABLE", domain=DOMAIN
+        )
+    return None
 
 
 def describe(exc: BaseException) -> str | None:
