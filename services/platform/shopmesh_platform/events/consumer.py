@@ -43,6 +43,7 @@ from google.protobuf.message import DecodeError, Message
 from opentelemetry import propagate, trace
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from shopmesh_platform.database_errors import UNREACHABLE
 from shopmesh_platform.events.attempts import RetryPolicy
 from shopmesh_platform.events.dlq import dead_letter
 from shopmesh_platform.events.envelope import TRACEPARENT, EventHeaders, MalformedEnvelope
@@ -57,15 +58,10 @@ tracer = trace.get_tracer("shopmesh.events")
 Transaction = TypeVar("Transaction")
 EventT = TypeVar("EventT", bound=Message)
 
-# Not the message's fault: restart the consumer and let the message come again.
-INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-)
+# Not the message's fault: restart the consumer and let the message come again. Every way of
+# not reaching a database counts (PyMongo's too: a MongoDB consumer's inbox and effects live there),
+# else a short outage would use up a message's attempts and dead-letter it.
+INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (OSError, TimeoutError, asyncpg.InterfaceError, *UNREACHABLE)
 
 
 @dataclass(frozen=True)
