@@ -23,6 +23,13 @@ DEFAULT_SEED = 18
 FAULTED_COMPONENTS = 4
 
 
+def short_test_pool(stack: Stack) -> list[str]:
+    """Every component but Kafka, which `make chaos` faults: its restart alone takes 15 to 90 s on a
+    loaded machine, longer than this session's orphan grace (10 s, for test_inventory), after which
+    inventory releases the reservations of orders whose OrderCreated it has not seen yet."""
+    return [name for name in faultable(stack) if name != stack.kafka.name]
+
+
 @pytest.mark.stops_components
 @pytest.mark.timeout(420)
 async def test_checkouts_survive_crashes_and_the_ledger_stays_exact(stack: Stack, tmp_path: Path) -> None:
@@ -31,7 +38,7 @@ async def test_checkouts_survive_crashes_and_the_ledger_stays_exact(stack: Stack
         seed=seed,
         rate=3.0,
         duration=35.0,
-        components=tuple(pick(faultable(stack), FAULTED_COMPONENTS, seed=seed)),
+        components=tuple(pick(short_test_pool(stack), FAULTED_COMPONENTS, seed=seed)),
         customers=12,
         products=3,
         stock=100_000,
