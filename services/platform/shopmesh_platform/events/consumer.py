@@ -179,10 +179,20 @@ class ConsumerLoop(Generic[Transaction]):
         self._stopping = asyncio.Event()
         self._finished = asyncio.Event()
         self._running = False
+        self._caught_up = False
 
     @property
     def name(self) -> str:
         return self._name
+
+    @property
+    def caught_up(self) -> bool:
+        """Whether, at its last poll, this consumer had read every partition it holds to its end.
+
+        False while it is not connected (Kafka down, restarting): a worker that must not act
+        on what the topic has not told it yet (inventory's orphan reaper) waits for this.
+        """
+        return self._caught_up
 
     async def run(self) -> None:
         """Consume until stop(); restarts with backoff after infrastructure failures."""
@@ -195,6 +205,7 @@ class ConsumerLoop(Generic[Transaction]):
                     await self._consume()
                     failures = 0
                 except Exception as exc:
+                    self._caught_up = False
                     failures += 1
                     delay = self._restart.delay(failures)
                     logger.warning(
@@ -204,6 +215,7 @@ class ConsumerLoop(Generic[Transaction]):
                     await self._wait_unless_stopped(delay)
         finally:
             self._running = False
+            self._caught_up = False
             self._finished.set()
 
     async def stop(self) -> None:
@@ -267,14 +279,19 @@ class ConsumerLoop(Generic[Transaction]):
             return await inbox.apply(self._name, headers.event_id, effect)
 
     async def _update_lag(self, consumer: AIOKafkaConsumer) -> None:
-        for partition in consumer.assignment():
+        assignment = consumer.assignment()
+        caught_up = bool(assignment)
+        for partition in assignment:
             highwater = consumer.highwater(partition)
             if highwater is None:
+                caught_up = False
                 continue
             position = await consumer.position(partition)
             self._metrics.lag.labels(self._name, partition.topic, str(partition.partition)).set(
                 max(highwater - position, 0)
             )
+            caught_up = caught_up and position >= highwater
+        self._caught_up = caught_up
 
 
 class EventConsumer(ConsumerLoop[Transaction]):
