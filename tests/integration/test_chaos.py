@@ -26,9 +26,8 @@ FAULTED_COMPONENTS = 4
 def short_test_pool(stack: Stack) -> list[str]:
     """Every component but two, which `make chaos` faults:
 
-    - Kafka: its restart alone takes 15 to 90 s on a loaded machine, longer than this session's
-      orphan grace (10 s, for test_inventory), after which inventory releases the reservations of
-      orders whose OrderCreated it has not seen yet;
+    - Kafka: its restart alone takes 15 to 90 s on a loaded machine (a JVM recovering its logs after
+      an unclean shutdown), which would take this test well past its two minutes;
     - FerretDB: after it is SIGKILLed and restarted, the orders service's PyMongo client can stay
       wedged (every server selection waits on the topology lock), an open bug the long run shows.
     """
