@@ -175,6 +175,8 @@ async def test_a_lost_database_connection_is_unavailable_not_internal(channel: a
         asyncpg.PostgresError.new({"C": "53300", "M": "too many connections"}),
         ConnectionRefusedError(111, "Connect call failed"),
         ConnectionResetError(104, "Connection reset by peer"),
+        # make chaos, PostgreSQL SIGKILLed mid-transaction: this answered INTERNAL.
+        asyncpg.InterfaceError("cannot call Transaction.__aexit__(): the underlying connection is closed"),
         AutoReconnect("connection closed"),
         ServerSelectionTimeoutError("No servers found yet"),
     ],
@@ -193,3 +195,4 @@ def test_a_bug_is_not_mistaken_for_an_outage() -> None:
     assert unavailability(asyncpg.PostgresError.new({"C": "42P01", "M": "no such table"})) is None
     assert unavailability(asyncpg.PostgresError.new({"C": "23505", "M": "duplicate"})) is None
     assert unavailability(DuplicateKeyError("E11000", 11000)) is None
+    assert unavailability(asyncpg.InterfaceError("cannot perform operation: another operation is in progress")) is None

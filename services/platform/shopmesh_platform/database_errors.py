@@ -80,11 +80,16 @@ def refusal(exc: BaseException) -> DomainError | None:
 
 def unavailability(exc: BaseException) -> DomainError | None:
     """UNAVAILABLE when the exception, or one it was raised from, says the database cannot be reached."""
-    if any(isinstance(link, UNREACHABLE) for link in _chain(exc)):
+    if any(isinstance(link, UNREACHABLE) or _closed_under_us(link) for link in _chain(exc)):
         return Unavailable(
             "the service's database is unavailable; try again later", reason="DATABASE_UNAVAILABLE", domain=DOMAIN
         )
     return None
+
+
+def _closed_under_us(exc: BaseException) -> bool:
+    """asyncpg's InterfaceError for a connection the server closed mid-transaction (else it is misuse: a bug)."""
+    return isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc)
 
 
 def describe(exc: BaseException) -> str | None:
