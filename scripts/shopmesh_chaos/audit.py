@@ -293,7 +293,15 @@ async def audit(
     """Read until every invariant holds or `settle_seconds` after `last_recovery` (clock time) passed."""
     final_after: float | None = None
     while True:
-        evidence = await reader.read()
+        try:
+            evidence = await reader.read()
+        except Exception as error:
+            # A store still recovering (e.g. localstripe answering 500 while it reloads): read again.
+            if clock() > last_recovery + settle_seconds:
+                raise
+            print(f"chaos: reading the stores failed ({type(error).__name__}: {error}); reading again", flush=True)
+            await asyncio.sleep(POLL_SECONDS)
+            continue
         found = findings(evidence, catalog, checkouts)
         now = clock()
         if final_after is None and all(o.status in FINAL_STATUSES for o in evidence.orders.values()):
