@@ -17,7 +17,7 @@ PY := $(VENV)/bin/python
 STACK := $(PY) -m shopmesh_stack
 export SHOPMESH_UV_PATH := $(UV_HOME)/bin
 
-.PHONY: help deps gen gen-check render render-check lint buf-lint test unit fuzz breaking client-python clean-venv install up down status logs clean promote-admin dlq ledger-check bench-platform demo roll trace bench bench-deps bench-checkout bench-register bench-machine bench-footprint
+.PHONY: help deps gen gen-check render render-check lint buf-lint test unit fuzz breaking client-python clean-venv install up down status logs clean promote-admin dlq ledger-check bench-platform demo roll trace bench bench-deps bench-checkout bench-register bench-machine bench-footprint chaos
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -125,6 +125,9 @@ bench-machine: bench-deps ## the machine's limits: PostgreSQL commits/s (pgbench
 
 bench-footprint: bench-deps ## RSS of every stack process idle and under load; up time
 	@$(BENCH_SUITE) footprint
+
+chaos: deps install ## crash-anything ledger test: 20 checkouts/s for 60 s, every component SIGKILLed once (own stack; CHAOS_SEED, CHAOS_RATE, CHAOS_DURATION, CHAOS_COMPONENTS)
+	@$(PY) -m shopmesh_chaos
 
 unit: deps ## run the tests only
 	@$(VENV)/bin/pytest

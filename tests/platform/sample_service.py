@@ -4,7 +4,7 @@ Product ids select behaviour: `prod-slow` sleeps, `prod-missing` raises a domain
 NotFound, `prod-crash` raises an unexpected exception, `prod-flaky-*` is
 UNAVAILABLE for its first two attempts, `prod-check` lets a database check
 violation (with the row in its detail) escape, and `prod-db-crash` wraps one in
-an unexpected exception. CreateProduct is always UNAVAILABLE and
+an unexpected exception, `prod-db-down` loses its database connection. CreateProduct is always UNAVAILABLE and
 counts its attempts, to show that non-idempotent methods are not retried.
 """
 
@@ -64,6 +64,8 @@ class SampleInventory(inventory_grpc.InventoryServiceServicer):
                 raise asyncpg.PostgresError.new(CHECK_VIOLATION_FIELDS)
             except asyncpg.PostgresError as exc:
                 raise RuntimeError("could not store the product") from exc
+        elif request.id == "prod-db-down":
+            raise asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
         elif request.id.startswith("prod-flaky") and self.attempts[request.id] <= 2:
             raise Unavailable("warming up", reason="WARMING_UP", domain="inventory")
         return inventory_pb2.Product(id=request.id, name="Sample", price=9.99, currency="USD")

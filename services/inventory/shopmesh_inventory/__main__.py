@@ -27,7 +27,9 @@ async def serve(env: Mapping[str, str]) -> None:
     inventory = Inventory(postgres.pool, InventoryMetrics(runtime.registry))
     order_events = runtime.consumer(CONSUMER, order_event_handlers(inventory), topics=[ORDER_EVENTS])
     await runtime.serve(
-        [binding(InventoryServicer(inventory))], consumers=[order_events], workers=[OrphanReaper(inventory, config)]
+        [binding(InventoryServicer(inventory))],
+        consumers=[order_events],
+        workers=[OrphanReaper(inventory, config, lambda: order_events.caught_up)],
     )
 
 

@@ -6,12 +6,20 @@ held forever. The reaper releases an ACTIVE reservation whose OrderCreated has
 not been seen (`Inventory.mark_order_seen`) within the grace period. It never
 touches a reservation whose order exists: expiry of real orders is orders' call.
 Every replica runs one; a PostgreSQL advisory lock lets one reap at a time.
+
+It reaps only while the replica's order-events consumer has caught up (`may_reap`):
+an OrderCreated still in Kafka, or not consumable because Kafka or inventory itself
+was down longer than the grace, must not make a real order's reservation look
+orphaned. (Found by the chaos test: inventory SIGKILLed and restarted reaped real
+orders before its consumer replayed their OrderCreated, and their confirmations
+then committed nothing.) With several replicas, each checks its own partitions only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from shopmesh_inventory.config import InventoryConfig
 from shopmesh_inventory.domain import Inventory
@@ -23,9 +31,10 @@ logger = logging.getLogger("shopmesh.inventory.reaper")
 class OrphanReaper:
     """Run `run()` as a background task of the service."""
 
-    def __init__(self, inventory: Inventory, config: InventoryConfig) -> None:
+    def __init__(self, inventory: Inventory, config: InventoryConfig, may_reap: Callable[[], bool]) -> None:
         self._inventory = inventory
         self._config = config
+        self._may_reap = may_reap
 
     async def run(self) -> None:
         await keep_running(
@@ -34,7 +43,8 @@ class OrphanReaper:
 
     async def _reap_forever(self) -> None:
         while True:
-            await self.reap_all()
+            if self._may_reap():
+                await self.reap_all()
             await asyncio.sleep(self._config.reaper_interval_seconds)
 
     async def reap_all(self) -> int:

@@ -2,18 +2,18 @@
 
 PostgreSQL's errors hold the offending row in their `detail` ("Failing row
 contains (…)": emails, password hashes) and often values in their message;
-PyMongo's duplicate-key errors hold the key. Two things here keep those out of
-answers and logs, in one place:
+PyMongo's duplicate-key errors hold the key. Three things here keep those out of
+answers and logs, and a database outage out of the bugs, in one place:
 
 - `refusal(exc)`: the domain error a constraint violation that escaped a
   handler stands for. A unique violation (or a duplicate key) is ALREADY_EXISTS;
   any other integrity violation (check, not null, foreign key, exclusion) is
   INVALID_ARGUMENT. The message and metadata name the constraint, table and
   column, never a value. The status interceptor applies it to every call.
-- `outage(exc)`: UNAVAILABLE for an error that says the database could not be
-  reached or went away mid-call (refused or reset connection, server shutting
-  down or not yet accepting connections, too many connections, no MongoDB
-  server selectable): the client may retry; it is not a bug, so not INTERNAL.
+- `unavailability(exc)`: a database that cannot be reached right now (connection
+  refused or lost, the server shutting down or recovering from a crash, no MongoDB
+  server to select) is UNAVAILABLE, which a client may retry (with its request id),
+  not INTERNAL: nothing is wrong with the request or the code.
 - `format_exception(exc)`: a traceback for logs in which every database error
   is only its class, SQLSTATE/code, constraint, table and column. The JSON log
   formatter uses it, so no log line quotes a row, whoever logs the exception.
@@ -31,6 +31,15 @@ from shopmesh_platform.errors import AlreadyExists, DomainError, FieldViolation,
 DOMAIN = "database"
 CAUSE = "\nThe above exception was the direct cause of the following exception:\n\n"
 CONTEXT = "\nDuring handling of the above exception, another exception occurred:\n\n"
+# What a database that is down, restarting or unreachable raises (asyncpg: SQLSTATE classes 08 and 57,
+# and too many connections; PyMongo: no connection or no server to select; the OS: refused or reset).
+UNREACHABLE = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.TooManyConnectionsError,
+    ConnectionFailure,
+    ConnectionError,
+)
 
 
 def _names(exc: asyncpg.PostgresError) -> dict[str, str]:
@@ -69,27 +78,18 @@ def refusal(exc: BaseException) -> DomainError | None:
     )
 
 
-# Errors meaning "the database is not there right now", never "the request is wrong".
-_OUTAGES: tuple[type[BaseException], ...] = (
-    ConnectionError,  # refused, reset, aborted, broken pipe
-    asyncpg.PostgresConnectionError,  # includes a connection lost mid-operation
-    asyncpg.CannotConnectNowError,  # starting up or in recovery
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-    asyncpg.TooManyConnectionsError,
-    ConnectionFailure,  # PyMongo: AutoReconnect, NetworkTimeout, no server selectable
-)
+def unavailability(exc: BaseException) -> DomainError | None:
+    """UNAVAILABLE when the exception, or one it was raised from, says the database cannot be reached."""
+    if any(isinstance(link, UNREACHABLE) or _closed_under_us(link) for link in _chain(exc)):
+        return Unavailable(
+            "the service's database is unavailable; try again later", reason="DATABASE_UNAVAILABLE", domain=DOMAIN
+        )
+    return None
 
 
-def outage(exc: BaseException) -> DomainError | None:
-    """UNAVAILABLE when `exc` says the database could not be reached; None for anything else."""
-    if not isinstance(exc, _OUTAGES):
-        return None
-    return Unavailable(
-        "the database is unavailable; retry with the same request id",
-        reason="DATABASE_UNAVAILABLE",
-        domain=DOMAIN,
-    )
+def _closed_under_us(exc: BaseException) -> bool:
+    """asyncpg's InterfaceError for a connection the server closed mid-transaction (else it is misuse: a bug)."""
+    return isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc)
 
 
 def describe(exc: BaseException) -> str | None:

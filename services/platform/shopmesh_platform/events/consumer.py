@@ -43,6 +43,7 @@ from google.protobuf.message import DecodeError, Message
 from opentelemetry import trace
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from shopmesh_platform.database_errors import UNREACHABLE
 from shopmesh_platform.events.attempts import RetryPolicy
 from shopmesh_platform.events.dlq import dead_letter
 from shopmesh_platform.events.envelope import EventHeaders, MalformedEnvelope
@@ -58,15 +59,10 @@ tracer = trace.get_tracer("shopmesh.events")
 Transaction = TypeVar("Transaction")
 EventT = TypeVar("EventT", bound=Message)
 
-# Not the message's fault: restart the consumer and let the message come again.
-INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-)
+# Not the message's fault: restart the consumer and let the message come again. Every way of
+# not reaching a database counts (PyMongo's too: a MongoDB consumer's inbox and effects live there),
+# else a short outage would use up a message's attempts and dead-letter it.
+INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (OSError, TimeoutError, asyncpg.InterfaceError, *UNREACHABLE)
 
 
 @dataclass(frozen=True)
@@ -184,10 +180,20 @@ class ConsumerLoop(Generic[Transaction]):
         self._stopping = asyncio.Event()
         self._finished = asyncio.Event()
         self._running = False
+        self._caught_up = False
 
     @property
     def name(self) -> str:
         return self._name
+
+    @property
+    def caught_up(self) -> bool:
+        """Whether, at its last poll, this consumer had read every partition it holds to its end.
+
+        False while it is not connected (Kafka down, restarting): a worker that must not act
+        on what the topic has not told it yet (inventory's orphan reaper) waits for this.
+        """
+        return self._caught_up
 
     async def run(self) -> None:
         """Consume until stop(); restarts with backoff after infrastructure failures."""
@@ -200,6 +206,7 @@ class ConsumerLoop(Generic[Transaction]):
                     await self._consume()
                     failures = 0
                 except Exception as exc:
+                    self._caught_up = False
                     failures += 1
                     delay = self._restart.delay(failures)
                     logger.warning(
@@ -209,6 +216,7 @@ class ConsumerLoop(Generic[Transaction]):
                     await self._wait_unless_stopped(delay)
         finally:
             self._running = False
+            self._caught_up = False
             self._finished.set()
 
     async def stop(self) -> None:
@@ -275,14 +283,19 @@ class ConsumerLoop(Generic[Transaction]):
             return await inbox.apply(self._name, headers.event_id, effect)
 
     async def _update_lag(self, consumer: AIOKafkaConsumer) -> None:
-        for partition in consumer.assignment():
+        assignment = consumer.assignment()
+        caught_up = bool(assignment)
+        for partition in assignment:
             highwater = consumer.highwater(partition)
             if highwater is None:
+                caught_up = False
                 continue
             position = await consumer.position(partition)
             self._metrics.lag.labels(self._name, partition.topic, str(partition.partition)).set(
                 max(highwater - position, 0)
             )
+            caught_up = caught_up and position >= highwater
+        self._caught_up = caught_up
 
 
 class EventConsumer(ConsumerLoop[Transaction]):

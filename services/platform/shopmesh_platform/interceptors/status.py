@@ -6,8 +6,8 @@ when fields were invalid, a BadRequest with one FieldViolation each. Envoy's
 transcoder prints that Status as the JSON error body. A database constraint
 violation is the client's fault, not a bug: it becomes ALREADY_EXISTS or
 INVALID_ARGUMENT naming the constraint, never the row
-(shopmesh_platform.database_errors); a database that cannot be reached is
-UNAVAILABLE, which clients and the edge may retry. Any other exception is a bug: it is logged
+(shopmesh_platform.database_errors). A database that cannot be reached is
+UNAVAILABLE (the client may retry), logged as a warning without a traceback. Any other exception is a bug: it is logged
 with its traceback (database errors in it without their data) and the client
 gets INTERNAL with only the request id, never the exception text.
 """
@@ -85,9 +85,11 @@ class StatusInterceptor(AroundInterceptor):
                 )
                 await self._abort(call, grpc.StatusCode[refused.code.value], rich_status(refused))
                 return
-            unreachable = database_errors.outage(exc)
+            unreachable = database_errors.unavailability(exc)
             if unreachable is not None:
-                logger.warning("the database is unreachable", extra={"error": database_errors.describe(exc)})
+                logger.warning(
+                    "the database is unavailable", extra={"error": database_errors.describe(exc) or type(exc).__name__}
+                )
                 await self._abort(call, grpc.StatusCode.UNAVAILABLE, rich_status(unreachable))
                 return
             logger.exception("unhandled error in handler")
