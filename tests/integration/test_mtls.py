@@ -286,7 +286,8 @@ def test_the_edge_refuses_an_upstream_with_another_services_spiffe_id(stack: Sta
         assert edge_get(edge, "/.well-known/jwks.json").status == 200
         log = stack.settings.log_dir / f"{edge.name}-access.log"
         entry = wait_for_access_log_entry(log, "/api/v1/products/prod-123")
-    assert entry["flags"] == "UF"  # upstream connection failure
+    # An upstream connection failure (UF); the edge retries connect failures, so URX may come with it.
+    assert "UF" in entry["flags"].split(","), entry
     assert "CERTIFICATE_VERIFY_FAILED" in entry["details"], entry
     assert "SAN_matcher" in entry["details"], entry
     assert "sa/orders" in entry["details"], entry

@@ -16,6 +16,7 @@ from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
 from shopmesh_inventory.config import InventoryConfig
+from shopmesh_inventory.domain import OrderExists, OrphanVerdict, ReapOutcome
 from shopmesh_inventory.reaper import OrphanReaper
 from shopmesh_platform.events.consumer import ConsumerMetrics, ConsumerSettings, EventConsumer, Handlers
 from shopmesh_platform.events.topics import TopicCatalog
@@ -23,20 +24,39 @@ from shopmesh_platform.kafka import KafkaConfig
 
 
 class Orphans:
-    """The inventory port the reaper uses: hands out the orphans it holds, counting the calls."""
+    """The inventory port the reaper uses: hands out its candidates with orders' verdict, counting the calls.
+
+    It applies the verdict as Inventory.reap_orphan does: a released or existing order
+    is no candidate any more; an undecided one stays.
+    """
 
     def __init__(self, *order_ids: str) -> None:
         self.left = list(order_ids)
+        self.released: list[str] = []
         self.calls = 0
 
-    async def reap_orphan(self, grace_seconds: float) -> str | None:
+    async def reap_orphan(self, grace_seconds: float, order_exists: OrderExists) -> ReapOutcome | None:
         self.calls += 1
-        return self.left.pop() if self.left else None
+        if not self.left:
+            return None
+        order_id = self.left[-1]
+        exists = await order_exists(order_id)
+        if exists is None:
+            return ReapOutcome(order_id, OrphanVerdict.UNDECIDED)
+        self.left.pop()
+        if exists:
+            return ReapOutcome(order_id, OrphanVerdict.ORDER_EXISTS)
+        self.released.append(order_id)
+        return ReapOutcome(order_id, OrphanVerdict.RELEASED)
 
 
-def reaper(orphans: Orphans, may_reap: Any) -> OrphanReaper:
+async def no_such_order(order_id: str) -> bool | None:
+    return False
+
+
+def reaper(orphans: Orphans, may_reap: Any, order_exists: OrderExists = no_such_order) -> OrphanReaper:
     config = InventoryConfig.from_env({"SHOPMESH_INVENTORY_REAPER_INTERVAL_SECONDS": "0.1"})
-    return OrphanReaper(orphans, config, may_reap)  # type: ignore[arg-type]
+    return OrphanReaper(orphans, config, may_reap, order_exists)  # type: ignore[arg-type]
 
 
 async def run_for_a_while(subject: OrphanReaper) -> None:
@@ -55,6 +75,24 @@ async def test_it_reaps_nothing_until_the_consumer_has_caught_up() -> None:
     caught_up = True
     await run_for_a_while(subject)
     assert orphans.left == [] and orphans.calls >= 3
+    assert sorted(orphans.released) == ["o-1", "o-2"]
+
+
+async def test_orders_decides_what_is_an_orphan_and_undecided_releases_nothing() -> None:
+    """An OrderCreated can be unpublished still (orders down longer than the grace): orders is asked first."""
+    answers: dict[str, bool | None] = {"real": True, "ghost": False, "unknown": None}
+
+    async def order_exists(order_id: str) -> bool | None:
+        return answers[order_id]
+
+    orphans = Orphans("unknown", "ghost", "real")
+    subject = reaper(orphans, lambda: True, order_exists)
+    assert await subject.reap_all() == 1
+    # "real" was kept (marked seen), "ghost" released, then "unknown" stopped the round.
+    assert orphans.released == ["ghost"] and orphans.left == ["unknown"]
+    answers["unknown"] = False
+    assert await subject.reap_all() == 1
+    assert orphans.released == ["ghost", "unknown"] and orphans.left == []
 
 
 class Partitions:

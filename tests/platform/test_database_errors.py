@@ -205,3 +205,13 @@ async def test_a_refused_connection_or_no_mongo_server_is_unavailable(channel: a
     [info] = [d for d in details_of(error) if isinstance(d, error_details_pb2.ErrorInfo)]
     assert info.reason == "DATABASE_UNAVAILABLE"
     assert "127.0.0.1" not in error.details()
+
+
+@pytest.mark.parametrize("sqlstate", ["22021", "22P05"])
+def test_text_the_database_cannot_hold_is_invalid_argument(sqlstate: str) -> None:
+    """Found by the REST fuzzer: a login email with a NUL character answered 500."""
+    refused = refusal(
+        asyncpg.PostgresError.new({"C": sqlstate, "M": 'invalid byte sequence for encoding "UTF8": 0x00'})
+    )
+    assert refused is not None and refused.code is ErrorCode.INVALID_ARGUMENT
+    assert refused.reason == "INVALID_CHARACTER" and "0x00" not in refused.message

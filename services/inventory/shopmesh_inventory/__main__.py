@@ -13,6 +13,7 @@ from shopmesh_inventory.config import InventoryConfig
 from shopmesh_inventory.domain import Inventory
 from shopmesh_inventory.metrics import InventoryMetrics
 from shopmesh_inventory.order_events import CONSUMER, order_event_handlers
+from shopmesh_inventory.orders_client import GrpcOrderExistence
 from shopmesh_inventory.reaper import OrphanReaper
 from shopmesh_inventory.servicer import InventoryServicer, binding
 from shopmesh_platform.events.topics import ORDER_EVENTS
@@ -29,7 +30,11 @@ async def serve(env: Mapping[str, str]) -> None:
     await runtime.serve(
         [binding(InventoryServicer(inventory))],
         consumers=[order_events],
-        workers=[OrphanReaper(inventory, config, lambda: order_events.caught_up)],
+        workers=[
+            OrphanReaper(
+                inventory, config, lambda: order_events.caught_up, GrpcOrderExistence(runtime.channel("orders"))
+            )
+        ],
     )
 
 

@@ -6,14 +6,16 @@ StockReturned on `inventory-events`, keyed by order id) through the outbox.
 Inventory never releases an order's stock on its own clock: `cancel` (on
 OrderCancelled) and `commit` (on OrderConfirmed) are called by the order-events
 consumer; the one exception is `reap_orphan`, for a reservation whose order
-inventory never saw (`mark_order_seen`, on OrderCreated) within a grace period.
+inventory never saw (`mark_order_seen`, on OrderCreated) within a grace period and
+which orders, asked then, does not have.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import asyncpg
 
@@ -44,6 +46,22 @@ _OUTCOME_BY_REASON = {
     "RESERVATION_MISMATCH": ReservationOutcome.CONFLICTING_RETRY,
     "PRICE_MISMATCH": ReservationOutcome.PRICE_MISMATCH,
 }
+
+
+# Whether orders has the order: True, False, or None when it cannot tell right now.
+OrderExists = Callable[[str], Awaitable[bool | None]]
+
+
+class OrphanVerdict(enum.Enum):
+    RELEASED = "released"  # orders has no such order: the reservation was an orphan
+    ORDER_EXISTS = "order_exists"  # a real order whose OrderCreated is late: marked seen
+    UNDECIDED = "undecided"  # orders could not tell: nothing released
+
+
+@dataclass(frozen=True)
+class ReapOutcome:
+    order_id: str
+    verdict: OrphanVerdict
 
 
 class Settlement(enum.Enum):
@@ -248,11 +266,17 @@ class Inventory:
             await store.mark_order_seen(transaction, order_id)
         return reservation.state if reservation else None
 
-    async def reap_orphan(self, grace_seconds: float) -> str | None:
-        """Release the oldest orphan reservation, if any; returns its order id.
+    async def reap_orphan(self, grace_seconds: float, order_exists: OrderExists) -> ReapOutcome | None:
+        """Look at the oldest orphan candidate, if any: release it if orders has no such order.
 
-        One replica at a time (a transaction-scoped advisory lock), one
-        reservation per transaction, so its product rows are locked in id order.
+        A candidate is an active reservation older than the grace period whose
+        OrderCreated was never seen. Orders, the source of truth, is asked before
+        anything is released: its OrderCreated may be unpublished still (orders down
+        longer than the grace), so "not seen" alone never proves an orphan. An order
+        that exists is marked seen (its own events settle it); when orders cannot
+        tell, nothing is released and the reaper stops for this round (`UNDECIDED`).
+        One replica at a time (a transaction-scoped advisory lock), one reservation
+        per transaction, so its product rows are locked in id order.
         """
         async with self._pool.acquire() as connection, connection.transaction():
             if not await store.try_lock_reaper(connection):
@@ -260,9 +284,15 @@ class Inventory:
             order_id = await store.lock_next_orphan(connection, grace_seconds)
             if order_id is None:
                 return None
+            exists = await order_exists(order_id)
+            if exists is None:
+                return ReapOutcome(order_id, OrphanVerdict.UNDECIDED)
+            if exists:
+                await store.mark_order_seen(connection, order_id)
+                return ReapOutcome(order_id, OrphanVerdict.ORDER_EXISTS)
             await self._settle(connection, order_id, LedgerKind.RELEASE, ORPHAN_REASON, locked=True)
         self._metrics.settlement("reaped")
-        return order_id
+        return ReapOutcome(order_id, OrphanVerdict.RELEASED)
 
     @asynccontextmanager
     async def _transaction(self, connection: asyncpg.Connection | None) -> AsyncIterator[asyncpg.Connection]:

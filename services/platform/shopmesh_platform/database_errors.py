@@ -33,6 +33,9 @@ CAUSE = "\nThe above exception was the direct cause of the following exception:\
 CONTEXT = "\nDuring handling of the above exception, another exception occurred:\n\n"
 # What a database that is down, restarting or unreachable raises (asyncpg: SQLSTATE classes 08 and 57,
 # and too many connections; PyMongo: no connection or no server to select; the OS: refused or reset).
+# PostgreSQL refuses NUL in text (22021) and characters its encoding lacks (22P05).
+UNSTORABLE_TEXT = (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError)
+
 UNREACHABLE = (
     asyncpg.PostgresConnectionError,
     asyncpg.OperatorInterventionError,
@@ -56,6 +59,13 @@ def refusal(exc: BaseException) -> DomainError | None:
     """The client's error for a constraint violation; None for anything else (a bug)."""
     if isinstance(exc, DuplicateKeyError):
         return AlreadyExists("a record with this key already exists", reason="DUPLICATE_KEY", domain=DOMAIN)
+    if isinstance(exc, UNSTORABLE_TEXT):
+        # A value the database cannot hold as text (a NUL character): the request's fault, named without it.
+        return InvalidArgument(
+            "the request contains a character that cannot be stored (e.g. NUL)",
+            reason="INVALID_CHARACTER",
+            domain=DOMAIN,
+        )
     if not isinstance(exc, asyncpg.IntegrityConstraintViolationError):
         return None
     names = _names(exc)
