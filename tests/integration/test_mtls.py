@@ -94,6 +94,7 @@ def login(stack: Stack, identity: str) -> grpc.StatusCode:
         (reserve_stock, "orders", grpc.StatusCode.OK),
         (get_reservation, "orders", grpc.StatusCode.NOT_FOUND),
         (get_order_without_token, "payments", grpc.StatusCode.NOT_FOUND),  # answered: no such order
+        (get_order_without_token, "inventory", grpc.StatusCode.NOT_FOUND),  # the orphan reaper asks
         (get_jwks, "orders", grpc.StatusCode.OK),
         (get_jwks, "notifications", grpc.StatusCode.OK),
         (login, "edge", grpc.StatusCode.UNAUTHENTICATED),
@@ -112,7 +113,7 @@ def test_declared_caller_method_pairs_pass(stack: Stack, call: Any, identity: st
         (reserve_stock, "developer"),  # the developer identity calling an internal mutating method
         (reserve_stock, "payments"),  # a service not among the declared callers
         (get_reservation, "notifications"),
-        (get_order_without_token, "inventory"),
+        (get_order_without_token, "notifications"),
         (login, "orders"),  # public methods are for the edge, not for other services
     ],
 )
