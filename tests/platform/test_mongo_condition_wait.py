@@ -66,8 +66,20 @@ async def rounds_until_wedged(cond_wait: CondWait, *, rounds: int = ROUNDS) -> i
                 return round_
         return None
     finally:
-        for task in [*holders, *stuck]:
-            task.cancel()
+        await _release_wedged(lock, [*holders, *stuck])
+
+
+async def _release_wedged(lock: Lock, tasks: list[asyncio.Future[None]]) -> None:
+    # A waiter wedged in Condition.wait re-acquires the lock even when cancelled: free the lock until every
+    # task ends, wait_for's orphaned inner tasks included (the test loop would otherwise never close).
+    for task in tasks:
+        task.cancel()
+    others = asyncio.all_tasks() - {asyncio.current_task()}
+    async with asyncio.timeout(STUCK_AFTER_S):
+        while not all(task.done() for task in others):
+            if lock.locked():
+                lock.release()
+            await asyncio.sleep(0.001)
 
 
 async def test_the_platform_wait_keeps_the_lock_usable_under_random_cancellation() -> None:
