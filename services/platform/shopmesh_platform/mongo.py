@@ -2,11 +2,14 @@
 
 Motor is deprecated and past end of life; `pymongo.AsyncMongoClient` is its
 successor. The client connects lazily, so the service starts while the
-database is down and reports NOT_SERVING until `ping` answers.
+database is down and reports NOT_SERVING until `ping` answers. The client is
+made only after PyMongo's condition wait is made cancellation-safe (see
+`mongo_condition_wait`), and the readiness `ping` is bounded, so a probe never hangs.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +19,7 @@ from pymongo.errors import PyMongoError
 
 from shopmesh_platform.config import ConfigError, EnvReader
 from shopmesh_platform.mesh import StorageDecl, StorageKind
+from shopmesh_platform.mongo_condition_wait import install as make_condition_wait_cancellation_safe
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,7 @@ class MongoConfig:
 
 
 def create_client(config: MongoConfig) -> AsyncMongoClient[dict[str, Any]]:
+    make_condition_wait_cancellation_safe()
     return AsyncMongoClient(
         config.url,
         serverSelectionTimeoutMS=config.timeout_ms,
@@ -56,14 +61,17 @@ def create_client(config: MongoConfig) -> AsyncMongoClient[dict[str, Any]]:
 
 
 class MongoReadiness:
-    """Readiness probe: the server answers `ping`."""
+    """Readiness probe: the server answers `ping` within `timeout_s`; anything else is not ready."""
 
-    def __init__(self, client: AsyncMongoClient[dict[str, Any]]) -> None:
+    def __init__(self, client: AsyncMongoClient[dict[str, Any]], timeout_s: float) -> None:
         self._client = client
+        self._timeout_s = timeout_s
 
     async def __call__(self) -> bool:
         try:
-            await self._client.admin.command("ping")
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for would run the ping in another task.
+            async with asyncio.timeout(self._timeout_s):
+                await self._client.admin.command("ping")
             return True
-        except PyMongoError:
+        except (PyMongoError, TimeoutError):
             return False

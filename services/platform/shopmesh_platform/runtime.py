@@ -217,7 +217,10 @@ class Runtime:
             raise ConfigError(f"{self._storage_declared()}: {self.service} has no MongoDB store")
         client = create_client(self.settings.storage)
         self._store = MongoStore(
-            self.settings.storage, client, client[self.settings.storage.database], MongoReadiness(client)
+            self.settings.storage,
+            client,
+            client[self.settings.storage.database],
+            MongoReadiness(client, timeout_s=self.settings.storage.timeout_ms / 1000),
         )
         return self._store
 
