@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 from aiokafka import ConsumerRecord
 from prometheus_client import CollectorRegistry
-from pymongo.errors import AutoReconnect, ServerSelectionTimeoutError
+from pymongo.errors import AutoReconnect, OperationFailure, ServerSelectionTimeoutError
 
 from shopmesh.payment.v1 import events_pb2 as payment_events
 from shopmesh_platform.events.attempts import RetryPolicy
@@ -89,6 +89,7 @@ def consumer_failing_with(error: Exception) -> EventConsumer[None]:
         asyncpg.PostgresError.new({"C": "57P01", "M": "terminating connection due to administrator command"}),
         asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
         ConnectionRefusedError(111, "Connect call failed"),
+        OperationFailure("code=1", code=1),  # FerretDB while its PostgreSQL restarts
     ],
 )
 async def test_a_database_outage_restarts_the_consumer_and_dead_letters_nothing(outage: Exception) -> None:

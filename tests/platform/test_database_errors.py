@@ -16,11 +16,11 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc import aio
-from pymongo.errors import AutoReconnect, DuplicateKeyError, ServerSelectionTimeoutError
+from pymongo.errors import AutoReconnect, DuplicateKeyError, OperationFailure, ServerSelectionTimeoutError
 
 from shopmesh.inventory.v1 import inventory_service_pb2 as inventory_pb2
 from shopmesh.inventory.v1 import inventory_service_pb2_grpc as inventory_grpc
-from shopmesh_platform.database_errors import format_exception, refusal, unavailability
+from shopmesh_platform.database_errors import format_exception, is_outage, refusal, unavailability
 from shopmesh_platform.errors import ErrorCode
 from shopmesh_platform.logs import JsonFormatter
 from shopmesh_platform.server import ShopmeshServer
@@ -215,3 +215,15 @@ def test_text_the_database_cannot_hold_is_invalid_argument(sqlstate: str) -> Non
     )
     assert refused is not None and refused.code is ErrorCode.INVALID_ARGUMENT
     assert refused.reason == "INVALID_CHARACTER" and "0x00" not in refused.message
+
+
+def test_ferretdbs_internal_error_is_an_outage_but_other_operation_failures_are_not() -> None:
+    """Found by `make chaos`: FerretDB answers InternalError (code 1) while its PostgreSQL restarts."""
+    internal = OperationFailure("code=1", code=1)
+    assert is_outage(internal)
+    wrapped = RuntimeError("could not store the order")
+    wrapped.__cause__ = internal
+    unavailable = unavailability(wrapped)
+    assert unavailable is not None and unavailable.code is ErrorCode.UNAVAILABLE
+    assert not is_outage(OperationFailure("bad query", code=2))
+    assert unavailability(OperationFailure("bad query", code=2)) is None

@@ -24,18 +24,22 @@ from __future__ import annotations
 import traceback
 
 import asyncpg
-from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure, PyMongoError
 
 from shopmesh_platform.errors import AlreadyExists, DomainError, FieldViolation, InvalidArgument, Unavailable
 
 DOMAIN = "database"
 CAUSE = "\nThe above exception was the direct cause of the following exception:\n\n"
 CONTEXT = "\nDuring handling of the above exception, another exception occurred:\n\n"
-# What a database that is down, restarting or unreachable raises (asyncpg: SQLSTATE classes 08 and 57,
-# and too many connections; PyMongo: no connection or no server to select; the OS: refused or reset).
 # PostgreSQL refuses NUL in text (22021) and characters its encoding lacks (22P05).
 UNSTORABLE_TEXT = (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError)
 
+# MongoDB's InternalError: what FerretDB answers while the PostgreSQL under it is down or
+# restarting (seen in `make chaos`). The server failed, not the request: retryable.
+MONGO_INTERNAL_ERROR = 1
+
+# What a database that is down, restarting or unreachable raises (asyncpg: SQLSTATE classes 08 and 57,
+# and too many connections; PyMongo: no connection or no server to select; the OS: refused or reset).
 UNREACHABLE = (
     asyncpg.PostgresConnectionError,
     asyncpg.OperatorInterventionError,
@@ -88,9 +92,20 @@ def refusal(exc: BaseException) -> DomainError | None:
     )
 
 
+def is_outage(exc: BaseException) -> bool:
+    """The exception, or one it was raised from, says the database cannot serve right now."""
+    return any(
+        isinstance(link, UNREACHABLE) or _closed_under_us(link) or _server_internal_error(link) for link in _chain(exc)
+    )
+
+
+def _server_internal_error(exc: BaseException) -> bool:
+    return isinstance(exc, OperationFailure) and exc.code == MONGO_INTERNAL_ERROR
+
+
 def unavailability(exc: BaseException) -> DomainError | None:
     """UNAVAILABLE when the exception, or one it was raised from, says the database cannot be reached."""
-    if any(isinstance(link, UNREACHABLE) or _closed_under_us(link) for link in _chain(exc)):
+    if is_outage(exc):
         return Unavailable(
             "the service's database is unavailable; try again later", reason="DATABASE_UNAVAILABLE", domain=DOMAIN
         )

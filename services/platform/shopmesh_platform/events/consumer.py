@@ -43,7 +43,7 @@ from google.protobuf.message import DecodeError, Message
 from opentelemetry import trace
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from shopmesh_platform.database_errors import UNREACHABLE
+from shopmesh_platform.database_errors import UNREACHABLE, is_outage
 from shopmesh_platform.events.attempts import RetryPolicy
 from shopmesh_platform.events.dlq import dead_letter
 from shopmesh_platform.events.envelope import EventHeaders, MalformedEnvelope
@@ -403,6 +403,8 @@ class EventConsumer(ConsumerLoop[Transaction]):
                 await self._dead_letter(producer, record, exc, attempts=attempts)
                 return
             except Exception as exc:
+                if is_outage(exc):
+                    raise  # the database failed under the handler (e.g. FerretDB's InternalError)
                 self._metrics.failures.labels(self._settings.group, topic).inc()
                 if self._retry.exhausted(attempts):
                     await self._dead_letter(producer, record, exc, attempts=attempts)
