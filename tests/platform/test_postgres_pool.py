@@ -1,14 +1,10 @@
-"""Pool connections go back to the pool without asyncpg's reset query (see
-shopmesh_platform.postgres), which is sound only while no code leaves session state
-on a pool connection: this keeps session state to the modules that hold it on
-dedicated connections."""
+"""Session state (session advisory locks, LISTEN, session settings, cursors) lives only
+on dedicated connections, never on pool connections that other calls borrow next."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-
-from shopmesh_platform import postgres
 
 SERVICES = Path(__file__).resolve().parents[2] / "services"
 
@@ -67,7 +63,3 @@ def test_the_pattern_catches_session_state() -> None:
         "paging.Cursor(after=x)",
     ):
         assert not SESSION_STATE.search(sql), sql
-
-
-def test_the_pool_releases_without_the_reset_query() -> None:
-    assert postgres.release_without_reset_query.__doc__

@@ -38,17 +38,6 @@ class PostgresConfig:
         )
 
 
-async def release_without_reset_query(connection: asyncpg.Connection) -> None:
-    """Hands a pool connection back without asyncpg's reset query (a round trip per release).
-
-    asyncpg itself still rolls back a transaction left open and drops listeners.
-    What the query would undo besides (session settings, session advisory locks,
-    LISTEN, cursors outside a transaction) is never left on a pool connection:
-    the outbox lease, the notifications hub and migrations hold theirs on
-    dedicated connections, and tests/platform/test_postgres_pool.py keeps it so.
-    """
-
-
 async def create_pool(config: PostgresConfig) -> asyncpg.Pool:
     """A pool that opens connections on demand."""
     return await asyncpg.create_pool(
@@ -56,7 +45,6 @@ async def create_pool(config: PostgresConfig) -> asyncpg.Pool:
         min_size=0,
         max_size=config.pool_max_size,
         command_timeout=config.query_timeout_seconds,
-        reset=release_without_reset_query,
     )
 
 
