@@ -81,10 +81,13 @@ async def run_chaos(stack: Stack, plan: ChaosPlan) -> ChaosReport:
         finally:
             stop.set()
             await loading
-        say(f"load done at t+{time.monotonic() - started:.1f}s: {len(load.checkouts)} checkouts")
+        load_done = time.monotonic()
+        say(f"load done at t+{load_done - started:.1f}s: {len(load.checkouts)} checkouts")
     finally:
         await client.close()
-    last_recovery = started + (injector.last_recovery or 0.0)
+    # The settling clock starts when the last fault has recovered and the client has stopped
+    # (its last requests may still be retrying well after the last recovery).
+    last_recovery = max(started + (injector.last_recovery or 0.0), load_done)
     reader = StoreReader(
         stack,
         {c.id for c in load.customers},

@@ -220,7 +220,8 @@ class StoreReader:
     async def _localstripe(self, evidence: Evidence) -> None:
         localstripe = self._stack.localstripe
         headers = {"Authorization": f"Bearer {localstripe.api_key}"}
-        async with httpx.AsyncClient(base_url=localstripe.api_base, headers=headers, timeout=30) as client:
+        # localstripe rewrites its whole store on every write: after a long run a list page can take long.
+        async with httpx.AsyncClient(base_url=localstripe.api_base, headers=headers, timeout=120) as client:
             intents = await _stripe_list(client, "/v1/payment_intents")
             evidence.intents = [i for i in intents if (i.get("metadata") or {}).get("user_id") in self._users]
             ours = {intent["id"] for intent in evidence.intents}
