@@ -16,7 +16,6 @@ import contextlib
 import datetime as dt
 import json
 import os
-import platform
 import select
 import shutil
 import subprocess
@@ -32,6 +31,7 @@ from grpc_health.v1 import health_pb2
 
 from shopmesh.user.v1 import user_service_pb2
 from shopmesh_bench import results
+from shopmesh_bench.host import log, machine
 from shopmesh_bench.load import GrpcTarget, RestTarget, TlsClient, run_ghz, run_h2load, write_protoset
 from shopmesh_bench.report import SECTION_START as SUITE_SECTION_START
 from shopmesh_bench.results import Measurement
@@ -68,20 +68,6 @@ NOTES = (
     "ghz over one connection (gRPC), h2load over one h2c connection (REST)."
 )
 SERVER_START_SECONDS = 90.0
-
-
-def log(message: str) -> None:
-    print(f"bench: {message}", flush=True)
-
-
-def machine() -> dict[str, Any]:
-    model = platform.processor() or "unknown CPU"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {"nproc": os.cpu_count(), "cpu_model": model, "load_average": list(os.getloadavg())}
 
 
 def read_announcement(process: subprocess.Popen[str], what: str) -> dict[str, Any]:

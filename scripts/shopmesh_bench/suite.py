@@ -30,7 +30,6 @@ import datetime as dt
 import json
 import math
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -46,6 +45,8 @@ import asyncpg
 from shopmesh_bench import charts as draw
 from shopmesh_bench import procs, report
 from shopmesh_bench.checkout_load import final_statuses
+from shopmesh_bench.host import log
+from shopmesh_bench.host import machine_in_full as machine
 from shopmesh_bench.machine_limits import kafka_round_trip, postgres_commits
 from shopmesh_bench.registration import (
     Account,
@@ -155,28 +156,6 @@ def parse_service_env(text: str) -> tuple[tuple[str, str], ...]:
             raise ValueError(f"BENCH_SERVICE_ENV: expected SHOPMESH_NAME=value, got {item!r}")
         pairs.append((name, value))
     return tuple(pairs)
-
-
-def log(message: str) -> None:
-    print(f"bench: {message}", flush=True)
-
-
-def machine() -> dict[str, Any]:
-    model = platform.processor() or "unknown CPU"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return {
-        "nproc": os.cpu_count(),
-        "cpu_model": model,
-        "memory_gib": memory / 1024**3,
-        "kernel": f"Linux {platform.release()}",
-        "python": platform.python_version(),
-        "load_average": list(os.getloadavg()),
-    }
 
 
 def stack_roots(stack: Stack) -> dict[str, int]:
