@@ -18,7 +18,6 @@ from collections.abc import Awaitable, Callable
 import pymongo.asynchronous.pool
 import pymongo.asynchronous.topology
 import pymongo.lock
-import pytest
 from pymongo._asyncio_lock import Condition, Lock
 
 from shopmesh_platform import mongo_condition_wait
@@ -86,7 +85,6 @@ async def test_the_platform_wait_keeps_the_lock_usable_under_random_cancellation
     assert await rounds_until_wedged(mongo_condition_wait.cond_wait_in_caller_task) is None
 
 
-@pytest.mark.skipif(not mongo_condition_wait.needed(), reason="Python 3.12+ wait_for waits in the caller's task")
 async def test_pymongos_own_wait_wedges_the_lock_under_the_same_cancellation() -> None:
     # The harness must catch the bug it guards against, or the test above proves nothing.
     original = pymongo.lock.__dict__["_async_cond_wait"]
