@@ -25,7 +25,6 @@ from shopmesh_stack.waiting import wait_ready
 from tests.integration.inventory_client import ledger_rows
 from tests.integration.orders_client import transitions
 from tests.integration.payments_support import stripe_client, stripe_refunds
-from tests.integration.users_client import Account, register
 from tests.polling import eventually
 
 # Generous: two cores shared by several stacks; a restarted consumer rejoins its group after
@@ -71,16 +70,6 @@ def swap_payments(stack: Stack, replacement: Service) -> None:
     """Stop the running payments (SIGTERM, drained) and start `replacement` in its place."""
     stack.stop(stack.services["payments"])
     start(stack, replacement)
-
-
-def register_patiently(stack: Stack, attempts: int = 3) -> Account:
-    """A new customer; registration hashes a password, which a loaded machine may not finish in time."""
-    for _ in range(attempts - 1):
-        try:
-            return register(stack)
-        except AssertionError:
-            continue
-    return register(stack)
 
 
 # The final story of an order

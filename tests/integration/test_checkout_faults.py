@@ -43,7 +43,6 @@ from tests.integration.checkout_support import (
     kill,
     payment_of,
     payments_through,
-    register_patiently,
     start,
     story_of,
     swap_payments,
@@ -54,7 +53,7 @@ from tests.integration.inventory_client import admin_account, counters, create_p
 from tests.integration.orders_client import orders_domain, place
 from tests.integration.payments_support import metric
 from tests.integration.stripe_gate import GateMode, StripeGate
-from tests.integration.users_client import Account, call, register, unique_email
+from tests.integration.users_client import Account, call, register, register_patiently, unique_email
 from tests.polling import eventually, wait_for
 
 EXPIRY = float(TEST_SERVICE_ENV["SHOPMESH_ORDERS_EXPIRY_SECONDS"])

@@ -34,7 +34,7 @@ from tests.integration.orders_client import (
     set_status,
     transitions,
 )
-from tests.integration.users_client import Account, register
+from tests.integration.users_client import Account, register_patiently
 from tests.polling import eventually
 
 EXPIRY = float(TEST_SERVICE_ENV["SHOPMESH_ORDERS_EXPIRY_SECONDS"])
@@ -50,20 +50,10 @@ def admin(stack: Stack) -> Account:
     return admin_account(stack)
 
 
-def register_patiently(stack: Stack) -> Account:
-    """A new customer; registration hashes a password, which a loaded machine may not finish in time."""
-    for _ in range(3):
-        try:
-            return register(stack)
-        except AssertionError:
-            continue
-    return register(stack)
-
-
 @pytest.fixture(scope="module")
 def shoppers(stack: Stack) -> list[Account]:
     """Customers shared by the module's tests (registering is slow); see `no_pending_orders`."""
-    return [register_patiently(stack) for _ in range(SHOPPERS)]
+    return [register_patiently(stack, attempts=4) for _ in range(SHOPPERS)]
 
 
 def cancel_pending(stack: Stack, account: Account) -> None:

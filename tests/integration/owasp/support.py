@@ -18,7 +18,7 @@ from shopmesh_stack.stack import Stack
 from tests.integration.grpc_inputs import load_pool
 from tests.integration.helpers import HttpReply
 from tests.integration.inventory_client import admin_account
-from tests.integration.users_client import Account, register
+from tests.integration.users_client import Account, patiently, register_patiently
 
 
 def bearer(token: str) -> tuple[tuple[str, str], ...]:
@@ -98,21 +98,10 @@ def contract_fields(*, requests: bool) -> dict[str, FieldDescriptor]:
 
 
 def new_account(stack: Stack, attempts: int = 3) -> Account:
-    """A registered customer. Registering hashes a password (argon2id), which a loaded machine
-    may not finish within the method's deadline: a timed-out attempt is retried with a new email."""
-    for _ in range(attempts - 1):
-        try:
-            return register(stack)
-        except AssertionError:
-            continue
-    return register(stack)
+    """A registered customer, retried with a new email when registration misses its deadline."""
+    return register_patiently(stack, attempts)
 
 
 def new_admin(stack: Stack, attempts: int = 3) -> Account:
     """An account promoted to admin and signed in again (its token carries the role); retried like `new_account`."""
-    for _ in range(attempts - 1):
-        try:
-            return admin_account(stack)
-        except AssertionError:
-            continue
-    return admin_account(stack)
+    return patiently(lambda: admin_account(stack), attempts)
