@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from google.rpc import error_details_pb2, status_pb2
+from hypothesis import HealthCheck, Phase, settings
 
 from shopmesh_platform.mesh import MeshDeclaration
 
@@ -47,6 +48,17 @@ class FuzzBudget:
         if derandomize not in ("true", "false"):
             raise ValueError("SHOPMESH_FUZZ_DERANDOMIZE must be true or false")
         return cls(examples, derandomize == "true")
+
+    def hypothesis_settings(self) -> settings:
+        """Hypothesis settings for one fuzzed operation: this budget, no deadline or example database."""
+        return settings(
+            max_examples=self.examples,
+            derandomize=self.derandomize,
+            deadline=None,
+            database=None,
+            phases=[Phase.explicit, Phase.generate, Phase.shrink],
+            suppress_health_check=list(HealthCheck),
+        )
 
 
 def unbuilt_methods(mesh: MeshDeclaration) -> frozenset[str]:

@@ -34,7 +34,7 @@ import grpc
 import pytest
 from google.protobuf.descriptor import MethodDescriptor
 from google.rpc import status_pb2
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 
 from shopmesh.user.v1 import user_service_pb2 as user_pb
 from shopmesh.user.v1 import user_service_pb2_grpc as user_grpc
@@ -165,14 +165,7 @@ class GrpcFuzzRun:
         self.codes["OK"] = self.codes.get("OK", 0) + 1
 
     def fuzz(self, service: str, method: MethodDecl, descriptor: MethodDescriptor, kind: str) -> None:
-        @settings(
-            max_examples=self.budget.examples,
-            derandomize=self.budget.derandomize,
-            deadline=None,
-            database=None,
-            phases=[Phase.explicit, Phase.generate, Phase.shrink],
-            suppress_health_check=list(HealthCheck),
-        )
+        @self.budget.hypothesis_settings()
         @given(payload=request_bytes(kind, descriptor.input_type))
         def exercise(payload: bytes) -> None:
             self.call(service, method, descriptor, payload)

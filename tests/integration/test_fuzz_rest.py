@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 import requests
 import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from hypothesis.errors import Unsatisfiable
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -113,14 +113,7 @@ class RestFuzzRun:
     def fuzz(self, operation: Any, mode: schemathesis.GenerationMode) -> None:
         label = f"{operation.label} ({mode.value})"
 
-        @settings(
-            max_examples=self.budget.examples,
-            derandomize=self.budget.derandomize,
-            deadline=None,
-            database=None,
-            phases=[Phase.explicit, Phase.generate, Phase.shrink],
-            suppress_health_check=list(HealthCheck),
-        )
+        @self.budget.hypothesis_settings()
         @given(case=operation.as_strategy(mode))
         def exercise(case: schemathesis.Case[Any]) -> None:
             headers = self.headers_for(operation)
