@@ -5,16 +5,47 @@ stack tool from scripts/requirements/localstripe.lock.txt); localstripe is
 GPL-3.0 dev tooling and the product never imports it. This mirrors
 `localstripe.server.start()` (1.15.10), which always binds every interface
 and keeps its state in /tmp/localstripe.pickle, shared by every instance.
+
+One write of the store per request: localstripe pickles its whole store after
+every request that may change it (its `save_store_middleware`) and, on top of
+that, on every object it adds or deletes. A payment's request adds three to six
+objects (intent, charge, balance transaction, events), so the store was written
+that many times per request, and a store of thousands of payments turned the
+emulator into the checkout's bottleneck (`make bench`, `make chaos`). Inside a
+request an added object now only marks the request dirty; the store is written
+once before the answer leaves (by localstripe's middleware for PUT/POST/DELETE,
+by ours for any other method that changed it), so an answered change is still
+on disk when the emulator is SIGKILLed. Outside a request (localstripe's
+delayed callbacks) every change is written at once, as before.
 """
 
 import argparse
+import contextvars
 import logging
 import pickle
+import time
 from pathlib import Path
 
 from aiohttp import web
 from localstripe import resources
 from localstripe.server import app, store
+
+# localstripe's own middleware writes the store after requests of these methods.
+_WRITTEN_BY_LOCALSTRIPE = frozenset({"PUT", "POST", "DELETE"})
+
+
+class _RequestChanges:
+    """Whether the current request changed the store (set by the store, read by the middleware)."""
+
+    def __init__(self) -> None:
+        self.dirty = False
+        # A task the request started (a delayed callback) keeps a copy of its context.
+        self.finished = False
+
+
+_current_request: contextvars.ContextVar[_RequestChanges | None] = contextvars.ContextVar(
+    "localstripe_request", default=None
+)
 
 
 def main() -> None:
@@ -25,20 +56,61 @@ def main() -> None:
     args = parser.parse_args()
     store_path: Path = args.store
 
+    store_log = logging.getLogger("localstripe.store")
+
     def dump_to_disk(self: resources.Store) -> None:
         temporary = store_path.with_suffix(".tmp")
+        started = time.monotonic()
         with open(temporary, "wb") as f:
             pickle.dump(self, f, protocol=pickle.HIGHEST_PROTOCOL)
+            size = f.tell()
         temporary.replace(store_path)
+        # What each write costs is what limits the emulator's rate: say it.
+        store_log.info(
+            "store written: %d objects, %d bytes, %.1f ms", len(self), size, (time.monotonic() - started) * 1e3
+        )
+
+    def changed(self: resources.Store) -> None:
+        request = _current_request.get()
+        if request is None or request.finished:
+            dump_to_disk(self)
+        else:
+            request.dirty = True
+
+    def set_item(self: resources.Store, key: object, value: object) -> None:
+        dict.__setitem__(self, key, value)
+        changed(self)
+
+    def del_item(self: resources.Store, key: object) -> None:
+        dict.__delitem__(self, key)
+        changed(self)
+
+    @web.middleware
+    async def write_store_once(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        changes = _RequestChanges()
+        token = _current_request.set(changes)
+        try:
+            return await handler(request)
+        finally:
+            _current_request.reset(token)
+            changes.finished = True
+            if changes.dirty and request.method not in _WRITTEN_BY_LOCALSTRIPE:
+                dump_to_disk(store)
 
     resources.Store.dump_to_disk = dump_to_disk
+    resources.Store.__setitem__ = set_item
+    resources.Store.__delitem__ = del_item
+    # Outermost, so the write happens after localstripe's own middlewares and before the answer is sent.
+    app.middlewares.insert(0, write_store_once)
     if store_path.exists():
         with open(store_path, "rb") as f:
             store.update(pickle.load(f))
 
+    output = logging.StreamHandler()
+    for name in ("aiohttp.access", "localstripe.store"):
+        logging.getLogger(name).setLevel(logging.INFO)
+        logging.getLogger(name).addHandler(output)
     access = logging.getLogger("aiohttp.access")
-    access.setLevel(logging.INFO)
-    access.addHandler(logging.StreamHandler())
     web.run_app(app, host=args.host, port=args.port, access_log=access, print=None)
 
 

@@ -1,0 +1,116 @@
+"""localstripe as the stack runs it (scripts/localstripe_launcher.py): the store is
+written once per request, and whatever it answered is still there after a SIGKILL.
+
+A second emulator of its own (free port, temporary store), so the shared stack's
+localstripe is never killed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import stripe
+
+from shopmesh_stack.components import LOCALSTRIPE_API_KEY, free_port
+from shopmesh_stack.settings import REPO
+from shopmesh_stack.stack import Stack
+from tests.polling import wait_for
+
+
+class Emulator:
+    def __init__(self, python: Path, store: Path) -> None:
+        self.python = python
+        self.store = store
+        self.port = free_port()
+        self.log = store.with_suffix(".log")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def client(self) -> stripe.StripeClient:
+        return stripe.StripeClient(
+            LOCALSTRIPE_API_KEY,
+            base_addresses={"api": f"http://127.0.0.1:{self.port}"},
+            max_network_retries=0,
+        )
+
+    def start(self) -> None:
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    str(self.python),
+                    str(REPO / "scripts" / "localstripe_launcher.py"),
+                    *("--port", str(self.port), "--store", str(self.store)),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+        def answers() -> bool:
+            try:
+                self.client.v1.customers.list(params={"limit": 1})
+            except stripe.APIConnectionError:
+                return False
+            return True
+
+        wait_for(answers, 60, "localstripe answering")
+
+    def store_writes(self) -> int:
+        return self.log.read_text().count("store written:")
+
+    def kill(self) -> None:
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+
+@pytest.fixture
+def emulator(stack: Stack, tmp_path: Path) -> Iterator[Emulator]:
+    emulator = Emulator(stack.installed.localstripe_python, tmp_path / "state.pickle")
+    emulator.start()
+    try:
+        yield emulator
+    finally:
+        if emulator.process is not None and emulator.process.poll() is None:
+            emulator.kill()
+
+
+def test_an_answered_payment_survives_a_sigkill(emulator: Emulator) -> None:
+    client = emulator.client
+    intent = client.v1.payment_intents.create(
+        params={"amount": 4200, "currency": "usd", "payment_method": "pm_card_visa", "metadata": {"order": "o-1"}}
+    )
+    # One request that adds a charge, a balance transaction and events besides changing the intent.
+    confirmed = client.v1.payment_intents.confirm(intent.id)
+    assert confirmed.status == "succeeded"
+    refund = client.v1.refunds.create(params={"payment_intent": intent.id, "amount": 1000})
+    emulator.kill()
+
+    emulator.start()
+    client = emulator.client
+    again = client.v1.payment_intents.retrieve(intent.id)
+    assert (again.status, again.amount, again.metadata["order"]) == ("succeeded", 4200, "o-1")
+    listed = client.v1.refunds.list(params={"payment_intent": intent.id})
+    assert [(item.id, item.amount) for item in listed.data] == [(refund.id, 1000)]
+
+
+def test_a_request_writes_the_store_once(emulator: Emulator) -> None:
+    """localstripe alone would write it once per object the request adds, and once more at its end."""
+    client = emulator.client
+    intent = client.v1.payment_intents.create(
+        params={"amount": 4200, "currency": "usd", "payment_method": "pm_card_visa"}
+    )
+    written = emulator.store_writes()
+    assert written >= 1
+    confirmed = client.v1.payment_intents.confirm(intent.id)
+    assert confirmed.status == "succeeded"
+    assert emulator.store_writes() == written + 1
+    client.v1.payment_intents.retrieve(intent.id)
+    client.v1.payment_intents.list(params={"limit": 3})
+    assert emulator.store_writes() == written + 1, "a read wrote the store"
+    assert emulator.store.stat().st_size > 0
