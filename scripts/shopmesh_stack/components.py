@@ -474,10 +474,19 @@ class Service(Component):
 
     start_timeout = 30.0
 
-    def __init__(self, settings: StackSettings, installed: Installed, service: str, stack_env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        settings: StackSettings,
+        installed: Installed,
+        service: str,
+        stack_env: dict[str, str],
+        documents: FerretDB | None = None,
+    ) -> None:
         super().__init__(settings, installed)
         self.name = service
         self._stack_env = stack_env
+        # Its document store, when it keeps its data there (its declared indexes are served, see provision).
+        self._documents = documents
 
     @property
     def port(self) -> int:
@@ -545,6 +554,15 @@ class Service(Component):
 
     def ready(self) -> bool:
         return bool(health_status(self.settings, self.name) == health_pb2.HealthCheckResponse.SERVING)
+
+    def provision(self) -> None:
+        """A document-store service has declared its indexes by now: let FerretDB's PostgreSQL use them."""
+        storage = self.settings.mesh.service(self.name).storage
+        if self._documents is None or storage is None:
+            return
+        added = self._documents.serve_declared_indexes(storage.database)
+        if added:
+            print(f"    indexed for ferretdb: {', '.join(added)}", flush=True)
 
     def revocations_loaded(self) -> bool:
         """Whether its deny-list has been replayed (user calls answered); services without one: True.
@@ -698,6 +716,12 @@ class FerretDB(Component):
         client: MongoClient[dict[str, Any]]
         with MongoClient(self.url, serverSelectionTimeoutMS=1000) as client:
             return bool(client.admin.command("ping").get("ok") == 1)
+
+    def serve_declared_indexes(self, database: str) -> list[str]:
+        """GIN indexes in PostgreSQL for the indexes declared in `database` (see `document_indexes`)."""
+        from shopmesh_stack.document_indexes import serve_declared_indexes
+
+        return serve_declared_indexes(self.url, self._postgres.dsn(FERRETDB_DATABASE), database)
 
 
 class Edge(Component):

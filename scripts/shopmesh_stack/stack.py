@@ -24,6 +24,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from shopmesh_platform.mesh import StorageKind
 from shopmesh_stack.components import (
     CertificateRenewer,
     Component,
@@ -91,11 +92,21 @@ class Stack:
             "OTEL_BSP_SCHEDULE_DELAY": "1000",
         }
         self.services = {
-            name: Service(settings, self.installed, name, {**shared_env, **self._own_env(name)})
+            name: Service(
+                settings,
+                self.installed,
+                name,
+                {**shared_env, **self._own_env(name)},
+                documents=self.ferretdb if self._keeps_documents(name) else None,
+            )
             for name in settings.services
         }
         self.edge = Edge(settings, self.installed)
         self.renewer = CertificateRenewer(settings, self.installed)
+
+    def _keeps_documents(self, service: str) -> bool:
+        storage = self.settings.mesh.service(service).storage
+        return storage is not None and storage.kind is StorageKind.MONGO
 
     def _own_env(self, service: str) -> dict[str, str]:
         """Its declared database, a directory of its own for signing keys, the SMTP server.
