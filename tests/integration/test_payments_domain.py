@@ -8,6 +8,7 @@ pending_test_checkout_payments.py, to be enabled when orders lands.
 from __future__ import annotations
 
 import asyncio
+import socket
 import uuid
 from collections.abc import AsyncIterator
 
@@ -18,13 +19,14 @@ from shopmesh_payments import store
 from shopmesh_payments.config import ReconcileConfig, StripeConfig
 from shopmesh_payments.domain import NewPayment, Payments
 from shopmesh_payments.metrics import PaymentMetrics
-from shopmesh_payments.records import OrderSnapshot, PaymentStatus
+from shopmesh_payments.records import OrderSnapshot, PaymentRecord, PaymentStatus
 from shopmesh_payments.stripe_gateway import StripeGateway
 from shopmesh_platform.context import Caller
-from shopmesh_platform.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from shopmesh_platform.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from shopmesh_stack.components import LOCALSTRIPE_WEBHOOK_SECRET
 from shopmesh_stack.stack import Stack
 from tests.integration.payments_support import intents_for_order, outbox_types, stripe_refunds
+from tests.polling import eventually
 
 
 class FakeOrders:
@@ -185,3 +187,90 @@ async def test_refund_for_a_cancelled_order_refunds_once(
         assert await outbox_types(connection, order_id) == ["PaymentSucceeded", "PaymentRefunded"]
         assert await payments.refund_for_cancelled_order(str(uuid.uuid4())) is None
     assert second is not None
+
+
+def _payments_through(stack: Stack, pool: asyncpg.Pool, orders: FakeOrders, api_base: str) -> Payments:
+    """Payments whose Stripe calls go to `api_base` (one failure opens nothing: the breaker needs 5)."""
+    metrics = PaymentMetrics()
+    gateway = StripeGateway(
+        StripeConfig(
+            api_base=api_base,
+            api_key=stack.localstripe.api_key,
+            webhook_secret=LOCALSTRIPE_WEBHOOK_SECRET,
+            timeout_seconds=0.5,
+            breaker_failures=5,
+            breaker_open_seconds=5,
+        ),
+        metrics,
+    )
+    return Payments(pool, orders, gateway, ReconcileConfig(30, 0.2, 1), metrics)
+
+
+async def _operations(pool: asyncpg.Pool, payment_id: str) -> list[tuple[str, str]]:
+    async with pool.acquire() as connection:
+        rows = await connection.fetch(
+            "SELECT operation, outcome FROM payment_attempts WHERE payment_id = $1 ORDER BY id", uuid.UUID(payment_id)
+        )
+    return [(row["operation"], row["outcome"]) for row in rows]
+
+
+async def _reconciled(payments: Payments, pool: asyncpg.Pool, payment_id: str) -> PaymentStatus:
+    async def status() -> PaymentStatus:
+        await payments.reconcile_once()
+        async with pool.acquire() as connection:
+            found = await store.find_by_id(connection, payment_id)
+        assert found is not None
+        return found.status
+
+    return await eventually(status, lambda current: current.settled, timeout=30, interval=0.2)
+
+
+async def _pending_payment(payments: Payments, pool: asyncpg.Pool, caller: Caller, order_id: str) -> PaymentRecord:
+    with pytest.raises(Unavailable):
+        await payments.create(caller, new(order_id))
+    async with pool.acquire() as connection:
+        pending = await store.find_by_order(connection, order_id)
+    assert pending is not None and pending.status is PaymentStatus.PENDING
+    return pending
+
+
+async def test_a_create_that_never_left_is_finished_without_searching_stripe(
+    stack: Stack, payments: Payments, orders: FakeOrders, pool: asyncpg.Pool
+) -> None:
+    caller = customer()
+    order_id = orders.add(caller.user_id or "")
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        unreachable = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    pending = await _pending_payment(_payments_through(stack, pool, orders, unreachable), pool, caller, order_id)
+    assert pending.intent_requested is False
+    payment_id = pending.id
+
+    assert await _reconciled(payments, pool, payment_id) is PaymentStatus.SUCCEEDED
+    operations = await _operations(pool, payment_id)
+    assert operations[0] == ("create", "unavailable")
+    assert ("find", "ok") not in operations and ("create", "ok") in operations, operations
+    assert [intent.status for intent in intents_for_order(stack, order_id)] == ["succeeded"]
+
+
+async def test_a_create_that_may_have_reached_stripe_is_searched_for_first(
+    stack: Stack, payments: Payments, orders: FakeOrders, pool: asyncpg.Pool
+) -> None:
+    """A server that accepts the connection and never answers: the request may have been taken."""
+    caller = customer()
+    order_id = orders.add(caller.user_id or "")
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    try:
+        through_silence = _payments_through(stack, pool, orders, f"http://127.0.0.1:{silent.getsockname()[1]}")
+        pending = await _pending_payment(through_silence, pool, caller, order_id)
+    finally:
+        silent.close()
+    assert pending.intent_requested is True
+    payment_id = pending.id
+
+    assert await _reconciled(payments, pool, payment_id) is PaymentStatus.SUCCEEDED
+    operations = await _operations(pool, payment_id)
+    assert operations[:3] == [("create", "unavailable"), ("find", "ok"), ("create", "ok")], operations
+    assert len(intents_for_order(stack, order_id)) == 1

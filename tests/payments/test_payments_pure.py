@@ -10,6 +10,7 @@ import re
 import socket
 import time
 
+import httpx
 import pytest
 import stripe
 from prometheus_client import CollectorRegistry, generate_latest
@@ -89,6 +90,26 @@ def test_stripe_errors_are_sorted_into_refusals_and_failures() -> None:
         assert isinstance(classify(failure), ProviderUnavailable), failure
 
 
+def _raised_from(error: stripe.StripeError, cause: BaseException) -> stripe.StripeError:
+    error.__cause__ = cause
+    return error
+
+
+def test_a_failure_says_whether_the_request_may_have_reached_stripe() -> None:
+    request = httpx.Request("POST", "http://127.0.0.1/v1/payment_intents")
+    for cause in (httpx.ConnectError("refused", request=request), httpx.ConnectTimeout("slow", request=request)):
+        unsent = classify(_raised_from(stripe.APIConnectionError("no connection"), cause))
+        assert isinstance(unsent, ProviderUnavailable) and unsent.reached is False, cause
+    for maybe in (
+        _raised_from(stripe.APIConnectionError("no answer"), httpx.ReadTimeout("slow", request=request)),
+        _raised_from(stripe.APIConnectionError("cut"), httpx.RemoteProtocolError("closed", request=request)),
+        stripe.APIConnectionError("unknown cause"),
+        stripe.APIError("server error", http_status=500),
+    ):
+        reached = classify(maybe)
+        assert isinstance(reached, ProviderUnavailable) and reached.reached is True, maybe
+
+
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -104,11 +125,13 @@ async def test_breaker_opens_after_repeated_failures_and_fails_fast() -> None:
         with pytest.raises(ProviderUnavailable) as failed:
             await gateway.retrieve_intent("pi_missing")
         assert "breaker" not in str(failed.value)
+        assert failed.value.reached is False  # nothing listens: the connection was refused
     assert "payment_provider_breaker_state 2.0" in generate_latest(registry).decode()
     started = time.monotonic()
-    with pytest.raises(ProviderUnavailable, match="circuit breaker open"):
+    with pytest.raises(ProviderUnavailable, match="circuit breaker open") as refused:
         await gateway.retrieve_intent("pi_missing")
     assert time.monotonic() - started < 0.5
+    assert refused.value.reached is False
     exposition = generate_latest(registry).decode()
     assert 'payment_provider_request_seconds_count{operation="retrieve_intent",outcome="unavailable"} 4.0' in exposition
 

@@ -231,15 +231,28 @@ class Payments:
             intent_id = payment.stripe_payment_intent_id
             return await self._attempt(payment, "retrieve", None, lambda: self._provider.retrieve_intent(intent_id))
         found: IntentState | None = None
-        if not fresh:
+        # Searching Stripe is needed only if an earlier create may have reached it.
+        if not fresh and payment.intent_requested:
             found = await self._attempt(
                 payment, "find", None, lambda: self._provider.find_intent_for_order(payment.order_id)
             )
-        if found is not None:
-            intent = found
-        else:
-            key = intent_key(payment.order_id, "create")
-            intent = await self._attempt(
+        intent = found or await self._create_intent(payment)
+        async with self._pool.acquire() as connection:
+            await store.record_intent(connection, payment.id, intent.id)
+        return intent
+
+    async def _create_intent(self, payment: PaymentRecord) -> IntentState:
+        """Create the payment's PaymentIntent; Stripe has none for it (just inserted, never requested, or not found).
+
+        `intent_requested` is set before a create leaves and cleared again when the
+        create certainly did not reach Stripe, so the next driver knows whether it must search.
+        """
+        if not payment.intent_requested:
+            async with self._pool.acquire() as connection:
+                await store.set_intent_requested(connection, payment.id, True)
+        key = intent_key(payment.order_id, "create")
+        try:
+            return await self._attempt(
                 payment,
                 "create",
                 key,
@@ -251,9 +264,11 @@ class Payments:
                     idempotency_key=key,
                 ),
             )
-        async with self._pool.acquire() as connection:
-            await store.record_intent(connection, payment.id, intent.id)
-        return intent
+        except ProviderUnavailable as unavailable:
+            if not unavailable.reached:
+                async with self._pool.acquire() as connection:
+                    await store.set_intent_requested(connection, payment.id, False)
+            raise
 
     async def _attempt(
         self, payment: PaymentRecord, operation: str, key: str | None, call: Callable[[], Awaitable[T]]

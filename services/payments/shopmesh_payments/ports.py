@@ -24,7 +24,16 @@ class ProviderDeclined(Exception):
 
 
 class ProviderUnavailable(Exception):
-    """Stripe could not be reached, answered 5xx or timed out, or the circuit breaker is open."""
+    """Stripe could not be reached, answered 5xx or timed out, or the circuit breaker is open.
+
+    `reached`: whether the request may have got to Stripe (False only when it certainly
+    did not: the breaker refused it, or no connection could be made), so a create that
+    did not reach Stripe is known to have created nothing.
+    """
+
+    def __init__(self, reason: str = "", *, reached: bool = True) -> None:
+        super().__init__(reason)
+        self.reached = reached
 
 
 class InvalidWebhook(Exception):

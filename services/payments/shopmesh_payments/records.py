@@ -51,6 +51,8 @@ class PaymentRecord:
     provider_fee_minor: int | None = None
     net_amount_minor: int | None = None
     processed_at: dt.datetime | None = None
+    # Whether a create of its PaymentIntent may have reached Stripe (False: certainly none exists).
+    intent_requested: bool = True
 
 
 @dataclass(frozen=True)

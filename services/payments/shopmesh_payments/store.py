@@ -20,7 +20,7 @@ ORDER_UNIQUE = "payments_order_unique"
 _UNSETTLED = [status.value for status in UNSETTLED]
 _PAYMENT_COLUMNS = """id, order_id, user_id, amount_minor, currency, status, payment_method, created_at, updated_at,
     stripe_payment_intent_id, failure_reason, client_secret, request_id, amount_refunded_minor,
-    provider_fee_minor, net_amount_minor, processed_at"""
+    provider_fee_minor, net_amount_minor, processed_at, intent_requested"""
 _REFUND_COLUMNS = "id, payment_id, amount_minor, status, idempotency_key, request_id, stripe_refund_id, failure_reason"
 
 
@@ -112,6 +112,13 @@ async def record_intent(connection: asyncpg.Connection, payment_id: str, intent_
         "UPDATE payments SET stripe_payment_intent_id = $2 WHERE id = $1 AND stripe_payment_intent_id IS NULL",
         uuid.UUID(payment_id),
         intent_id,
+    )
+
+
+async def set_intent_requested(connection: asyncpg.Connection, payment_id: str, requested: bool) -> None:
+    """Record whether a create of the payment's PaymentIntent may have reached Stripe (see migration 0003)."""
+    await connection.execute(
+        "UPDATE payments SET intent_requested = $2 WHERE id = $1", uuid.UUID(payment_id), requested
     )
 
 

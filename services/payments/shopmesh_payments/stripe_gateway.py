@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
+import httpx
 import stripe
 from purgatory import AsyncCircuitBreakerFactory, ContextChanged
 from purgatory.domain.messages.base import Event
@@ -36,6 +37,10 @@ MAX_LIST_PAGES = 20
 PAGE_SIZE = 100
 
 
+# Raised by httpx before a request leaves: no connection was made (or none was free).
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
 def classify(error: stripe.StripeError) -> ProviderDeclined | ProviderUnavailable:
     """A Stripe error as the domain sees it: refused request, or provider failure."""
     if isinstance(error, stripe.CardError | stripe.InvalidRequestError | stripe.IdempotencyError):
@@ -43,7 +48,9 @@ def classify(error: stripe.StripeError) -> ProviderDeclined | ProviderUnavailabl
     status = error.http_status
     if status is not None and 400 <= status < 500 and status not in (401, 403, 429):
         return ProviderDeclined(error.code or f"http_{status}", error.user_message or "")
-    return ProviderUnavailable(type(error).__name__)
+    # The stripe library raises APIConnectionError from the HTTP client's own error.
+    not_sent = isinstance(error, stripe.APIConnectionError) and isinstance(error.__cause__, NOT_SENT)
+    return ProviderUnavailable(type(error).__name__, reached=not not_sent)
 
 
 def _as_dict(value: Any) -> Mapping[str, Any]:
@@ -100,7 +107,7 @@ class StripeGateway:
             outcome = "ok"
             return result
         except OpenedState:
-            raise ProviderUnavailable("circuit breaker open") from None
+            raise ProviderUnavailable("circuit breaker open", reached=False) from None
         except ProviderDeclined:
             outcome = "declined"
             raise
