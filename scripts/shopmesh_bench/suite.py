@@ -61,6 +61,7 @@ from shopmesh_bench.stats import cpu_shares, median
 from shopmesh_inventory.ledger_check import check as ledger_check
 from shopmesh_platform.config import EnvReader
 from shopmesh_platform.kafka import KafkaConfig
+from shopmesh_stack.procs import PARENT_DEATH_PREFIX
 from shopmesh_stack.settings import REPO, StackSettings
 from shopmesh_stack.stack import Stack
 
@@ -218,7 +219,8 @@ def run_step(
         spec_file.write_text(json.dumps(spec))
         out_file.unlink(missing_ok=True)
         argv = [sys.executable, "-m", "shopmesh_bench.checkout_load", str(spec_file), str(out_file)]
-        process = subprocess.Popen(argv)
+        # Killed with the suite (a SIGTERM to `make bench` left them running, orphaned).
+        process = subprocess.Popen([*PARENT_DEATH_PREFIX, *argv])
         running.append((process, out_file))
     roots = {**stack_roots(stack), **{f"load generator {i + 1}": p.pid for i, (p, _) in enumerate(running)}}
     time.sleep(max(0.0, start_at - time.time()))

@@ -60,21 +60,28 @@ def orders() -> FakeOrders:
     return FakeOrders()
 
 
-@pytest.fixture
-def payments(stack: Stack, pool: asyncpg.Pool, orders: FakeOrders) -> Payments:
+def payments_through(
+    stack: Stack, pool: asyncpg.Pool, orders: FakeOrders, api_base: str, *, timeout_seconds: float = 10
+) -> Payments:
+    """Payments whose Stripe calls go to `api_base` (five failures open the breaker)."""
     metrics = PaymentMetrics()
     gateway = StripeGateway(
         StripeConfig(
-            api_base=stack.localstripe.api_base,
+            api_base=api_base,
             api_key=stack.localstripe.api_key,
             webhook_secret=LOCALSTRIPE_WEBHOOK_SECRET,
-            timeout_seconds=10,
+            timeout_seconds=timeout_seconds,
             breaker_failures=5,
             breaker_open_seconds=5,
         ),
         metrics,
     )
     return Payments(pool, orders, gateway, ReconcileConfig(30, 1, 1), metrics)
+
+
+@pytest.fixture
+def payments(stack: Stack, pool: asyncpg.Pool, orders: FakeOrders) -> Payments:
+    return payments_through(stack, pool, orders, stack.localstripe.api_base)
 
 
 def customer() -> Caller:
@@ -189,23 +196,6 @@ async def test_refund_for_a_cancelled_order_refunds_once(
     assert second is not None
 
 
-def _payments_through(stack: Stack, pool: asyncpg.Pool, orders: FakeOrders, api_base: str) -> Payments:
-    """Payments whose Stripe calls go to `api_base` (one failure opens nothing: the breaker needs 5)."""
-    metrics = PaymentMetrics()
-    gateway = StripeGateway(
-        StripeConfig(
-            api_base=api_base,
-            api_key=stack.localstripe.api_key,
-            webhook_secret=LOCALSTRIPE_WEBHOOK_SECRET,
-            timeout_seconds=0.5,
-            breaker_failures=5,
-            breaker_open_seconds=5,
-        ),
-        metrics,
-    )
-    return Payments(pool, orders, gateway, ReconcileConfig(30, 0.2, 1), metrics)
-
-
 async def _operations(pool: asyncpg.Pool, payment_id: str) -> list[tuple[str, str]]:
     async with pool.acquire() as connection:
         rows = await connection.fetch(
@@ -242,7 +232,8 @@ async def test_a_create_that_never_left_is_finished_without_searching_stripe(
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         unreachable = f"http://127.0.0.1:{closed.getsockname()[1]}"
-    pending = await _pending_payment(_payments_through(stack, pool, orders, unreachable), pool, caller, order_id)
+    through_nothing = payments_through(stack, pool, orders, unreachable, timeout_seconds=0.5)
+    pending = await _pending_payment(through_nothing, pool, caller, order_id)
     assert pending.intent_requested is False
     payment_id = pending.id
 
@@ -263,7 +254,8 @@ async def test_a_create_that_may_have_reached_stripe_is_searched_for_first(
     silent.bind(("127.0.0.1", 0))
     silent.listen(8)
     try:
-        through_silence = _payments_through(stack, pool, orders, f"http://127.0.0.1:{silent.getsockname()[1]}")
+        silence = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        through_silence = payments_through(stack, pool, orders, silence, timeout_seconds=0.5)
         pending = await _pending_payment(through_silence, pool, caller, order_id)
     finally:
         silent.close()
