@@ -17,6 +17,12 @@ once before the answer leaves (by localstripe's middleware for PUT/POST/DELETE,
 by ours for any other method that changed it), so an answered change is still
 on disk when the emulator is SIGKILLed. Outside a request (localstripe's
 delayed callbacks) every change is written at once, as before.
+
+PaymentIntents are listed as Stripe lists them: newest first, and filtered by
+`created` (`created[gte]=...`, also gt, lt, lte), which localstripe 1.15.10
+refuses. Payments searches for a PaymentIntent it may have created by listing
+those created since its payment row; oldest first and unfiltered, that search paged
+through every PaymentIntent ever made and kept a busy emulator saturated.
 """
 
 import argparse
@@ -46,6 +52,39 @@ class _RequestChanges:
 _current_request: contextvars.ContextVar[_RequestChanges | None] = contextvars.ContextVar(
     "localstripe_request", default=None
 )
+
+
+_CREATED_BOUNDS = {"gt": int.__gt__, "gte": int.__ge__, "lt": int.__lt__, "lte": int.__le__}
+
+
+def _created_filter(created):  # type: ignore[no-untyped-def]
+    """`created` as Stripe takes it (a timestamp, or bounds gt/gte/lt/lte) as a predicate on timestamps."""
+    if created is None:
+        return lambda stamp: True
+    bounds = created if isinstance(created, dict) else {"eq": created}
+    checks = []
+    for name, value in bounds.items():
+        if name not in _CREATED_BOUNDS and name != "eq":
+            raise resources.UserError(400, f"Bad request: created[{name}]")
+        try:
+            limit = int(value)
+        except (TypeError, ValueError):
+            raise resources.UserError(400, "Bad request: created must be a timestamp") from None
+        compare = _CREATED_BOUNDS.get(name, int.__eq__)
+        checks.append(lambda stamp, compare=compare, limit=limit: compare(int(stamp), limit))
+    return lambda stamp: all(check(stamp) for check in checks)
+
+
+def list_payment_intents_like_stripe() -> None:
+    generic = resources.StripeObject._api_list_all.__func__
+
+    def list_all(cls, url, limit=None, starting_after=None, created=None, **data):  # type: ignore[no-untyped-def]
+        wanted = _created_filter(created)
+        listed = generic(cls, url, limit, starting_after, **data)
+        listed._list = [intent for intent in reversed(listed._list) if wanted(intent.created)]
+        return listed
+
+    resources.PaymentIntent._api_list_all = classmethod(list_all)
 
 
 def main() -> None:
@@ -97,6 +136,7 @@ def main() -> None:
             if changes.dirty and request.method not in _WRITTEN_BY_LOCALSTRIPE:
                 dump_to_disk(store)
 
+    list_payment_intents_like_stripe()
     resources.Store.dump_to_disk = dump_to_disk
     resources.Store.__setitem__ = set_item
     resources.Store.__delitem__ = del_item

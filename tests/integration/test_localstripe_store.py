@@ -114,3 +114,22 @@ def test_a_request_writes_the_store_once(emulator: Emulator) -> None:
     client.v1.payment_intents.list(params={"limit": 3})
     assert emulator.store_writes() == written + 1, "a read wrote the store"
     assert emulator.store.stat().st_size > 0
+
+
+def test_payment_intents_are_listed_like_stripe_newest_first_and_by_created(emulator: Emulator) -> None:
+    client = emulator.client
+    made = [
+        client.v1.payment_intents.create(
+            params={"amount": 100 + n, "currency": "usd", "payment_method": "pm_card_visa"}
+        )
+        for n in range(3)
+    ]
+    since = min(intent.created for intent in made)
+    listed = client.v1.payment_intents.list(params={"limit": 2, "created": {"gte": since}})
+    assert [intent.id for intent in listed.data] == [made[2].id, made[1].id] and listed.has_more
+    rest = client.v1.payment_intents.list(params={"limit": 2, "created": {"gte": since}, "starting_after": made[1].id})
+    assert [intent.id for intent in rest.data] == [made[0].id] and not rest.has_more
+    assert client.v1.payment_intents.list(params={"created": {"gt": since + 3600}}).data == []
+    assert len(client.v1.payment_intents.list(params={"created": {"lte": since + 3600, "gte": since}}).data) == 3
+    with pytest.raises(stripe.InvalidRequestError):
+        client.v1.payment_intents.list(params={"created": {"gte": "yesterday"}})  # type: ignore[arg-type]

@@ -17,6 +17,7 @@ and the event is written once.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -57,6 +58,9 @@ from shopmesh_platform.events.topics import PAYMENT_EVENTS
 DOMAIN = "payments"
 T = TypeVar("T")
 logger = logging.getLogger("shopmesh.payments")
+# A payment's PaymentIntent is created after its row; searching from this much earlier
+# leaves room for Stripe's clock to disagree with the database's.
+INTENT_SEARCH_MARGIN = dt.timedelta(minutes=10)
 # Refunds made because an order was cancelled get a request id derived from the order.
 _CANCELLED_ORDER_REFUNDS = uuid.UUID("5f0b6a3e-3c55-4f43-9a51-7d1c2a0e8b61")
 
@@ -233,8 +237,12 @@ class Payments:
         found: IntentState | None = None
         # Searching Stripe is needed only if an earlier create may have reached it.
         if not fresh and payment.intent_requested:
+            since = payment.created_at - INTENT_SEARCH_MARGIN
             found = await self._attempt(
-                payment, "find", None, lambda: self._provider.find_intent_for_order(payment.order_id)
+                payment,
+                "find",
+                None,
+                lambda: self._provider.find_intent_for_order(payment.order_id, created_since=since),
             )
         intent = found or await self._create_intent(payment)
         async with self._pool.acquire() as connection:

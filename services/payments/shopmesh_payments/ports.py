@@ -6,6 +6,7 @@ implement them, and unit tests substitute fakes.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -69,8 +70,8 @@ class PaymentProvider(Protocol):
 
     async def retrieve_intent(self, intent_id: str) -> IntentState: ...
 
-    async def find_intent_for_order(self, order_id: str) -> IntentState | None:
-        """The PaymentIntent whose metadata names the order, if Stripe has one."""
+    async def find_intent_for_order(self, order_id: str, *, created_since: dt.datetime) -> IntentState | None:
+        """The PaymentIntent whose metadata names the order, if Stripe has one created since `created_since`."""
         ...
 
     async def create_refund(

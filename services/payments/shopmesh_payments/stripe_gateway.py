@@ -12,6 +12,7 @@ succeeds. Its state is the `payment_provider_breaker_state` gauge.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -154,11 +155,12 @@ class StripeGateway:
         found = await self._call("retrieve_intent", lambda: self._client.v1.payment_intents.retrieve_async(intent_id))
         return intent_state(_as_dict(found))
 
-    async def find_intent_for_order(self, order_id: str) -> IntentState | None:
-        """List and filter by metadata: localstripe has no search, and Stripe's search lags behind writes."""
+    async def find_intent_for_order(self, order_id: str, *, created_since: dt.datetime) -> IntentState | None:
+        """List (newest first, created since) and filter by metadata: localstripe has no search, and
+        Stripe's search lags behind writes."""
         starting_after: str | None = None
         for _ in range(MAX_LIST_PAGES):
-            params: dict[str, Any] = {"limit": PAGE_SIZE}
+            params: dict[str, Any] = {"limit": PAGE_SIZE, "created": {"gte": int(created_since.timestamp())}}
             if starting_after:
                 params["starting_after"] = starting_after
             page = _as_dict(
