@@ -165,8 +165,10 @@ def _render_checkout(checkout: Mapping[str, Any], links_from: str) -> list[str]:
         "",
         f"Stock ledger after the runs: {'consistent' if ledger['consistent'] else 'INCONSISTENT'} "
         f"({ledger['products_checked']} products); {ledger['product']} on hand fell by "
-        f"{ledger['on_hand_drop']} for {ledger['confirmed']} confirmed checkouts "
-        f"({'exact' if ledger['exact'] else 'NOT exact'}).",
+        f"{ledger['on_hand_drop']} for {ledger['confirmed']} orders CONFIRMED in orders "
+        f"({'exact' if ledger['exact'] else 'NOT exact'}); the clients saw "
+        f"{ledger.get('seen_confirmed', ledger['confirmed'])} confirmed (the others were paid after the client's "
+        "pay call had failed, by payments' reconciler).",
         "",
     ]
     knee_rate = checkout["knee"]

@@ -176,6 +176,7 @@ def suite_result() -> dict[str, Any]:
                 "product": "prod-123",
                 "on_hand_drop": 120,
                 "confirmed": 120,
+                "seen_confirmed": 117,
                 "exact": True,
                 "consistent": True,
                 "products_checked": 23,
@@ -214,7 +215,8 @@ def test_the_report_renders_the_table_the_knee_the_ledger_and_chart_links() -> N
     assert "| localstripe | 0.71 |" in text
     assert "Busiest of the stack's processes there: **localstripe** (0.71 cores)" in text
     assert "1.90 of 2 cores busy, 0.50 of it by other tenants" in text
-    assert "consistent (23 products); prod-123 on hand fell by 120 for 120 confirmed checkouts (exact)" in text
+    assert "consistent (23 products); prod-123 on hand fell by 120 for 120 orders CONFIRMED in orders (exact)" in text
+    assert "the clients saw 117 confirmed" in text
     assert "![latency and throughput](bench/results/run/checkout-latency.png)" in text
     assert "| postgres | 100 | 60 | 150 | 80 |" in text
     # A PSS that could not be read shows as unknown, not as zero memory.
