@@ -90,8 +90,11 @@ def test_an_answered_payment_survives_a_sigkill(emulator: Emulator) -> None:
     assert confirmed.status == "succeeded"
     refund = client.v1.refunds.create(params={"payment_intent": intent.id, "amount": 1000})
     emulator.kill()
+    written = emulator.store_writes()
 
     emulator.start()
+    # Loading the store writes nothing (it used to rewrite the file once per object loaded).
+    assert emulator.store_writes() == written
     client = emulator.client
     again = client.v1.payment_intents.retrieve(intent.id)
     assert (again.status, again.amount, again.metadata["order"]) == ("succeeded", 4200, "o-1")
