@@ -177,6 +177,8 @@ async def test_a_lost_database_connection_is_unavailable_not_internal(channel: a
         ConnectionResetError(104, "Connection reset by peer"),
         # make chaos, PostgreSQL SIGKILLed mid-transaction: this answered INTERNAL.
         asyncpg.InterfaceError("cannot call Transaction.__aexit__(): the underlying connection is closed"),
+        # make chaos, PostgreSQL SIGKILLed under load: a pool connection's protocol left mid-operation.
+        asyncpg.InternalClientError("cannot switch to state 12; another operation (2) is in progress"),
         AutoReconnect("connection closed"),
         ServerSelectionTimeoutError("No servers found yet"),
     ],

@@ -113,7 +113,11 @@ def unavailability(exc: BaseException) -> DomainError | None:
 
 
 def _closed_under_us(exc: BaseException) -> bool:
-    """asyncpg's InterfaceError for a connection the server closed mid-transaction (else it is misuse: a bug)."""
+    """asyncpg's InterfaceError for a connection the server closed mid-transaction (else it is misuse: a bug),
+    or its InternalClientError: its own protocol state left mid-operation by a connection the server dropped
+    (seen when `make chaos` SIGKILLed PostgreSQL; the pool terminates such a connection when it comes back)."""
+    if isinstance(exc, asyncpg.InternalClientError):
+        return True
     return isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc)
 
 
