@@ -13,10 +13,18 @@ objects (intent, charge, balance transaction, events), so the store was written
 that many times per request, and a store of thousands of payments turned the
 emulator into the checkout's bottleneck (`make bench`, `make chaos`). Inside a
 request an added object now only marks the request dirty; the store is written
-once before the answer leaves (by localstripe's middleware for PUT/POST/DELETE,
-by ours for any other method that changed it), so an answered change is still
-on disk when the emulator is SIGKILLed. Outside a request (localstripe's
+once before the answer leaves (by a middleware of ours in place of localstripe's:
+after every PUT/POST/DELETE, and after any other request that added an object),
+so an answered change is still on disk when the emulator is SIGKILLed. Outside a request (localstripe's
 delayed callbacks) every change is written at once, as before.
+
+Idempotency keys are honoured as Stripe honours them (localstripe ignores them): a
+POST with an `Idempotency-Key` that already succeeded (or was declined, 402) gets the
+first answer again, with `Idempotent-Replayed: true`, and nothing is created twice;
+the same key with other parameters is a 400 `idempotency_error`, and while the first
+request runs, a 409. The answers are kept in the store, written with the request's
+changes, so a replay after a SIGKILL still finds them. Payments retries a create
+whose answer it lost with the same key instead of searching the list.
 
 PaymentIntents are listed as Stripe lists them: newest first, and filtered by
 `created` (`created[gte]=...`, also gt, lt, lte), which localstripe 1.15.10
@@ -27,17 +35,21 @@ through every PaymentIntent ever made and kept a busy emulator saturated.
 
 import argparse
 import contextvars
+import hashlib
 import logging
 import pickle
 import time
 from pathlib import Path
 
 from aiohttp import web
-from localstripe import resources
+from localstripe import resources, server
 from localstripe.server import app, store
 
-# localstripe's own middleware writes the store after requests of these methods.
-_WRITTEN_BY_LOCALSTRIPE = frozenset({"PUT", "POST", "DELETE"})
+# Requests of these methods may change objects in place (without adding one): the store is
+# written after each of them, as localstripe's own middleware did.
+_CHANGING_METHODS = frozenset({"PUT", "POST", "DELETE"})
+# Where an idempotent request's answer is kept in the store (beside `<object>:<id>` keys).
+_IDEMPOTENCY_PREFIX = "idempotency:"
 
 
 class _RequestChanges:
@@ -87,6 +99,49 @@ def list_payment_intents_like_stripe() -> None:
     resources.PaymentIntent._api_list_all = classmethod(list_all)
 
 
+def _stripe_error(status: int, message: str) -> web.Response:
+    body = {"error": {"type": "idempotency_error", "message": message}}
+    return web.json_response(body, status=status)
+
+
+def honour_idempotency_keys() -> None:
+    """Replay a POST's first answer for its `Idempotency-Key` (see the module docstring)."""
+    running: set[str] = set()
+
+    @web.middleware
+    async def idempotent(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        key = request.headers.get("Idempotency-Key")
+        if request.method != "POST" or not key:
+            return await handler(request)
+        # Keys are the API key's own, as at Stripe.
+        scope = f"{request.headers.get('Authorization', '')}\0{key}"
+        record = _IDEMPOTENCY_PREFIX + hashlib.sha256(scope.encode()).hexdigest()
+        request_hash = hashlib.sha256(f"{request.path_qs}\0".encode() + await request.read()).hexdigest()
+        saved = store.get(record)
+        if saved is not None:
+            first_hash, status, body = saved
+            if first_hash != request_hash:
+                return _stripe_error(
+                    400,
+                    "Keys for idempotent requests can only be used with the same parameters they were first used with.",
+                )
+            replay = web.Response(status=status, body=body, content_type="application/json")
+            replay.headers["Idempotent-Replayed"] = "true"
+            return replay
+        if record in running:
+            return _stripe_error(409, "There is currently another in-progress request using this Idempotent Key.")
+        running.add(record)
+        try:
+            response = await handler(request)
+        finally:
+            running.discard(record)
+        if (200 <= response.status < 300 or response.status == 402) and isinstance(response.body, bytes):
+            store[record] = (request_hash, response.status, response.body)
+        return response
+
+    app.middlewares.insert(0, idempotent)
+
+
 def write_store_once_per_request(store_path: Path) -> None:
     """Install the store's writes (see the module docstring): once per request, to `store_path`."""
     store_log = logging.getLogger("localstripe.store")
@@ -127,13 +182,15 @@ def write_store_once_per_request(store_path: Path) -> None:
         finally:
             _current_request.reset(token)
             changes.finished = True
-            if changes.dirty and request.method not in _WRITTEN_BY_LOCALSTRIPE:
+            if changes.dirty or request.method in _CHANGING_METHODS:
                 dump_to_disk(store)
 
     resources.Store.dump_to_disk = dump_to_disk
     resources.Store.__setitem__ = set_item
     resources.Store.__delitem__ = del_item
-    # Outermost, so the write happens after localstripe's own middlewares and before the answer is sent.
+    # This middleware writes instead of localstripe's, once, after everything a request changed
+    # (an idempotent answer included) and before the answer is sent: so it is the outermost.
+    app.middlewares.remove(server.save_store_middleware)
     app.middlewares.insert(0, write_store_once)
 
 
@@ -160,6 +217,7 @@ def main() -> None:
     parser.add_argument("--store", type=Path, required=True, help="pickle file holding the emulator's state")
     args = parser.parse_args()
     list_payment_intents_like_stripe()
+    honour_idempotency_keys()
     write_store_once_per_request(args.store)
     load_store(args.store)
 

@@ -12,6 +12,7 @@ import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import stripe
@@ -136,3 +137,36 @@ def test_payment_intents_are_listed_like_stripe_newest_first_and_by_created(emul
     assert len(client.v1.payment_intents.list(params={"created": {"lte": since + 3600, "gte": since}}).data) == 3
     with pytest.raises(stripe.InvalidRequestError):
         client.v1.payment_intents.list(params={"created": {"gte": "yesterday"}})  # type: ignore[arg-type]
+
+
+def test_an_idempotency_key_gets_its_first_answer_again_even_after_a_sigkill(emulator: Emulator) -> None:
+    client = emulator.client
+    params: dict[str, Any] = {"amount": 700, "currency": "usd", "payment_method": "pm_card_visa"}
+    params["metadata"] = {"order": "o-7"}
+    first = client.v1.payment_intents.create(params=params, options={"idempotency_key": "order-o-7-create"})  # type: ignore[arg-type]
+    again = client.v1.payment_intents.create(params=params, options={"idempotency_key": "order-o-7-create"})  # type: ignore[arg-type]
+    assert again.id == first.id
+    assert again.last_response is not None and again.last_response.headers.get("Idempotent-Replayed") == "true"
+    with pytest.raises(stripe.IdempotencyError):
+        client.v1.payment_intents.create(
+            params=dict(params, amount=701),  # type: ignore[arg-type]
+            options={"idempotency_key": "order-o-7-create"},
+        )
+    declined: dict[str, Any] = {
+        "amount": 500,
+        "currency": "usd",
+        "payment_method": "pm_card_chargeCustomerFail",
+        "confirm": True,
+    }
+    for _ in range(2):
+        with pytest.raises(stripe.CardError):
+            client.v1.payment_intents.create(params=declined, options={"idempotency_key": "declined-once"})  # type: ignore[arg-type]
+    emulator.kill()
+
+    emulator.start()
+    client = emulator.client
+    after = client.v1.payment_intents.create(params=params, options={"idempotency_key": "order-o-7-create"})  # type: ignore[arg-type]
+    assert after.id == first.id
+    listed = client.v1.payment_intents.list(params={"limit": 100})
+    assert [intent.id for intent in listed.data].count(first.id) == 1
+    assert sum(1 for intent in listed.data if intent.amount == 500) == 1

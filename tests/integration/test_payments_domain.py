@@ -17,7 +17,7 @@ import pytest
 
 from shopmesh_payments import store
 from shopmesh_payments.config import ReconcileConfig, StripeConfig
-from shopmesh_payments.domain import NewPayment, Payments
+from shopmesh_payments.domain import NewPayment, Payments, intent_key
 from shopmesh_payments.metrics import PaymentMetrics
 from shopmesh_payments.records import OrderSnapshot, PaymentRecord, PaymentStatus
 from shopmesh_payments.stripe_gateway import StripeGateway
@@ -244,10 +244,9 @@ async def test_a_create_that_never_left_is_finished_without_searching_stripe(
     assert [intent.status for intent in intents_for_order(stack, order_id)] == ["succeeded"]
 
 
-async def test_a_create_that_may_have_reached_stripe_is_searched_for_first(
-    stack: Stack, payments: Payments, orders: FakeOrders, pool: asyncpg.Pool
-) -> None:
-    """A server that accepts the connection and never answers: the request may have been taken."""
+async def _silently_pending(stack: Stack, pool: asyncpg.Pool, orders: FakeOrders) -> tuple[PaymentRecord, Caller]:
+    """A payment whose create went to a server that took the connection and never answered (it may have
+    reached Stripe)."""
     caller = customer()
     order_id = orders.add(caller.user_id or "")
     silent = socket.socket()
@@ -260,9 +259,43 @@ async def test_a_create_that_may_have_reached_stripe_is_searched_for_first(
     finally:
         silent.close()
     assert pending.intent_requested is True
-    payment_id = pending.id
+    return pending, caller
 
-    assert await _reconciled(payments, pool, payment_id) is PaymentStatus.SUCCEEDED
-    operations = await _operations(pool, payment_id)
-    assert operations[:3] == [("create", "unavailable"), ("find", "ok"), ("create", "ok")], operations
-    assert len(intents_for_order(stack, order_id)) == 1
+
+async def test_a_create_whose_answer_was_lost_is_sent_again_and_stripe_answers_with_the_first(
+    stack: Stack, payments: Payments, orders: FakeOrders, pool: asyncpg.Pool
+) -> None:
+    pending, caller = await _silently_pending(stack, pool, orders)
+    # The lost create did reach Stripe: it made the PaymentIntent under the payment's idempotency key.
+    gateway = StripeGateway(
+        StripeConfig(stack.localstripe.api_base, stack.localstripe.api_key, LOCALSTRIPE_WEBHOOK_SECRET, 10, 5, 5),
+        PaymentMetrics(),
+    )
+    made = await gateway.create_intent(
+        amount_minor=pending.amount_minor,
+        currency=pending.currency,
+        payment_method=pending.payment_method,
+        metadata={"order_id": pending.order_id, "user_id": caller.user_id or "", "payment_id": pending.id},
+        idempotency_key=intent_key(pending.order_id, "create"),
+    )
+
+    assert await _reconciled(payments, pool, pending.id) is PaymentStatus.SUCCEEDED
+    operations = await _operations(pool, pending.id)
+    assert operations[:3] == [("create", "unavailable"), ("create", "ok"), ("confirm", "ok")], operations
+    [intent] = intents_for_order(stack, pending.order_id)
+    assert intent.id == made.id and intent.status == "succeeded"
+
+
+async def test_after_repeated_failed_creates_the_payment_intent_is_searched_for(
+    stack: Stack, payments: Payments, orders: FakeOrders, pool: asyncpg.Pool
+) -> None:
+    """A failed create may be one Stripe keeps answering with the same 5xx: then the list is searched."""
+    pending, _ = await _silently_pending(stack, pool, orders)
+    async with pool.acquire() as connection:
+        for _ in range(2):
+            await store.record_attempt(connection, pending.id, "create", "unavailable")
+
+    assert await _reconciled(payments, pool, pending.id) is PaymentStatus.SUCCEEDED
+    operations = await _operations(pool, pending.id)
+    assert operations[3:6] == [("find", "ok"), ("create", "ok"), ("confirm", "ok")], operations
+    assert len(intents_for_order(stack, pending.order_id)) == 1

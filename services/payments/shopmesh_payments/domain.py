@@ -6,8 +6,9 @@ Stripe holds a lease on the row: the CreatePayment call that inserted it, a
 retry with the same request id once the lease expired, or the reconciler. The
 PaymentIntent is created unconfirmed with the order and user ids in its
 metadata, its id recorded, then confirmed; so a crash at any point leaves a
-row the reconciler finishes (finding the PaymentIntent by its id, or by its
-metadata when the id was never recorded).
+row the reconciler finishes (finding the PaymentIntent by its id; when the id
+was never recorded, by creating it again with the same idempotency key, which
+Stripe answers with the one it made, or by searching for its metadata).
 
 Three routes report one outcome: the API answer, the webhook and the
 reconciler. Each applies it with a conditional update (`settle`) and writes
@@ -58,6 +59,10 @@ from shopmesh_platform.events.topics import PAYMENT_EVENTS
 DOMAIN = "payments"
 T = TypeVar("T")
 logger = logging.getLogger("shopmesh.payments")
+# Stripe keeps an idempotency key's answer at least 24 hours; an hour less leaves room for clocks.
+IDEMPOTENCY_KEY_KEPT = dt.timedelta(hours=23)
+# Failed creates of one payment after which its PaymentIntent is searched for instead of created again.
+CREATES_BEFORE_SEARCHING = 3
 # A payment's PaymentIntent is created after its row; searching from this much earlier
 # leaves room for Stripe's clock to disagree with the database's.
 INTENT_SEARCH_MARGIN = dt.timedelta(minutes=10)
@@ -235,8 +240,9 @@ class Payments:
             intent_id = payment.stripe_payment_intent_id
             return await self._attempt(payment, "retrieve", None, lambda: self._provider.retrieve_intent(intent_id))
         found: IntentState | None = None
-        # Searching Stripe is needed only if an earlier create may have reached it.
-        if not fresh and payment.intent_requested:
+        # Searching Stripe is needed only if an earlier create may have reached it and Stripe
+        # cannot be trusted to answer a repeated create with that one (see `_create_replays`).
+        if not fresh and payment.intent_requested and not await self._create_replays(payment):
             since = payment.created_at - INTENT_SEARCH_MARGIN
             found = await self._attempt(
                 payment,
@@ -248,6 +254,16 @@ class Payments:
         async with self._pool.acquire() as connection:
             await store.record_intent(connection, payment.id, intent.id)
         return intent
+
+    async def _create_replays(self, payment: PaymentRecord) -> bool:
+        """Whether a create sent again with the payment's idempotency key gets the PaymentIntent an
+        earlier one made, if any: Stripe keeps a key's first answer for at least 24 hours. But it
+        also keeps a 5xx it answered, so after a few failed creates the list is searched instead."""
+        if dt.datetime.now(dt.UTC) - payment.created_at > IDEMPOTENCY_KEY_KEPT:
+            return False
+        async with self._pool.acquire() as connection:
+            failed = await store.count_attempts(connection, payment.id, "create", "unavailable")
+        return failed < CREATES_BEFORE_SEARCHING
 
     async def _create_intent(self, payment: PaymentRecord) -> IntentState:
         """Create the payment's PaymentIntent; Stripe has none for it (just inserted, never requested, or not found).

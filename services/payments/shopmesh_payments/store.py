@@ -194,6 +194,17 @@ async def require_action(connection: asyncpg.Connection, payment_id: str, client
     return updated == "UPDATE 1"
 
 
+async def count_attempts(connection: asyncpg.Connection, payment_id: str, operation: str, outcome: str) -> int:
+    """How many of the payment's Stripe calls of `operation` ended with `outcome`."""
+    count = await connection.fetchval(
+        "SELECT count(*) FROM payment_attempts WHERE payment_id = $1 AND operation = $2 AND outcome = $3",
+        uuid.UUID(payment_id),
+        operation,
+        outcome,
+    )
+    return int(count)
+
+
 async def record_attempt(
     connection: asyncpg.Connection,
     payment_id: str,
