@@ -38,7 +38,7 @@ from shopmesh_platform.docstore import (
     TransitionRefused,
     ensure_indexes,
 )
-from shopmesh_platform.docstore.cache import older_entry_filter, other_shape_filter
+from shopmesh_platform.docstore.cache import entry_filter, older_entry_filter, other_shape_filter
 from shopmesh_platform.docstore.ids import inbox_id
 from shopmesh_platform.docstore.outbox import PENDING_FILTER, UNFLAGGED_FILTER
 from shopmesh_platform.docstore.records import Document
@@ -437,6 +437,7 @@ async def test_the_hot_lookups_are_pushed_down_to_postgresql(database: AsyncData
         "one version (and the relay's flag set)": (log.collection, version_filter(order, 1)),
         "the transition of a cause (the consumers' inbox)": (log.collection, cause_filter("c:1")),
         "a cache refresh": (cache.collection, older_entry_filter(order, 2)),
+        "a cache rebuild": (cache.collection, entry_filter(order)),
         "entries of an older shape": (cache.collection, other_shape_filter(2)),
     }
     assert {name: await find_pushed_down(c, q) for name, (c, q) in hot.items()} == dict.fromkeys(hot, True)

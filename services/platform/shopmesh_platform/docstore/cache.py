@@ -27,7 +27,7 @@ import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from pymongo import DESCENDING, IndexModel
+from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -36,7 +36,7 @@ from shopmesh_platform.docstore.transitions import TransitionLog
 
 # The top-level fields of an entry, derived from the state, that listing queries filter on.
 Lift = Callable[[Mapping[str, Any]], Mapping[str, Any]]
-ENTRY_FIELDS = frozenset({"_id", "version", "state", "committed_at", "refreshed_at", "shape"})
+ENTRY_FIELDS = frozenset({"_id", "aggregate", "version", "state", "committed_at", "refreshed_at", "shape"})
 
 
 def lift_nothing(state: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -49,6 +49,8 @@ def cache_document(transition: Transition, lift: Lift = lift_nothing, shape: int
         raise ValueError(f"lifted fields collide with the entry's own: {sorted(clash)}")
     return {
         "_id": transition.aggregate,
+        # `_id` again, indexed: FerretDB's `_id` equality (`_jsonb->'_id' @> ...`) cannot use its `_id` index.
+        "aggregate": transition.aggregate,
         "version": transition.version,
         "state": dict(transition.state),
         "committed_at": transition.committed_at,
@@ -58,9 +60,14 @@ def cache_document(transition: Transition, lift: Lift = lift_nothing, shape: int
     }
 
 
+def entry_filter(aggregate: str) -> Document:
+    """The entry of `aggregate`, by the indexed `aggregate`."""
+    return {"aggregate": aggregate}
+
+
 def older_entry_filter(aggregate: str, version: int) -> Document:
-    """The entry of `aggregate` if it shows a version before `version` (`_id` equality selects it)."""
-    return {"_id": aggregate, "version": {"$lt": version}}
+    """The entry of `aggregate` if it shows a version before `version` (the indexed `aggregate` selects it)."""
+    return {"aggregate": aggregate, "version": {"$lt": version}}
 
 
 def other_shape_filter(shape: int) -> Document:
@@ -88,10 +95,13 @@ class CurrentStateCache:
         self.collection = database.get_collection(f"{log.name}_current", codec_options=CODEC_OPTIONS)
 
     def indexes(self) -> list[IndexModel]:
-        return self._listing_indexes
+        return [IndexModel([("aggregate", ASCENDING)], name="aggregate"), *self._listing_indexes]
 
     async def refresh(self, transition: Transition) -> None:
-        """Show `transition` unless the cache already shows this version or a later one."""
+        """Show `transition` unless the cache already shows this version or a later one.
+
+        An entry of an older shape without `aggregate` is left for `reshape` (the filter misses it).
+        """
         # When the entry is as new or newer the filter misses and the upsert's insert collides: nothing to do.
         with contextlib.suppress(DuplicateKeyError):
             await self.collection.replace_one(
@@ -106,10 +116,18 @@ class CurrentStateCache:
         if latest is None:
             await self.collection.delete_one({"_id": aggregate})
         else:
-            await self.collection.replace_one({"_id": aggregate}, self._document(latest), upsert=True)
+            await self._write(self._document(latest))
 
     def _document(self, transition: Transition) -> Document:
         return cache_document(transition, self._lift, self._shape)
+
+    async def _write(self, entry: Document) -> None:
+        """Replace (or insert) the entry of `entry["_id"]` unconditionally."""
+        try:
+            await self.collection.replace_one(entry_filter(entry["_id"]), entry, upsert=True)
+        except DuplicateKeyError:
+            # An entry of an older shape has no `aggregate` to find it by: replace it by `_id`.
+            await self.collection.replace_one({"_id": entry["_id"]}, entry, upsert=True)
 
     async def reshape(self) -> int:
         """Rebuild the entries written with an older shape (or none); returns how many.
@@ -136,7 +154,7 @@ class CurrentStateCache:
                 continue
             seen.add(document["aggregate"])
             transition = Transition.from_document(document)
-            await self.collection.replace_one({"_id": transition.aggregate}, self._document(transition), upsert=True)
+            await self._write(self._document(transition))
         stale = [document["_id"] async for document in self.collection.find({}, {"_id": 1})]
         orphans = [aggregate for aggregate in stale if aggregate not in seen]
         if orphans:
