@@ -13,7 +13,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import asdict
 from typing import Any
 
@@ -38,13 +38,19 @@ from shopmesh_platform.docstore import (
     TransitionRefused,
     ensure_indexes,
 )
+from shopmesh_platform.docstore.cache import entry_filter, older_entry_filter, other_shape_filter
 from shopmesh_platform.docstore.ids import inbox_id
+from shopmesh_platform.docstore.outbox import PENDING_FILTER, UNFLAGGED_FILTER
+from shopmesh_platform.docstore.records import Document
+from shopmesh_platform.docstore.records import utc_now_ms as now
+from shopmesh_platform.docstore.transitions import aggregate_filter, cause_filter, version_filter
 from shopmesh_platform.events.topics import TopicSpec
 from shopmesh_platform.kafka import KafkaConfig, header
 from shopmesh_stack.settings import REPO
 from shopmesh_stack.stack import Stack
 from shopmesh_stack.topics import create_topics
 from tests.integration.docstore_relay import LOG_NAME, SERVICE
+from tests.integration.pushdown import find_pushed_down
 from tests.polling import eventually
 
 PARTITIONS = 3
@@ -158,6 +164,7 @@ async def test_one_writer_wins_each_transition_while_the_relay_publishes(
     assert {key for key, _, _ in records} == {order.encode()}
     assert not set(losers) & set(event_ids)
     assert await store.markers.count_documents({}) == ROUNDS
+    assert await log.collection.count_documents({"published": True}) == ROUNDS
 
 
 async def test_the_decision_helper_lets_one_racing_writer_through(database: AsyncDatabase[dict[str, Any]]) -> None:
@@ -294,10 +301,14 @@ async def test_duplicate_deliveries_have_one_effect(database: AsyncDatabase[dict
     assert [t.state["status"] async for t in log.history(order)] == ["PENDING", "CONFIRMED"]
 
 
+def lift_listed(state: Mapping[str, Any]) -> dict[str, Any]:
+    return {"user_id": state.get("user_id"), "created": state.get("created")}
+
+
 async def test_the_cache_rebuilt_from_the_log_equals_the_log(database: AsyncDatabase[dict[str, Any]]) -> None:
     log, _ = await setup(database, "unused")
-    listing = IndexModel([("state.user_id", 1), ("state.created", DESCENDING)], name="user_newest_first")
-    cache = CurrentStateCache(database, log, [listing])
+    listing = IndexModel([("user_id", 1), ("created", DESCENDING)], name="user_id_newest_first")
+    cache = CurrentStateCache(database, log, [listing], lift=lift_listed, shape=2)
     await ensure_indexes(cache)
     orders = [f"order-{i}-{uuid.uuid4()}" for i in range(6)]
     transitions: list[Transition] = []
@@ -309,38 +320,134 @@ async def test_the_cache_rebuilt_from_the_log_equals_the_log(database: AsyncData
             transitions.append(previous)
     # Refreshes race in any order (older ones last): the cache never goes below a version it sees.
     await asyncio.gather(*(cache.refresh(t) for t in reversed(transitions)))
-    # Damage: an entry from nowhere, a wrong entry, a missing entry.
+    # Damage: an entry from nowhere, a wrong entry, a missing entry, and an entry of the previous
+    # shape (a previous version wrote the state only: nothing lifted to the top level).
     await cache.collection.insert_one({"_id": "order-unknown", "version": 9, "state": {}})
     await cache.collection.replace_one({"_id": orders[1]}, {"version": 1, "state": {"status": "bogus"}})
     await cache.collection.delete_one({"_id": orders[2]})
+    latest_of_3 = await log.latest(orders[3])
+    assert latest_of_3 is not None
+    await cache.collection.replace_one(
+        {"_id": orders[3]}, {"version": latest_of_3.version, "state": dict(latest_of_3.state)}
+    )
 
     assert await cache.rebuild_all() == len(orders)
-    cached = {d["_id"]: (d["version"], d["state"]) async for d in cache.collection.find({})}
+    cached = {d["_id"]: d async for d in cache.collection.find({})}
     expected = {}
     for order in orders:
         latest = await log.latest(order)
         assert latest is not None
-        expected[order] = (latest.version, dict(latest.state))
-    assert cached == expected
-    # The listing path: a user's aggregates, newest first, from the cache.
-    listed = await cache.find({"state.user_id": "user-1"}, [("state.created", DESCENDING)], 10)
+        expected[order] = (latest.version, dict(latest.state), 2, lift_listed(latest.state))
+    assert {
+        order: (d["version"], d["state"], d["shape"], {"user_id": d["user_id"], "created": d["created"]})
+        for order, d in cached.items()
+    } == expected
+    # The listing path: a user's aggregates, newest first, from the cache's top-level fields.
+    listed = await cache.find({"user_id": "user-1"}, [("created", DESCENDING)], 10)
     assert [d["_id"] for d in listed] == [orders[5], orders[3], orders[1]]
 
 
-async def test_a_straggler_behind_the_watermark_is_published_before_its_successor(
-    database: AsyncDatabase[dict[str, Any]],
+async def test_cache_entries_of_an_older_shape_are_found_and_rewritten(database: AsyncDatabase[dict[str, Any]]) -> None:
+    log, _ = await setup(database, "unused")
+    cache = CurrentStateCache(database, log, lift=lift_listed, shape=2)
+    order, old_shape, newer_shape = (f"order-{uuid.uuid4()}" for _ in range(3))
+    for aggregate in (order, old_shape, newer_shape):
+        await cache.refresh(await log.append(aggregate, 0, {"user_id": "u", "created": 1}, event("t", "created")))
+    # A previous version's replica refreshed one entry (no shape, nothing lifted); a newer version another.
+    old = await log.latest(old_shape)
+    assert old is not None
+    await cache.collection.replace_one({"_id": old_shape}, {"version": old.version, "state": dict(old.state)})
+    await cache.collection.update_one({"_id": newer_shape}, {"$set": {"shape": 3}})
+    assert {d["_id"] async for d in cache.collection.find({"user_id": "u"})} == {order, newer_shape}
+
+    assert await cache.reshape() == 1
+    assert {d["_id"] async for d in cache.collection.find({"user_id": "u"})} == {order, old_shape, newer_shape}
+    shapes = {d["_id"]: d["shape"] async for d in cache.collection.find({})}
+    assert shapes == {order: 2, old_shape: 2, newer_shape: 3}  # a newer shape is left to its version
+    assert await cache.reshape() == 0
+
+
+def legacy_transition(aggregate: str, version: int, topic: str, status: str) -> Document:
+    """A transition document as the previous version inserted it: no `published` flag."""
+    transition = Transition(aggregate, version, {"status": status}, event(topic, status), f"self:{uuid.uuid4()}", now())
+    document = transition.to_document()
+    del document["published"]
+    return document
+
+
+async def test_transitions_a_previous_version_wrote_are_published_once_in_order(
+    stack: Stack, database: AsyncDatabase[dict[str, Any]], topic: str
 ) -> None:
+    log, store = await setup(database, "relay")
+    # Published by the previous version's relay (it left a marker): not again.
+    published = legacy_transition(f"order-{uuid.uuid4()}", 1, topic, "created")
+    await log.collection.insert_one(published)
+    await store.markers.insert_one({"_id": published["_id"], "published_at": now()})
+    # Two versions the previous version wrote but never published, then one this version writes.
+    order = f"order-{uuid.uuid4()}"
+    unpublished = [legacy_transition(order, 1, topic, "created"), legacy_transition(order, 2, topic, "confirmed")]
+    await log.collection.insert_many(unpublished)
+    third = await log.append(order, 2, {"status": "shipped"}, event(topic, "shipped"))
+    assert [e.transition_id async for e in store.pending()] == [third.id]  # the flag alone misses the old ones
+
+    lease = SlotLease(database, SERVICE, holder="relay", timing=TEST_LEASE)
+    relay = asyncio.create_task(MongoRelay(store, lease, kafka(stack), poll_interval=0.05).run())
+    try:
+        await eventually(lambda: store.markers.count_documents({}), lambda n: n == 4, timeout=60)
+    finally:
+        relay.cancel()
+        await asyncio.gather(relay, return_exceptions=True)
+
+    records = await read_topic(stack, topic)
+    expected = [d["event"]["event_id"] for d in unpublished] + [third.event.event_id]
+    assert [event_id for _, event_id, _ in records] == expected
+    assert {key for key, _, _ in records} == {order.encode()}
+    flags = {d["_id"]: d.get("published") async for d in log.collection.find({})}
+    assert flags == {published["_id"]: True, unpublished[0]["_id"]: True, unpublished[1]["_id"]: True, third.id: True}
+
+
+async def test_an_event_whose_flag_was_not_set_is_published_again(database: AsyncDatabase[dict[str, Any]]) -> None:
     log, store = await setup(database, "relay")
     order = f"order-{uuid.uuid4()}"
     first = await log.append(order, 0, {"status": "PENDING"}, event("t", "created"))
-    assert [e.transition_id async for e in store.pending()] == [first.id]
-    await store.mark_published(next(iter([e async for e in store.pending()])))
-    # A writer that stalled past the grace period: its transition lands far behind the watermark.
-    stalled = Transition(order, 2, {"status": "CONFIRMED"}, event("t", "confirmed"), "self:stalled", first.committed_at)
-    document = stalled.to_document()
-    document["committed_at"] = first.committed_at.replace(year=first.committed_at.year - 1)
-    await log.collection.insert_one(document)
-    assert [e async for e in store.pending()] == []  # invisible to the window...
-    third = await log.append(order, 2, {"status": "SHIPPED"}, event("t", "shipped"))
-    # ...until its successor pulls it in, first.
-    assert [e.transition_id async for e in store.pending()] == [stalled.id, third.id]
+    second = await log.append(order, 1, {"status": "CONFIRMED"}, event("t", "confirmed"))
+    [pending, _] = [e async for e in store.pending()]
+    # A relay crashed after inserting the first one's marker, before setting its flag.
+    await store.markers.insert_one({"_id": first.id, "published_at": now()})
+    assert await store.is_published(first.id)
+    # It is published again (consumers deduplicate by event id), still before its successor.
+    assert [e.transition_id async for e in store.pending()] == [first.id, second.id]
+    await store.mark_published(pending)  # the duplicate marker is harmless; the flag is set
+    assert [e.transition_id async for e in store.pending()] == [second.id]
+    assert await store.backfill() == 0  # every transition this version wrote carries its flag
+
+
+async def test_the_hot_lookups_are_pushed_down_to_postgresql(database: AsyncDatabase[dict[str, Any]]) -> None:
+    log, store = await setup(database, "relay")
+    cache = CurrentStateCache(database, log, lift=lift_listed, shape=2)
+    order = f"order-{uuid.uuid4()}"
+    created = await log.append(order, 0, {"user_id": "u", "created": 1}, event("t", "created"), cause="c:1")
+    await cache.refresh(created)
+    # Every collection exists: FerretDB explains a query of a missing one as not pushed down.
+    await store.markers.insert_one({"_id": created.id})
+
+    hot: dict[str, tuple[Any, Document]] = {
+        "the relay's pending events": (log.collection, PENDING_FILTER),
+        "the latest version and the history": (log.collection, aggregate_filter(order)),
+        "one version (and the relay's flag set)": (log.collection, version_filter(order, 1)),
+        "the transition of a cause (the consumers' inbox)": (log.collection, cause_filter("c:1")),
+        "a cache refresh": (cache.collection, older_entry_filter(order, 2)),
+        "a cache rebuild": (cache.collection, entry_filter(order)),
+        "entries of an older shape": (cache.collection, other_shape_filter(2)),
+    }
+    assert {name: await find_pushed_down(c, q) for name, (c, q) in hot.items()} == dict.fromkeys(hot, True)
+    # The check tells them apart: what FerretDB filters in Go after decoding the whole collection.
+    decoded_whole: dict[str, tuple[Any, Document]] = {
+        "a dotted path": (cache.collection, {"state.user_id": "u"}),
+        "a range": (log.collection, {"committed_at": {"$gte": created.committed_at}}),
+        "an $in": (log.collection, {"_id": {"$in": [created.id]}}),
+        "the one-off backfill": (log.collection, UNFLAGGED_FILTER),
+    }
+    assert {name: await find_pushed_down(c, q) for name, (c, q) in decoded_whole.items()} == dict.fromkeys(
+        decoded_whole, False
+    )

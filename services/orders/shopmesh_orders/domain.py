@@ -293,6 +293,10 @@ class Orders:
             expired += await self.expire(order_id)
         return expired
 
+    async def reshape_cache(self) -> int:
+        """Rewrite listing-cache entries a previous version wrote (see `OrderStore.reshape_cache`)."""
+        return await self._store.reshape_cache()
+
     async def _apply(self, order_id: str, decide: Decision) -> Order:
         try:
             return await self._store.transition(order_id, decide)

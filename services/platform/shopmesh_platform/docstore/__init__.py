@@ -9,14 +9,19 @@ MongoDB alike, so every guarantee here rests on such an insert:
   `_id = <aggregate>:<version>` carrying the new state and its event. Only one
   writer can insert version n+1 (the guard), and the document is the outbox entry.
   A transition's `cause` (unique) is the inbox of the effect that made it.
-- `MongoOutboxStore`: the relay's view of the log. It finds transitions without a
-  `published` marker and records a publish by inserting that marker, never by
-  writing the aggregate.
+- `MongoOutboxStore`: the relay's view of the log. It finds transitions whose
+  `published` flag (inserted false with the transition) is still false, records
+  a publish by inserting a `published` marker, then sets the flag (a derived
+  hint, never a guard: nothing else writes a transition after its insert).
 - `SlotLease`: one relay at a time through time-slot documents `<service>:<slot>`.
 - `Inbox`: an insert of `<consumer>:<event id>` guards an effect; `CauseInbox`
   is the platform consumer's inbox when the effect is a transition with that cause.
 - `CurrentStateCache`: the one document updated in place, a derived cache of the
-  latest transition per aggregate, rebuildable from the log and never trusted.
+  latest transition per aggregate, rebuildable from the log and never trusted;
+  it lifts the state fields listings query to top-level fields.
+- Queries: FerretDB 1.24 hands only equality on top-level fields to PostgreSQL
+  and decodes the whole collection for anything else, so every hot query is
+  such an equality on the first key of a declared index.
 - `MongoRelay`: lease + store + idempotent producer.
 
 `ensure_indexes` creates every index idempotently at start.

@@ -1,53 +1,52 @@
-"""The relay's view of a transition log: pending events, and inserted `published` markers.
+"""The relay's view of a transition log: pending events, published markers, and the `published` flag.
 
-The transitions are the outbox. Publishing is recorded by inserting a marker
-`_id = <transition id>` into `<log>_published` (an insert, never a write to the
-aggregate); a second marker of the same transition is a harmless duplicate.
+The transitions are the outbox. Every transition is inserted with `published:
+false` (the same insert as the transition, so none can be missed). Publishing is
+recorded by inserting a marker `_id = <transition id>` into `<log>_published`
+(insert-only: the record of publishing; a second marker of the same transition
+is a harmless duplicate), then setting the transition's flag to true with an
+unconditional `$set`. The flag is a derived hint for the query, never a guard:
+FerretDB 1.24 rewrites a document whole on update, which is safe here because
+nothing else writes a transition after its insert, and no "only one wins"
+rests on it (two relays during a lease handover both set it true).
 
-Finding what is pending, without `$lookup` (FerretDB 1.24 has none) or change
-streams: scan the transitions committed since a watermark W, anti-join their ids
-with the markers (`$in`), and hand out the unmarked ones. Then W moves to
-min(scan start - grace, oldest unmarked). Invariant: every transition committed
-before W has a marker, so nothing behind W needs a look.
+Finding what is pending is one query, `{published: false}`: a top-level
+equality on the first key of the log's `published` index, which FerretDB hands
+to PostgreSQL, so it decodes only the pending transitions (FerretDB 1.24 has no
+`$lookup` or change streams, and does not push ranges or `$in` down; see
+`transitions`). Order: per aggregate, versions ascending (Kafka key =
+aggregate id); across aggregates, by commit time (`publish_order`). An earlier
+unpublished version of an aggregate is always in the same result set, since
+its flag is still false.
 
-Clocks: `committed_at` is the writer's clock, taken just before the insert, so a
-transition can become visible after one with a later timestamp. `grace` must
-exceed the longest insert (the client's socket timeout) plus the clock skew
-between writers and relay; then nothing lands behind the watermark. Two nets for
-a writer that stalls longer than that: a transition whose predecessor version is
-still unmarked pulls that predecessor in (so per-aggregate order holds and the
-straggler is published before its successor), and every `deep_scan_every` scans
-the window reaches back `deep_scan_lookback` further.
+A crash between the marker insert and the flag set leaves the flag false: the
+event is published again at the next poll. That is the relay's documented
+at-least-once delivery; consumers deduplicate by event id.
 
-Order: per aggregate, versions ascending (Kafka key = aggregate id); across
-aggregates, by commit time. The watermark is kept in `relay_cursors` (updated in
-place: a derived value, lost or stale it only means a longer scan).
+Transitions a previous version inserted carry no flag: `backfill` (run by the
+relay each time it takes the lease) finds them with a full scan and sets each
+flag from its marker, so unpublished ones are published, in order. A previous
+version's replica still writing during a rolling deploy, after the new relay's
+backfill, is caught by the next backfill (any restart or lease handover).
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-from collections.abc import AsyncIterator, Iterable
-from typing import Any
+from collections.abc import AsyncIterator
 
 from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from shopmesh_platform.docstore.ids import transition_id
 from shopmesh_platform.docstore.records import CODEC_OPTIONS, Document, PendingEvent, utc_now_ms
-from shopmesh_platform.docstore.transitions import TransitionLog
+from shopmesh_platform.docstore.transitions import TransitionLog, version_filter
 
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-# Keeps each `$in` query a reasonable size.
-ID_CHUNK = 500
-
-
-def _chunks(values: list[str], size: int = ID_CHUNK) -> Iterable[list[str]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
+# The relay's query of pending transitions.
+PENDING_FILTER: Document = {"published": False}
+# Transitions a previous version inserted (not pushed down: only `backfill` uses it, once per lease).
+UNFLAGGED_FILTER: Document = {"published": {"$exists": False}}
 
 
 def publish_order(candidates: list[Document]) -> list[Document]:
@@ -67,26 +66,12 @@ def publish_order(candidates: list[Document]) -> list[Document]:
 
 
 class MongoOutboxStore:
-    """Pending events of one `TransitionLog` and their published markers."""
+    """Pending events of one `TransitionLog`, their published markers and flags."""
 
-    def __init__(
-        self,
-        database: AsyncDatabase[Document],
-        log: TransitionLog,
-        *,
-        publisher: str,
-        grace: dt.timedelta = dt.timedelta(seconds=30),
-        deep_scan_every: int = 1000,
-        deep_scan_lookback: dt.timedelta = dt.timedelta(hours=1),
-    ) -> None:
+    def __init__(self, database: AsyncDatabase[Document], log: TransitionLog, *, publisher: str) -> None:
         self._log = log
         self._publisher = publisher
-        self._grace = grace
-        self._deep_scan_every = deep_scan_every
-        self._deep_scan_lookback = deep_scan_lookback
-        self._scans = 0
         self.markers = database.get_collection(f"{log.name}_published", codec_options=CODEC_OPTIONS)
-        self.cursors = database.get_collection("relay_cursors", codec_options=CODEC_OPTIONS)
         self.last_backlog = 0
 
     @property
@@ -94,32 +79,19 @@ class MongoOutboxStore:
         return self.markers
 
     def indexes(self) -> list[IndexModel]:
+        # The log's own `published` index is declared by the log (`TransitionLog.indexes`).
         return [IndexModel([("published_at", ASCENDING)], name="published_at")]
 
     async def pending(self, limit: int = 100) -> AsyncIterator[PendingEvent]:
         """Up to `limit` unpublished events, in publish order (see `publish_order`)."""
-        scan_started = utc_now_ms()
-        watermark = await self._watermark()
-        self._scans += 1
-        if self._scans % self._deep_scan_every == 0:
-            watermark = max(EPOCH, watermark - self._deep_scan_lookback)
-        window = await self._log.collection.find(
-            {"committed_at": {"$gte": watermark}}, {"_id": 1, "aggregate": 1, "version": 1, "committed_at": 1}
-        ).to_list()
-        unmarked = await self._without_markers(window)
-        unmarked += await self._unmarked_predecessors(unmarked)
-        self.last_backlog = len(unmarked)
-        oldest = min((d["committed_at"] for d in unmarked), default=None)
-        settled = scan_started - self._grace
-        await self._save_watermark(settled if oldest is None else min(settled, oldest))
-        chosen = publish_order(unmarked)[:limit]
-        full = await self._documents([d["_id"] for d in chosen])
-        for document in chosen:
-            yield PendingEvent.from_document(full[document["_id"]])
+        documents = await self._log.collection.find(PENDING_FILTER).to_list()
+        self.last_backlog = len(documents)
+        for document in publish_order(documents)[:limit]:
+            yield PendingEvent.from_document(document)
 
     async def mark_published(self, event: PendingEvent) -> None:
-        """Record that `event` reached the broker: insert its marker (idempotent)."""
-        # A duplicate: another relay (during a lease handover) marked it first.
+        """Record that `event` reached the broker: insert its marker (idempotent), then set its flag."""
+        # A duplicate: another relay (during a lease handover) marked it first, or a re-publish after a crash.
         with contextlib.suppress(DuplicateKeyError):
             await self.markers.insert_one(
                 {
@@ -129,54 +101,28 @@ class MongoOutboxStore:
                     "published_at": utc_now_ms(),
                 }
             )
+        await self._log.collection.update_one(
+            version_filter(event.aggregate, event.version), {"$set": {"published": True}}
+        )
 
     async def is_published(self, transition: str) -> bool:
         return await self.markers.find_one({"_id": transition}, {"_id": 1}) is not None
 
-    async def _without_markers(self, documents: list[Document]) -> list[Document]:
-        marked = await self._marked([d["_id"] for d in documents])
-        return [d for d in documents if d["_id"] not in marked]
+    async def backfill(self) -> int:
+        """Flag the transitions a previous version inserted without `published`; returns how many.
 
-    async def _marked(self, ids: list[str]) -> set[str]:
-        marked: set[str] = set()
-        for chunk in _chunks(ids):
-            marked.update([d["_id"] async for d in self.markers.find({"_id": {"$in": chunk}}, {"_id": 1})])
-        return marked
-
-    async def _unmarked_predecessors(self, unmarked: list[Document]) -> list[Document]:
-        """Earlier unmarked versions of the aggregates in `unmarked` that the window missed."""
-        lowest: dict[str, int] = {}
-        for document in unmarked:
-            aggregate, version = document["aggregate"], document["version"]
-            lowest[aggregate] = min(version, lowest.get(aggregate, version))
-        predecessors = {transition_id(a, v - 1): (a, v) for a, v in lowest.items() if v > 1}
-        missing = set(predecessors) - await self._marked(list(predecessors))
-        found: list[Document] = []
-        for predecessor in missing:
-            aggregate, version = predecessors[predecessor]
-            earlier = await self._log.collection.find(
-                {"aggregate": aggregate, "version": {"$lt": version}},
-                {"_id": 1, "aggregate": 1, "version": 1, "committed_at": 1},
-            ).to_list()
-            found += await self._without_markers(earlier)
-        return found
-
-    async def _documents(self, ids: list[str]) -> dict[str, Document]:
-        documents: dict[str, Document] = {}
-        for chunk in _chunks(ids):
-            async for document in self._log.collection.find({"_id": {"$in": chunk}}):
-                documents[document["_id"]] = document
-        return documents
-
-    async def _watermark(self) -> dt.datetime:
-        document: dict[str, Any] | None = await self.cursors.find_one({"_id": self._log.name})
-        return EPOCH if document is None else document["watermark"]
-
-    async def _save_watermark(self, watermark: dt.datetime) -> None:
-        # A duplicate: a concurrent first save (two relays at a handover); either value is a valid lower bound.
-        with contextlib.suppress(DuplicateKeyError):
-            await self.cursors.replace_one(
-                {"_id": self._log.name},
-                {"watermark": watermark, "publisher": self._publisher, "saved_at": utc_now_ms()},
-                upsert=True,
+        A full scan of the log (FerretDB cannot hand "field missing" to
+        PostgreSQL), so the relay runs it once each time it takes the lease.
+        Each flag is set from the transition's marker: true if it was
+        published, false (pending) if not.
+        """
+        unflagged = await self._log.collection.find(UNFLAGGED_FILTER, {"aggregate": 1, "version": 1}).to_list()
+        if not unflagged:
+            return 0
+        marked = {document["_id"] async for document in self.markers.find({}, {"_id": 1})}
+        for document in unflagged:
+            await self._log.collection.update_one(
+                version_filter(document["aggregate"], document["version"]),
+                {"$set": {"published": document["_id"] in marked}},
             )
+        return len(unflagged)

@@ -4,7 +4,11 @@ A transition document:
 
     {_id: "<aggregate>:<version>", aggregate, version, state: {...}, cause,
      committed_at: <date, writer's clock>,
-     event: {event_id, type, topic, payload: <bytes>, traceparent}}
+     event: {event_id, type, topic, payload: <bytes>, traceparent},
+     published: false}
+
+`published` is inserted false with the transition and set true by the relay
+once the event is on the broker (a hint for its query; see `outbox`).
 """
 
 from __future__ import annotations
@@ -109,6 +113,7 @@ class Transition:
             "event": self.event.to_document(),
             "cause": self.cause,
             "committed_at": self.committed_at,
+            "published": False,
         }
 
     @classmethod

@@ -1,9 +1,11 @@
 """Publish a transition log's events to Kafka: one relay per service at a time (`SlotLease`).
 
-While holding the lease, the relay takes pending events in publish order, sends
-each with the idempotent acks=all producer and, once the broker acknowledged it,
-inserts its published marker. A crash between send and marker re-publishes that
-event; consumers deduplicate by event id. When Kafka is down the loop backs off
+Each time it takes the lease, the relay first flags the transitions a previous
+version wrote without a `published` flag (`MongoOutboxStore.backfill`). While
+holding the lease, it takes pending events in publish order, sends each with
+the idempotent acks=all producer and, once the broker acknowledged it, inserts
+its published marker and sets its flag. A crash between send and flag
+re-publishes that event; consumers deduplicate by event id. When Kafka is down the loop backs off
 and retries; writers are never affected (the log is the outbox).
 
 Metrics (on the registry given, with the PostgreSQL relay's names):
@@ -25,7 +27,8 @@ from shopmesh_platform.kafka import KafkaConfig
 from shopmesh_platform.retry import keep_running
 
 logger = logging.getLogger("shopmesh.docstore.relay")
-BATCH_SIZE = 100
+# Each poll decodes every pending transition (to order them), so a backlog is published in large batches.
+BATCH_SIZE = 500
 
 
 class MongoRelay:
@@ -62,6 +65,9 @@ class MongoRelay:
         )
 
     async def _relay(self) -> None:
+        backfilled = await self._store.backfill()
+        if backfilled:
+            logger.info("flagged transitions written before the published flag", extra={"count": backfilled})
         producer = EventProducer(self._kafka, client_id=f"{self._lease.holder}-relay")
         await producer.start()
         self._leader.set(1)

@@ -11,7 +11,13 @@ the aggregate twice (`AlreadyApplied`), and effect and inbox entry are one
 insert. A request with an idempotency key can use `request:<key>` the same way.
 
 The current state of an aggregate is its highest version (index on aggregate,
-version). Nothing here is ever updated in place.
+version). Nothing here is ever updated in place; the one later write to a
+transition is the relay's `published` hint (see `outbox`).
+
+FerretDB 1.24 hands a filter to PostgreSQL ("pushdown") only for equality on
+top-level fields; anything else makes it read and decode the whole collection.
+So every lookup here is such an equality on the first key of a declared index,
+built by the `*_filter` functions below (tests explain them against FerretDB).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from shopmesh_platform.docstore.ids import self_cause, transition_id
+from shopmesh_platform.docstore.ids import self_cause
 from shopmesh_platform.docstore.records import (
     CODEC_OPTIONS,
     Document,
@@ -34,6 +40,20 @@ from shopmesh_platform.docstore.records import (
 )
 
 Decide = Callable[[Transition | None], NextState | None]
+
+
+def aggregate_filter(aggregate: str) -> Document:
+    """Every version of `aggregate` (the latest, the history)."""
+    return {"aggregate": aggregate}
+
+
+def version_filter(aggregate: str, version: int) -> Document:
+    """One version of `aggregate`: by the indexed `aggregate`, not by `_id` (same document)."""
+    return {"aggregate": aggregate, "version": version}
+
+
+def cause_filter(cause: str) -> Document:
+    return {"cause": cause}
 
 
 class TransitionError(Exception):
@@ -79,8 +99,8 @@ class TransitionLog:
             IndexModel([("aggregate", ASCENDING), ("version", DESCENDING)], name="aggregate_version", unique=True),
             # One transition per cause: the inbox of the effects that are transitions.
             IndexModel([("cause", ASCENDING)], name="cause", unique=True),
-            # The relay's scan of recent transitions.
-            IndexModel([("committed_at", ASCENDING), ("_id", ASCENDING)], name="committed_at"),
+            # The relay's query of unpublished transitions (`published: false`, see `outbox`).
+            IndexModel([("published", ASCENDING)], name="published"),
         ]
 
     async def append(
@@ -100,7 +120,7 @@ class TransitionLog:
             state=state,
             event=event,
             cause=cause or self_cause(aggregate, version),
-            committed_at=utc_now_ms(),  # taken right before the insert: the relay's window relies on it
+            committed_at=utc_now_ms(),
         )
         try:
             await self.collection.insert_one(transition.to_document())
@@ -114,20 +134,20 @@ class TransitionLog:
 
     async def latest(self, aggregate: str) -> Transition | None:
         """The current state: the highest version, or None for an unknown aggregate."""
-        document = await self.collection.find_one({"aggregate": aggregate}, sort=[("version", DESCENDING)])
+        document = await self.collection.find_one(aggregate_filter(aggregate), sort=[("version", DESCENDING)])
         return None if document is None else Transition.from_document(document)
 
     async def get(self, aggregate: str, version: int) -> Transition | None:
-        document = await self.collection.find_one({"_id": transition_id(aggregate, version)})
+        document = await self.collection.find_one(version_filter(aggregate, version))
         return None if document is None else Transition.from_document(document)
 
     async def by_cause(self, cause: str) -> Transition | None:
-        document = await self.collection.find_one({"cause": cause})
+        document = await self.collection.find_one(cause_filter(cause))
         return None if document is None else Transition.from_document(document)
 
     async def history(self, aggregate: str) -> AsyncIterator[Transition]:
         """Every version of `aggregate`, oldest first."""
-        async for document in self.collection.find({"aggregate": aggregate}).sort("version", ASCENDING):
+        async for document in self.collection.find(aggregate_filter(aggregate)).sort("version", ASCENDING):
             yield Transition.from_document(document)
 
     async def transition(
