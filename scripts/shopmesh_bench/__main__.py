@@ -7,7 +7,9 @@ variant (shopmesh_bench.chain_server); registers a user; then, interleaving
 targets so machine noise hits them alike, measures each point BENCH_RUNS times
 (default 3) for BENCH_DURATION seconds (default 5) and keeps the medians.
 Writes bench/results/<time>-<BENCH_LABEL>.json and .md and rewrites
-BENCHMARKS.md with the latest report and the history of earlier ones.
+BENCHMARKS.md with the latest report and the history of earlier ones. The
+stack's services export spans to its Jaeger; here they do not unless
+BENCH_TRACES=on (the chain servers inherit the users service's environment).
 """
 
 from __future__ import annotations
@@ -67,6 +69,11 @@ NOTES = (
     "the edge's rate budgets were raised for the run (10M/min per route) so the load generator is not throttled; "
     "ghz over one connection (gRPC), h2load over one h2c connection (REST)."
 )
+# The stack exports every service's spans to its Jaeger; the platform's cost per call is
+# measured as configured without an exporter unless BENCH_TRACES=on.
+NO_EXPORT = {"OTEL_EXPORTER_OTLP_ENDPOINT": ""}
+NOTES_NO_EXPORT = " Spans not exported (the stack's OTLP endpoint unset for the run; BENCH_TRACES=on exports them)."
+NOTES_EXPORT = " Spans exported to the stack's Jaeger (BENCH_TRACES=on)."
 SERVER_START_SECONDS = 90.0
 
 
@@ -189,24 +196,26 @@ def main() -> None:
     runs = read.integer("BENCH_RUNS", 3, minimum=1, maximum=20)
     label = read.string("BENCH_LABEL", "latest")
     skip_chain = read.choice("BENCH_INTERCEPTORS", "on", ("on", "off")) == "off"
+    traces = read.choice("BENCH_TRACES", "off", ("on", "off")) == "on"
+    notes = NOTES + (NOTES_EXPORT if traces else NOTES_NO_EXPORT)
     started_at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H%M%SZ")
     host = machine()
     log(f"{host['nproc']} cores ({host['cpu_model']}), load average {host['load_average']}")
     settings = StackSettings.isolated(
         Path(tempfile.mkdtemp(prefix="shopmesh-bench-")),
-        {"SHOPMESH_LOG_LEVEL": "info"},
+        {"SHOPMESH_LOG_LEVEL": "info", **({} if traces else NO_EXPORT)},
         edge_rate_limits=EDGE_RATE_LIMITS,
     )
     ghz = install_ghz(settings.cache_dir)
     h2load = install_h2load()
-    log(f"starting a stack instance in {settings.data_dir}; {NOTES}")
+    log(f"starting a stack instance in {settings.data_dir}; {notes}")
     stack = Stack(settings)
     with contextlib.ExitStack() as cleanup:
         cleanup.callback(shutil.rmtree, settings.data_dir, ignore_errors=True)
         cleanup.callback(stack.down)
         stack.up()
         report = run(stack, ghz, h2load, seconds=seconds, runs=runs, skip_chain=skip_chain, cleanup=cleanup)
-    report.update(label=label, started_at=started_at, machine=host, notes=NOTES)
+    report.update(label=label, started_at=started_at, machine=host, notes=notes)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     stem = RESULTS_DIR / f"{started_at}-{label}"
     stem.with_suffix(".json").write_text(results.to_json(report) + "\n")

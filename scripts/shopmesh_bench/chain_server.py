@@ -6,7 +6,10 @@ stack, with the users service's own environment (database, keys, certificate)
 and a free port, to measure what each interceptor costs per call. Removing
 `auth` would make GetMe fail for want of a caller, so that variant replaces it
 with an interceptor that sets a fixed caller (the benchmark's user); the token
-check's cost is what it saves.
+check's cost is what it saves. A fixed caller has no checked session, so its
+GetMe reads the account itself (with auth, the session check's query reads it):
+that variant's saving is the token check and the session query's extra cost
+over a plain read of the account.
 
 Environment beyond the users service's: BENCH_WITHOUT (an interceptor name from
 `interceptor_name`, `all`, or empty for the full chain), BENCH_USER_ID.
@@ -99,14 +102,15 @@ async def build_server(env: Mapping[str, str]) -> tuple[ShopmeshServer, Any]:
     tokens = TokenConfig.from_env(env)
     keys = KeyStore(Path(env["SHOPMESH_JWT_KEY_DIR"]), generate_if_missing=False)
     pool = await create_pool(PostgresConfig.from_env(env))
-    users = Users(pool, Passwords(), TokenIssuer(tokens, keys))
+    sessions = SessionTable(pool)
+    users = Users(pool, Passwords(), TokenIssuer(tokens, keys), sessions)
     servicer = UserServicer(users, keys, token_lifetime_seconds=tokens.ttl_seconds)
     caller = Caller(user_id=env.get("BENCH_USER_ID", ""), role="customer")
     server = create_server(
         config,
         [binding(servicer)],
         readiness=PostgresReadiness(pool),
-        user_tokens=JwtVerifier(tokens, OwnKeys(keys), SessionTable(pool)),
+        user_tokens=JwtVerifier(tokens, OwnKeys(keys), sessions),
         interceptors=chain_without(env.get("BENCH_WITHOUT", ""), caller),
     )
     return server, pool

@@ -33,8 +33,10 @@ async def serve(env: Mapping[str, str]) -> None:
     postgres = await runtime.postgres()
     # The users service issues the tokens: it verifies them with its own keys, and its
     # sessions table is the truth about revocations (the deny-list is for the others).
-    runtime.issuer_auth(keys, SessionTable(postgres.pool))
-    users = Users(postgres.pool, Passwords(), TokenIssuer(runtime.tokens, keys))
+    sessions = SessionTable(postgres.pool)
+    runtime.issuer_auth(keys, sessions)
+    # GetMe answers with the account the session check of the same call read.
+    users = Users(postgres.pool, Passwords(), TokenIssuer(runtime.tokens, keys), sessions)
     servicer = UserServicer(users, keys, token_lifetime_seconds=runtime.tokens.ttl_seconds)
     await runtime.serve([binding(servicer)])
 

@@ -7,6 +7,7 @@ UserSuspended) are written in one transaction through the outbox.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Protocol
 
 import asyncpg
 from google.protobuf import timestamp_pb2
@@ -59,13 +60,22 @@ def _bad_credentials() -> Unauthenticated:
     return Unauthenticated("invalid email or password", reason="INVALID_CREDENTIALS", domain=DOMAIN)
 
 
+class CheckedAccounts(Protocol):
+    """The caller's own account as the current call's session check read it (shopmesh_users.sessions)."""
+
+    def account_checked_for(self, caller: Caller) -> UserRecord | None: ...
+
+
 class Users:
     """The operations of the users service."""
 
-    def __init__(self, pool: asyncpg.Pool, passwords: Passwords, issuer: TokenIssuer) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, passwords: Passwords, issuer: TokenIssuer, checked_accounts: CheckedAccounts
+    ) -> None:
         self._pool = pool
         self._passwords = passwords
         self._issuer = issuer
+        self._checked_accounts = checked_accounts
 
     async def _start_session(self, connection: asyncpg.Connection, user: UserRecord, client: ClientInfo) -> IssuedToken:
         issued = self._issuer.issue(user.id, user.role)
@@ -139,9 +149,17 @@ class Users:
         return refreshed, issued.token
 
     async def get(self, caller: Caller, user_id: str) -> UserRecord:
-        """Only the user themself or an admin; anyone else learns nothing (NOT_FOUND)."""
+        """Only the user themself or an admin; anyone else learns nothing (NOT_FOUND).
+
+        The caller's own account is the row this call's session check read (the same
+        query, moments earlier); any other account, or a call whose check read none, is read here.
+        """
         if not may_see(caller, user_id):
             raise _not_found(user_id)
+        if user_id == caller.user_id:
+            checked = self._checked_accounts.account_checked_for(caller)
+            if checked is not None:
+                return checked
         async with self._pool.acquire() as connection:
             user = await store.find_by_id(connection, user_id)
         if user is None:

@@ -20,7 +20,8 @@ FROM users u LEFT JOIN user_profiles p ON p.user_id = u.id
 """
 
 
-def _record(row: asyncpg.Record) -> UserRecord:
+def user_record(row: asyncpg.Record) -> UserRecord:
+    """The account a row of `_SELECT_USER`'s columns holds."""
     values = dict(row)
     values["id"] = str(values["id"])
     if values["address"] is not None:
@@ -61,7 +62,7 @@ async def insert_user(
 
 async def find_by_id(connection: asyncpg.Connection, user_id: str) -> UserRecord | None:
     row = await connection.fetchrow(_SELECT_USER + " WHERE u.id = $1", uuid.UUID(user_id))
-    return _record(row) if row else None
+    return user_record(row) if row else None
 
 
 async def find_credentials(connection: asyncpg.Connection, email: str) -> tuple[UserRecord, str] | None:
@@ -119,15 +120,20 @@ async def revoke_session(connection: asyncpg.Connection, token_id_hash: str) -> 
     return expires_at
 
 
-async def session_is_active(connection: asyncpg.Connection, token_id_hash: str) -> bool:
-    """Whether the session of a token exists, is not revoked, and its account is active."""
-    active: bool = await connection.fetchval(
-        """SELECT EXISTS (
-               SELECT 1 FROM user_sessions s JOIN users u ON u.id = s.user_id
-               WHERE s.token_id_hash = $1 AND s.revoked_at IS NULL AND u.account_status = 'active')""",
+async def active_session_account(connection: asyncpg.Connection, token_id_hash: str) -> asyncpg.Record | None:
+    """The account of a token's session (`_SELECT_USER`'s columns, see `user_record`), or None
+    unless the session exists, is not revoked, and its account is active.
+
+    One query answers both the session check and a read of the caller's own
+    account; the row is returned raw, converted only by the call that uses it.
+    """
+    row: asyncpg.Record | None = await connection.fetchrow(
+        _SELECT_USER
+        + """ JOIN user_sessions s ON s.user_id = u.id
+        WHERE s.token_id_hash = $1 AND s.revoked_at IS NULL AND u.account_status = 'active'""",
         token_id_hash,
     )
-    return active
+    return row
 
 
 async def revoke_all_sessions(connection: asyncpg.Connection, user_id: str) -> list[tuple[str, dt.datetime]]:
