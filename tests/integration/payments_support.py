@@ -20,6 +20,10 @@ from typing import Any
 import asyncpg
 import stripe
 
+from shopmesh_payments.config import StripeConfig
+from shopmesh_payments.domain import intent_key
+from shopmesh_payments.metrics import PaymentMetrics
+from shopmesh_payments.stripe_gateway import StripeGateway
 from shopmesh_stack.components import LOCALSTRIPE_WEBHOOK_SECRET
 from shopmesh_stack.stack import Stack
 from tests.integration.helpers import HttpReply, http
@@ -51,6 +55,24 @@ def create_intent(
     }
     intent = stripe_client(stack).v1.payment_intents.create(params=params)  # type: ignore[arg-type]
     return str(intent.id)
+
+
+async def create_intent_as_payments(
+    stack: Stack, payment_id: str, order_id: str, user_id: str, amount_minor: int
+) -> str:
+    """The PaymentIntent payments' own create makes for a USD card payment (same parameters, same idempotency key)."""
+    gateway = StripeGateway(
+        StripeConfig(stack.localstripe.api_base, stack.localstripe.api_key, LOCALSTRIPE_WEBHOOK_SECRET, 10, 5, 5),
+        PaymentMetrics(),
+    )
+    intent = await gateway.create_intent(
+        amount_minor=amount_minor,
+        currency="USD",
+        payment_method="pm_card_visa",
+        metadata={"order_id": order_id, "user_id": user_id, "payment_id": payment_id},
+        idempotency_key=intent_key(order_id, "create"),
+    )
+    return intent.id
 
 
 def confirm_intent(stack: Stack, intent_id: str) -> str:

@@ -22,6 +22,7 @@ from tests.integration.payments_support import (
     admin,
     confirm_intent,
     create_intent,
+    create_intent_as_payments,
     event_payload,
     intent_status,
     intents_for_order,
@@ -168,15 +169,19 @@ async def test_the_reconciler_finishes_a_payment_interrupted_before_confirming(s
     connection = await payments_db(stack)
     try:
         order_id = str(uuid.uuid4())
-        intent_id = create_intent(stack, order_id, user.id, 5998)
-        # Not held: as if the process driving it died after creating the PaymentIntent.
-        payment_id, _ = await seed_payment(
-            connection,
-            user_id=user.id,
-            amount_minor=5998,
-            intent_id=intent_id if recorded else None,
-            order_id=order_id,
-        )
+        if recorded:
+            intent_id = create_intent(stack, order_id, user.id, 5998)
+            # Not held: as if the process driving it died after creating the PaymentIntent.
+            payment_id, _ = await seed_payment(
+                connection, user_id=user.id, amount_minor=5998, intent_id=intent_id, order_id=order_id
+            )
+        else:
+            # Its driver died after its create reached Stripe, before the answer was recorded.
+            payment_id, _ = await seed_payment(
+                connection, user_id=user.id, amount_minor=5998, order_id=order_id, held=True
+            )
+            intent_id = await create_intent_as_payments(stack, payment_id, order_id, user.id, 5998)
+            await connection.execute("UPDATE payments SET lease_until = now() WHERE id = $1", uuid.UUID(payment_id))
         await eventually(lambda: _status(stack, payment_id), lambda s: s == "SUCCEEDED", timeout=SETTLE_TIMEOUT)
         row = await payment_row(connection, payment_id)
         assert row["stripe_payment_intent_id"] == intent_id
@@ -188,7 +193,8 @@ async def test_the_reconciler_finishes_a_payment_interrupted_before_confirming(s
                 "SELECT operation FROM payment_attempts WHERE payment_id = $1 ORDER BY id", uuid.UUID(payment_id)
             )
         ]
-        assert operations == (["retrieve", "confirm"] if recorded else ["find", "confirm"])
+        # Never recorded: the create is sent again with its idempotency key and answered with the first one.
+        assert operations == (["retrieve", "confirm"] if recorded else ["create", "confirm"])
         assert await outbox_types(connection, order_id) == ["PaymentSucceeded"]
     finally:
         await connection.close()

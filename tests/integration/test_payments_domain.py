@@ -17,7 +17,7 @@ import pytest
 
 from shopmesh_payments import store
 from shopmesh_payments.config import ReconcileConfig, StripeConfig
-from shopmesh_payments.domain import NewPayment, Payments, intent_key
+from shopmesh_payments.domain import NewPayment, Payments
 from shopmesh_payments.metrics import PaymentMetrics
 from shopmesh_payments.records import OrderSnapshot, PaymentRecord, PaymentStatus
 from shopmesh_payments.stripe_gateway import StripeGateway
@@ -25,7 +25,12 @@ from shopmesh_platform.context import Caller
 from shopmesh_platform.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from shopmesh_stack.components import LOCALSTRIPE_WEBHOOK_SECRET
 from shopmesh_stack.stack import Stack
-from tests.integration.payments_support import intents_for_order, outbox_types, stripe_refunds
+from tests.integration.payments_support import (
+    create_intent_as_payments,
+    intents_for_order,
+    outbox_types,
+    stripe_refunds,
+)
 from tests.polling import eventually
 
 
@@ -267,23 +272,15 @@ async def test_a_create_whose_answer_was_lost_is_sent_again_and_stripe_answers_w
 ) -> None:
     pending, caller = await _silently_pending(stack, pool, orders)
     # The lost create did reach Stripe: it made the PaymentIntent under the payment's idempotency key.
-    gateway = StripeGateway(
-        StripeConfig(stack.localstripe.api_base, stack.localstripe.api_key, LOCALSTRIPE_WEBHOOK_SECRET, 10, 5, 5),
-        PaymentMetrics(),
-    )
-    made = await gateway.create_intent(
-        amount_minor=pending.amount_minor,
-        currency=pending.currency,
-        payment_method=pending.payment_method,
-        metadata={"order_id": pending.order_id, "user_id": caller.user_id or "", "payment_id": pending.id},
-        idempotency_key=intent_key(pending.order_id, "create"),
+    made = await create_intent_as_payments(
+        stack, pending.id, pending.order_id, caller.user_id or "", pending.amount_minor
     )
 
     assert await _reconciled(payments, pool, pending.id) is PaymentStatus.SUCCEEDED
     operations = await _operations(pool, pending.id)
     assert operations[:3] == [("create", "unavailable"), ("create", "ok"), ("confirm", "ok")], operations
     [intent] = intents_for_order(stack, pending.order_id)
-    assert intent.id == made.id and intent.status == "succeeded"
+    assert intent.id == made and intent.status == "succeeded"
 
 
 async def test_after_repeated_failed_creates_the_payment_intent_is_searched_for(
