@@ -99,7 +99,7 @@ def list_payment_intents_like_stripe() -> None:
     resources.PaymentIntent._api_list_all = classmethod(list_all)
 
 
-def _stripe_error(status: int, message: str) -> web.Response:
+def _idempotency_error(status: int, message: str) -> web.Response:
     body = {"error": {"type": "idempotency_error", "message": message}}
     return web.json_response(body, status=status)
 
@@ -121,7 +121,7 @@ def honour_idempotency_keys() -> None:
         if saved is not None:
             first_hash, status, body = saved
             if first_hash != request_hash:
-                return _stripe_error(
+                return _idempotency_error(
                     400,
                     "Keys for idempotent requests can only be used with the same parameters they were first used with.",
                 )
@@ -129,7 +129,7 @@ def honour_idempotency_keys() -> None:
             replay.headers["Idempotent-Replayed"] = "true"
             return replay
         if record in running:
-            return _stripe_error(409, "There is currently another in-progress request using this Idempotent Key.")
+            return _idempotency_error(409, "There is currently another in-progress request using this Idempotent Key.")
         running.add(record)
         try:
             response = await handler(request)

@@ -266,7 +266,8 @@ class Payments:
         return failed < CREATES_BEFORE_SEARCHING
 
     async def _create_intent(self, payment: PaymentRecord) -> IntentState:
-        """Create the payment's PaymentIntent; Stripe has none for it (just inserted, never requested, or not found).
+        """Create the payment's PaymentIntent with its idempotency key: Stripe has none for it (just
+        inserted, never requested, or not found), or answers with the one an earlier create made.
 
         `intent_requested` is set before a create leaves and cleared again when the
         create certainly did not reach Stripe, so the next driver knows whether it must search.
