@@ -6,17 +6,21 @@ GPL-3.0 dev tooling and the product never imports it. This mirrors
 `localstripe.server.start()` (1.15.10), which always binds every interface
 and keeps its state in /tmp/localstripe.pickle, shared by every instance.
 
-One write of the store per request: localstripe pickles its whole store after
-every request that may change it (its `save_store_middleware`) and, on top of
+One write of the store per batch of requests: localstripe pickles its whole store
+after every request that may change it (its `save_store_middleware`) and, on top of
 that, on every object it adds or deletes. A payment's request adds three to six
 objects (intent, charge, balance transaction, events), so the store was written
 that many times per request, and a store of thousands of payments turned the
 emulator into the checkout's bottleneck (`make bench`, `make chaos`). Inside a
-request an added object now only marks the request dirty; the store is written
-once before the answer leaves (by a middleware of ours in place of localstripe's:
-after every PUT/POST/DELETE, and after any other request that added an object),
-so an answered change is still on disk when the emulator is SIGKILLed. Outside a request (localstripe's
-delayed callbacks) every change is written at once, as before.
+request an added object now only marks the request dirty; before the answer leaves
+(a middleware of ours in place of localstripe's: after every PUT/POST/DELETE, and
+after any other request that added an object) the request waits for a write of the
+store that starts after its changes, so an answered change is still on disk when
+the emulator is SIGKILLed. Requests that finish while a write runs share the next
+one (group commit, as a database's WAL flush): a write of a large store costs 100 ms
+and more, and one per request capped the emulator at a few requests per second
+whatever the load. Outside a request (localstripe's delayed callbacks) every change
+is written at once, as before.
 
 Idempotency keys are honoured as Stripe honours them (localstripe ignores them): a
 POST with an `Idempotency-Key` that already succeeded (or was declined, 402) gets the
@@ -34,6 +38,7 @@ through every PaymentIntent ever made and kept a busy emulator saturated.
 """
 
 import argparse
+import asyncio
 import contextvars
 import hashlib
 import logging
@@ -59,6 +64,47 @@ class _RequestChanges:
         self.dirty = False
         # A task the request started (a delayed callback) keeps a copy of its context.
         self.finished = False
+
+
+class _GroupWrites:
+    """Writes of the store shared by every request waiting when one starts (group commit).
+
+    A request that changed the store waits in `covering_now()` for a write that starts
+    after it asked; one writer task writes for everyone then waiting. The pickling runs
+    on the event loop, so no request changes the store while it is written.
+    """
+
+    def __init__(self, dump_to_disk) -> None:  # type: ignore[no-untyped-def]
+        self._dump_to_disk = dump_to_disk
+        self._waiting: list[asyncio.Future[None]] = []
+        self._wanted = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+
+    async def covering_now(self) -> None:
+        """Return once a write that started after this call has finished (raise if it failed)."""
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write_while_wanted())
+        answer: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(answer)
+        self._wanted.set()
+        await answer
+
+    async def _write_while_wanted(self) -> None:
+        while True:
+            await self._wanted.wait()
+            self._wanted.clear()
+            waiting, self._waiting = self._waiting, []
+            try:
+                self._dump_to_disk(store, len(waiting))
+            except Exception as failure:
+                # Every waiter gets the write's failure (a 500 to its client), none a false success.
+                for answer in waiting:
+                    if not answer.done():
+                        answer.set_exception(failure)
+                continue
+            for answer in waiting:
+                if not answer.done():
+                    answer.set_result(None)
 
 
 _current_request: contextvars.ContextVar[_RequestChanges | None] = contextvars.ContextVar(
@@ -146,16 +192,20 @@ def write_store_once_per_request(store_path: Path) -> None:
     """Install the store's writes (see the module docstring): once per request, to `store_path`."""
     store_log = logging.getLogger("localstripe.store")
 
-    def dump_to_disk(self: resources.Store) -> None:
+    def dump_to_disk(self: resources.Store, requests: int = 0) -> None:
         temporary = store_path.with_suffix(".tmp")
         started = time.monotonic()
         with open(temporary, "wb") as f:
             pickle.dump(self, f, protocol=pickle.HIGHEST_PROTOCOL)
             size = f.tell()
         temporary.replace(store_path)
-        # What each write costs is what limits the emulator's rate: say it.
+        # What each write costs, and how many answers waited for it, is what limits the emulator's rate: say it.
         store_log.info(
-            "store written: %d objects, %d bytes, %.1f ms", len(self), size, (time.monotonic() - started) * 1e3
+            "store written: %d objects, %d bytes, %.1f ms, for %d requests",
+            len(self),
+            size,
+            (time.monotonic() - started) * 1e3,
+            requests,
         )
 
     def changed(self: resources.Store) -> None:
@@ -173,6 +223,8 @@ def write_store_once_per_request(store_path: Path) -> None:
         dict.__delitem__(self, key)
         changed(self)
 
+    writes = _GroupWrites(dump_to_disk)
+
     @web.middleware
     async def write_store_once(request: web.Request, handler):  # type: ignore[no-untyped-def]
         changes = _RequestChanges()
@@ -183,7 +235,7 @@ def write_store_once_per_request(store_path: Path) -> None:
             _current_request.reset(token)
             changes.finished = True
             if changes.dirty or request.method in _CHANGING_METHODS:
-                dump_to_disk(store)
+                await writes.covering_now()
 
     resources.Store.dump_to_disk = dump_to_disk
     resources.Store.__setitem__ = set_item

@@ -1,5 +1,6 @@
 """localstripe as the stack runs it (scripts/localstripe_launcher.py): the store is
-written once per request, and whatever it answered is still there after a SIGKILL.
+written at most once per request (requests that wait together share one write), and
+whatever it answered is still there after a SIGKILL.
 
 A second emulator of its own (free port, temporary store), so the shared stack's
 localstripe is never killed.
@@ -8,9 +9,13 @@ localstripe is never killed.
 from __future__ import annotations
 
 import os
+import pickle
+import re
 import signal
 import subprocess
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +68,9 @@ class Emulator:
 
     def store_writes(self) -> int:
         return self.log.read_text().count("store written:")
+
+    def requests_per_write(self) -> list[int]:
+        return [int(n) for n in re.findall(r"store written: .* for (\d+) requests", self.log.read_text())]
 
     def kill(self) -> None:
         assert self.process is not None
@@ -170,3 +178,42 @@ def test_an_idempotency_key_gets_its_first_answer_again_even_after_a_sigkill(emu
     listed = client.v1.payment_intents.list(params={"limit": 100})
     assert [intent.id for intent in listed.data].count(first.id) == 1
     assert sum(1 for intent in listed.data if intent.amount == 500) == 1
+
+
+def test_requests_that_wait_together_share_one_write_and_all_survive_a_sigkill(stack: Stack, tmp_path: Path) -> None:
+    """Group commit: each answer still waits for a write made after its change, but not one write each.
+
+    The store starts large (a padding entry that takes a while to pickle, as thousands of
+    payments do), so requests arriving together wait while a write runs and share the next.
+    """
+    store = tmp_path / "state.pickle"
+    with open(store, "wb") as f:
+        pickle.dump({"padding:bench": list(range(1_500_000))}, f)
+    emulator = Emulator(stack.installed.localstripe_python, store)
+    emulator.start()
+    try:
+        clients = 16
+        together = threading.Barrier(clients)
+
+        def create(n: int) -> str:
+            client = emulator.client
+            together.wait(timeout=30)
+            intent = client.v1.payment_intents.create(
+                params={"amount": 1000 + n, "currency": "usd", "payment_method": "pm_card_visa"}
+            )
+            return intent.id
+
+        with ThreadPoolExecutor(clients) as pool:
+            answered = list(pool.map(create, range(clients)))
+        shared = emulator.requests_per_write()
+        assert sum(shared) == clients, shared
+        assert len(shared) < clients and max(shared) >= 2, f"no write was shared: {shared}"
+        emulator.kill()
+
+        emulator.start()
+        client = emulator.client
+        kept = {intent.id: intent.amount for intent in client.v1.payment_intents.list(params={"limit": 100}).data}
+        assert {kept.get(intent) for intent in answered} == set(range(1000, 1000 + clients)) and len(kept) == clients
+    finally:
+        if emulator.process is not None and emulator.process.poll() is None:
+            emulator.kill()
