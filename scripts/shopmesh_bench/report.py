@@ -137,6 +137,15 @@ def _render_checkout(checkout: Mapping[str, Any], links_from: str) -> list[str]:
         f"{checkout['seconds']:g} s per rate, {checkout['runs']} run(s), medians; seed {checkout['seed']}; "
         f"{checkout['generators']} generator process(es), {checkout['accounts']} pre-registered customers. "
         f"Baseline: {baseline['offered']:g}/s (unloaded) in the same run.",
+        *(
+            [
+                "",
+                f"Before each step the stack was let settle back to its idle CPU ({checkout['idle_cores']:.2f} "
+                f"cores; at most {checkout['settle_seconds_max']:.0f} s), so no step pays for the one before.",
+            ]
+            if "idle_cores" in checkout
+            else []
+        ),
         "",
         "| offered/s | achieved/s | order p50 / p99 ms | pay p50 / p99 ms | pay -> CONFIRMED p50 / p99 ms "
         "| p99 vs baseline | of which after the pay reply p50 / p99 ms "

@@ -96,6 +96,9 @@ NOTE = (
     "the few pre-registered customers stand for many)."
 )
 GENERATOR_START_SECONDS = 5.0
+# Between steps: the stack counts as settled when its CPU over a window is back near its idle level.
+SETTLE_WINDOW_SECONDS = 2.0
+SETTLE_DEADLINE_SECONDS = 300.0
 LEDGER_SETTLE_SECONDS = 120.0
 
 
@@ -246,6 +249,29 @@ def run_step(
     return summary, after
 
 
+def stack_cores(stack: Stack, window: float = SETTLE_WINDOW_SECONDS) -> float:
+    """The stack's processes' CPU, in cores, over one window from now."""
+    roots = stack_roots(stack)
+    before = procs.snapshot(roots)
+    time.sleep(window)
+    return sum(procs.cpu_between(before, procs.snapshot(roots)).values()) / window
+
+
+def wait_until_settled(stack: Stack, idle_cores: float) -> float:
+    """Wait (bounded) until the stack is back near idle; the seconds it took.
+
+    An overloaded step leaves work behind (payments' reconciler completing timed-out
+    payments, events in flight): measured by the next step, it would be charged to it.
+    """
+    started = time.monotonic()
+    settled_at = max(idle_cores * 1.5, idle_cores + 0.1)
+    while (busy := stack_cores(stack)) > settled_at:
+        if time.monotonic() - started > SETTLE_DEADLINE_SECONDS:
+            log(f"the stack did not settle in {SETTLE_DEADLINE_SECONDS:.0f} s ({busy:.2f} cores); going on")
+            break
+    return time.monotonic() - started
+
+
 def checkout_benchmark(
     stack: Stack, config: SuiteConfig, accounts: Sequence[Account], work: Path, charts_dir: Path
 ) -> tuple[dict[str, Any], dict[str, dict[str, int]]]:
@@ -254,9 +280,13 @@ def checkout_benchmark(
     on_hand_before = asyncio.run(_on_hand(inventory))
     by_rate: dict[float, list[dict[str, Any]]] = {r: [] for r in (config.baseline_rate, *config.rates)}
     loaded_rss: dict[str, dict[str, int]] = {}
+    idle_cores = stack_cores(stack, window=3 * SETTLE_WINDOW_SECONDS)
+    log(f"the stack idles at {idle_cores:.2f} cores")
+    settle_seconds: list[float] = []
     for run in range(config.runs):
         for index, rate in enumerate((config.baseline_rate, *config.rates)):
             seconds = min(config.seconds, 10.0) if index == 0 else config.seconds
+            settle_seconds.append(wait_until_settled(stack, idle_cores))
             step, usage = run_step(stack, config, accounts, rate, seconds=seconds, seed=config.seed + index, work=work)
             by_rate[rate].append(step)
             if rate == config.rates[-1]:
@@ -266,7 +296,7 @@ def checkout_benchmark(
                 f"{step['order_p99_ms']:.0f} ms, pay p99 {step['pay_p99_ms']:.0f} ms, confirm p50/p99 "
                 f"{step['confirm_p50_ms']:.0f}/"
                 f"{step['confirm_p99_ms']:.0f} ms, stuck {step['stuck']}, errors {step['errors']}, "
-                f"generator CPU {step['generator_cpu_share_max']:.2f} core"
+                f"generator CPU {step['generator_cpu_share_max']:.2f} core (settled {settle_seconds[-1]:.0f} s before)"
             )
     combined = {rate: report.combine_runs(steps) for rate, steps in by_rate.items()}
     for rate, steps in by_rate.items():
@@ -302,6 +332,8 @@ def checkout_benchmark(
         "ledger": ledger,
         "final_check": final_check,
         "confirm_timeout": config.confirm_timeout,
+        "idle_cores": idle_cores,
+        "settle_seconds_max": max(settle_seconds),
         "failed_polls": sum(int(s["failed_polls"]) for steps in by_rate.values() for s in steps),
         "charts": {k: f"{charts_dir.name}/{v}" for k, v in charts.items()},
     }

@@ -238,3 +238,25 @@ def test_the_report_says_when_there_is_no_knee_or_the_ledger_is_off() -> None:
     text = report.render(result)
     assert "Knee: none (even the lowest rate missed payment -> CONFIRMED p99 < 1 s)." in text
     assert "INCONSISTENT" in text and "(NOT exact)" in text
+
+
+def test_between_steps_the_suite_waits_until_the_stack_is_back_near_idle(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shopmesh_bench import suite
+
+    readings = iter([1.4, 0.9, 0.45, 0.29])
+    monkeypatch.setattr(suite, "stack_cores", lambda stack, window=2.0: next(readings))
+    suite.wait_until_settled(object(), idle_cores=0.2)  # type: ignore[arg-type]
+    # Settled means within 1.5x (or 0.1 core) of idle: 0.29 is, 0.45 is not.
+    assert next(readings, None) is None
+
+    asked: list[float] = []
+
+    def busy(stack: object, window: float = 2.0) -> float:
+        asked.append(window)
+        return 1.0
+
+    monkeypatch.setattr(suite, "stack_cores", busy)
+    monkeypatch.setattr(suite, "SETTLE_DEADLINE_SECONDS", 0.0)
+    # A stack that never settles is given up on at the deadline, not waited for forever.
+    suite.wait_until_settled(object(), idle_cores=0.2)  # type: ignore[arg-type]
+    assert len(asked) == 1
