@@ -104,7 +104,7 @@ bench-platform: deps ## the platform's cost per call against a bare server (own 
 	@$(PY) -m shopmesh_bench
 
 # The checkout suite (scripts/shopmesh_bench/suite.py): each target starts its own stack;
-# BENCH_DURATION (s per rate, default 60), BENCH_RUNS (3), BENCH_RATES (10,25,50,100),
+# BENCH_DURATION (s per rate, default 60), BENCH_RUNS (3), BENCH_RATES (5,10,25,50,100),
 # BENCH_SEED, BENCH_LABEL override the fixed defaults. Results: bench/results/, BENCHMARKS.md.
 BENCH_SUITE := $(PY) -m shopmesh_bench.suite
 
@@ -114,7 +114,7 @@ bench-deps: deps ## the benchmarks' own dependencies (matplotlib: dependency gro
 bench: bench-deps bench-platform ## every benchmark: bench-platform, then checkout, registration, machine limits, footprint (one stack)
 	@$(BENCH_SUITE) checkout register machine footprint
 
-bench-checkout: bench-deps ## open-loop checkouts at 10/25/50/100 per s: latencies, knee, CPU per process, ledger
+bench-checkout: bench-deps ## open-loop checkouts at 5/10/25/50/100 per s: latencies, knee, CPU per process, ledger
 	@$(BENCH_SUITE) checkout
 
 bench-register: bench-deps ## registrations/s and p99 (argon2id parameters printed)

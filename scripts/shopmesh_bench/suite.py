@@ -7,8 +7,9 @@ budgets raised so one client's load is not throttled: the report says so), timin
 its start-up, then runs what was asked in one process tree:
 
 - checkout: pre-registered customers; per run, an unloaded baseline rate, then each
-  offered rate (BENCH_RATES, default 10,25,50,100) for BENCH_DURATION seconds
-  (default 60) with open-loop generators in processes of their own
+  offered rate (BENCH_RATES, default 5,10,25,50,100: 10 to 100 and one step below,
+  so a knee at or under 10/s on this machine is still straddled) for BENCH_DURATION
+  seconds (default 60) with open-loop generators in processes of their own
   (shopmesh_bench.checkout_load); CPU of every process sampled from /proc over each
   step; after the runs, stuck orders and the stock ledger (exact). Medians of
   BENCH_RUNS runs (default 3); the knee and the CPU share of each process there.
@@ -129,7 +130,7 @@ class SuiteConfig:
     def from_env(cls, env: Mapping[str, str]) -> SuiteConfig:
         read = EnvReader(env)
         seconds = read.number("BENCH_DURATION", 60.0, minimum=1.0, maximum=3600.0)
-        rates = tuple(float(r) for r in read.string("BENCH_RATES", "10,25,50,100").split(",") if r.strip())
+        rates = tuple(float(r) for r in read.string("BENCH_RATES", "5,10,25,50,100").split(",") if r.strip())
         if not rates or any(r <= 0 for r in rates):
             raise ValueError("BENCH_RATES must list positive rates, e.g. 10,25,50,100")
         return cls(
