@@ -123,6 +123,8 @@ def test_runs_combine_into_medians_but_stuck_orders_add_up() -> None:
     combined = report.combine_runs(steps)
     assert combined["runs"] == 3 and combined["offered"] == 2.0
     assert combined["confirm_p99_ms"] == pytest.approx(200.0)
+    # Each run's p99 is kept beside the median, in run order (a drifting run shows).
+    assert combined["confirm_p99_ms_by_run"] == pytest.approx([100.0, 300.0, 200.0])
     assert combined["cpu_seconds"]["orders"] == 2.0
     assert combined["stuck"] == 1 and combined["errors"] == {"not confirmed (no answer)": 1}
     assert report.find_knee([combined]) is None
@@ -141,6 +143,7 @@ def suite_result() -> dict[str, Any]:
             "pay_p99_ms": 200.0,
             "confirm_p50_ms": p99 / 3,
             "confirm_p99_ms": p99,
+            "confirm_p99_ms_by_run": [p99 * 0.9, p99, p99 * 1.2],
             "saga_p50_ms": p99 / 6,
             "saga_p99_ms": p99 / 2,
             "stuck": stuck,
@@ -206,8 +209,15 @@ def test_the_report_renders_the_table_the_knee_the_ledger_and_chart_links() -> N
     text = report.render(suite_result(), links_from="bench/results/")
     assert "## short (2026-11-25T190000Z)" in text
     assert "Test CPU, 2 cores, 24 GiB; load average at start 1.00 / 2.00 / 3.00" in text
-    assert "| 2 (baseline) | 2.0 | 20 / 80 | 60 / 200 | 50 / 150 | 1.00x | 25 / 75 | 0 | 0 | 41.5 | 1.2 |" in text
-    row = "| 50 | 49.0 | 20 / 80 | 60 / 200 | 500 / 1500 | 10.00x | 250 / 750 | 2 | not confirmed (no answer): 2 |"
+    baseline = (
+        "| 2 (baseline) | 2.0 | 20 / 80 | 60 / 200 | 50 / 150 | 135 / 150 / 180 | 1.00x | 25 / 75 "
+        "| 0 | 0 | 41.5 | 1.2 |"
+    )
+    assert baseline in text
+    row = (
+        "| 50 | 49.0 | 20 / 80 | 60 / 200 | 500 / 1500 | 1350 / 1500 / 1800 | 10.00x | 250 / 750 | 2 "
+        "| not confirmed (no answer): 2 |"
+    )
     assert row in text
     assert "Knee: **25 checkouts/s**" in text
     assert "stuck in a non-final state at the end: **1** (must be 0) of 2 not CONFIRMED within 30 s" in text
