@@ -142,8 +142,9 @@ def _render_checkout(checkout: Mapping[str, Any], links_from: str) -> list[str]:
         *(
             [
                 "",
-                f"Before each step the stack was let settle back to its idle CPU ({checkout['idle_cores']:.2f} "
-                f"cores; at most {checkout['settle_seconds_max']:.0f} s), so no step pays for the one before.",
+                "Before each step the stack was let settle (no payment unsettled, CPU back near its idle "
+                f"{checkout['idle_cores']:.2f} cores; the longest wait {checkout['settle_seconds_max']:.0f} s), "
+                "so no step pays for the one before.",
             ]
             if "idle_cores" in checkout
             else []
