@@ -186,6 +186,8 @@ def suite_result() -> dict[str, Any]:
             },
             "final_check": {"rechecked": 2, "late": 1, "cancelled": 0, "stuck_at_end": 1},
             "confirm_timeout": 30.0,
+            "idle_cores": 0.17,
+            "settle_seconds_max": 66.0,
             "failed_polls": 4,
             "charts": {"latency": "run/checkout-latency.png", "cpu": "run/checkout-cpu.png"},
         },
@@ -214,6 +216,7 @@ def test_the_report_renders_the_table_the_knee_the_ledger_and_chart_links() -> N
         "| 0 | 0 | 41.5 | 1.2 |"
     )
     assert baseline in text
+    assert "no payment unsettled, CPU back near its idle 0.17 cores; the longest wait 66 s" in text
     row = (
         "| 50 | 49.0 | 20 / 80 | 60 / 200 | 500 / 1500 | 1350 / 1500 / 1800 | 10.00x | 250 / 750 | 2 "
         "| not confirmed (no answer): 2 |"
