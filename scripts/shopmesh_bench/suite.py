@@ -59,6 +59,7 @@ from shopmesh_bench.registration import (
     service_hasher,
 )
 from shopmesh_bench.report import SECTION_END, SECTION_START
+from shopmesh_bench.settling import SETTLE_WINDOW_SECONDS, settle
 from shopmesh_bench.stats import cpu_shares, median
 from shopmesh_inventory.ledger_check import check as ledger_check
 from shopmesh_platform.config import EnvReader
@@ -97,9 +98,6 @@ NOTE = (
     "the few pre-registered customers stand for many)."
 )
 GENERATOR_START_SECONDS = 5.0
-# Between steps: the stack counts as settled when its CPU over a window is back near its idle level.
-SETTLE_WINDOW_SECONDS = 2.0
-SETTLE_DEADLINE_SECONDS = 300.0
 LEDGER_SETTLE_SECONDS = 120.0
 
 
@@ -278,26 +276,6 @@ def wait_until_settled(stack: Stack, idle_cores: float) -> float:
     """
     payments = stack.postgres.dsn("payments")
     return settle(lambda: asyncio.run(_unsettled_payments(payments)), lambda: stack_cores(stack), idle_cores)
-
-
-def settle(unsettled: Callable[[], int], cores: Callable[[], float], idle_cores: float) -> float:
-    """Poll until `unsettled()` is 0 and `cores()` (one window each) is within 1.5x (or 0.1 core) of idle.
-
-    Unsettled payments first: the reconciler works in passes, so a quiet CPU window alone can fall
-    between two of them. Gives up at SETTLE_DEADLINE_SECONDS; returns the seconds it waited.
-    """
-    started = time.monotonic()
-    settled_at = max(idle_cores * 1.5, idle_cores + 0.1)
-    while True:
-        left = unsettled()
-        if left == 0 and cores() <= settled_at:
-            break
-        if time.monotonic() - started > SETTLE_DEADLINE_SECONDS:
-            log(f"the stack did not settle in {SETTLE_DEADLINE_SECONDS:.0f} s ({left} payments unsettled); going on")
-            break
-        if left:
-            time.sleep(SETTLE_WINDOW_SECONDS)
-    return time.monotonic() - started
 
 
 def checkout_benchmark(

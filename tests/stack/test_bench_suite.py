@@ -256,12 +256,12 @@ def test_the_report_says_when_there_is_no_knee_or_the_ledger_is_off() -> None:
 def test_between_steps_the_suite_waits_for_unsettled_payments_and_a_stack_back_near_idle(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from shopmesh_bench import suite
+    from shopmesh_bench import settling
 
-    monkeypatch.setattr(suite, "SETTLE_WINDOW_SECONDS", 0.0)
+    monkeypatch.setattr(settling, "SETTLE_WINDOW_SECONDS", 0.0)
     unsettled = iter([3, 1, 0, 0, 0, 0])
     cores = iter([0.9, 0.45, 0.29])
-    suite.settle(lambda: next(unsettled), lambda: next(cores), idle_cores=0.2)
+    settling.settle(lambda: next(unsettled), lambda: next(cores), idle_cores=0.2)
     # Payments first (the CPU is not even read while any is unsettled), then the CPU:
     # within 1.5x (or 0.1 core) of idle: 0.29 is, 0.45 is not.
     assert next(cores, None) is None and list(unsettled) == [0]
@@ -272,7 +272,7 @@ def test_between_steps_the_suite_waits_for_unsettled_payments_and_a_stack_back_n
         asked.append(1)
         return 1.0
 
-    monkeypatch.setattr(suite, "SETTLE_DEADLINE_SECONDS", 0.0)
+    monkeypatch.setattr(settling, "SETTLE_DEADLINE_SECONDS", 0.0)
     # A stack that never settles is given up on at the deadline, not waited for forever.
-    suite.settle(lambda: 0, busy, idle_cores=0.2)
+    settling.settle(lambda: 0, busy, idle_cores=0.2)
     assert len(asked) == 1
