@@ -130,6 +130,11 @@ def render(result: Mapping[str, Any], links_from: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
+def _unanswered(final: Mapping[str, Any]) -> str:
+    """Re-read orders GetOrder could not read: counted as stuck (not known final), and said apart."""
+    return f", {final['unanswered']} could not be read (GetOrder failed twice)" if final.get("unanswered") else ""
+
+
 def _render_checkout(checkout: Mapping[str, Any], links_from: str) -> list[str]:
     steps = checkout["steps"]
     baseline = checkout["baseline"]
@@ -173,7 +178,9 @@ def _render_checkout(checkout: Mapping[str, Any], links_from: str) -> list[str]:
         "",
         f"Orders stuck in a non-final state at the end: **{final['stuck_at_end']}** (must be 0) of "
         f"{final['rechecked']} not CONFIRMED within {checkout['confirm_timeout']:g} s and re-read after the runs "
-        f"({final['late']} had been confirmed late, {final['cancelled']} cancelled). GetOrder polls that failed "
+        f"({final['late']} had been confirmed late, {final['cancelled']} cancelled"
+        f"{_unanswered(final)}"
+        "). GetOrder polls that failed "
         f"(and were retried): {checkout['failed_polls']}.",
         "",
         f"Stock ledger after the runs: {'consistent' if ledger['consistent'] else 'INCONSISTENT'} "
