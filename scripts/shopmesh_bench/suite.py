@@ -191,12 +191,17 @@ def memory_of(usage: Mapping[str, procs.Usage]) -> dict[str, dict[str, int]]:
 # ---- checkout ---------------------------------------------------------------------------------
 
 
-async def _on_hand(dsn: str) -> int:
+async def _count(dsn: str, query: str, *args: object) -> int:
+    """One integer from one query, on a connection of its own (the suite's reads of a service's database)."""
     connection = await asyncpg.connect(dsn)
     try:
-        return int(await connection.fetchval("SELECT on_hand FROM products WHERE id = $1", PRODUCT))
+        return int(await connection.fetchval(query, *args))
     finally:
         await connection.close()
+
+
+async def _on_hand(dsn: str) -> int:
+    return await _count(dsn, "SELECT on_hand FROM products WHERE id = $1", PRODUCT)
 
 
 def run_step(
@@ -266,14 +271,6 @@ def stack_cores(stack: Stack, window: float = SETTLE_WINDOW_SECONDS) -> float:
 UNSETTLED_PAYMENTS = "SELECT count(*) FROM payments WHERE status IN ('PENDING', 'REQUIRES_ACTION')"
 
 
-async def _unsettled_payments(dsn: str) -> int:
-    connection = await asyncpg.connect(dsn)
-    try:
-        return int(await connection.fetchval(UNSETTLED_PAYMENTS))
-    finally:
-        await connection.close()
-
-
 def wait_until_settled(stack: Stack, idle_cores: float) -> float:
     """Wait (bounded) until no payment is unsettled and the stack is back near idle; the seconds it took.
 
@@ -282,7 +279,7 @@ def wait_until_settled(stack: Stack, idle_cores: float) -> float:
     would be charged to it.
     """
     payments = stack.postgres.dsn("payments")
-    return settle(lambda: asyncio.run(_unsettled_payments(payments)), lambda: stack_cores(stack), idle_cores)
+    return settle(lambda: asyncio.run(_count(payments, UNSETTLED_PAYMENTS)), lambda: stack_cores(stack), idle_cores)
 
 
 def checkout_benchmark(
