@@ -51,6 +51,7 @@ CHAIN_VARIANTS = (
     ("without access_log", "access_log"),
     ("without metrics", "metrics"),
     ("without status", "status"),
+    ("without deadline", "deadline"),
     ("without auth (fixed caller)", "auth"),
     ("without validation", "validation"),
     ("no interceptors (fixed caller)", "all"),

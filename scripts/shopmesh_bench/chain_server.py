@@ -35,6 +35,7 @@ from shopmesh_platform.interceptors import default_chain
 from shopmesh_platform.interceptors.access_log import AccessLogInterceptor
 from shopmesh_platform.interceptors.auth import AuthInterceptor
 from shopmesh_platform.interceptors.base import AroundInterceptor, CallInfo, NextCall
+from shopmesh_platform.interceptors.deadline import DeadlineInterceptor
 from shopmesh_platform.interceptors.metrics import MetricsInterceptor
 from shopmesh_platform.interceptors.request_id import RequestIdInterceptor
 from shopmesh_platform.interceptors.status import StatusInterceptor
@@ -54,6 +55,7 @@ _NAMES: dict[type[Any], str] = {
     AccessLogInterceptor: "access_log",
     MetricsInterceptor: "metrics",
     StatusInterceptor: "status",
+    DeadlineInterceptor: "deadline",
     AuthInterceptor: "auth",
     ValidationInterceptor: "validation",
 }

@@ -1,11 +1,13 @@
 """A small InventoryService used to exercise the platform (not a real inventory).
 
-Product ids select behaviour: `prod-slow` sleeps, `prod-missing` raises a domain
-NotFound, `prod-crash` raises an unexpected exception, `prod-flaky-*` is
-UNAVAILABLE for its first two attempts, `prod-check` lets a database check
-violation (with the row in its detail) escape, and `prod-db-crash` wraps one in
-an unexpected exception, `prod-db-down` loses its database connection. CreateProduct is always UNAVAILABLE and
-counts its attempts, to show that non-idempotent methods are not retried.
+Product ids select behaviour: `prod-slow` sleeps, `prod-own-timeout` raises a
+TimeoutError of its own, `prod-missing` raises a domain NotFound, `prod-crash`
+raises an unexpected exception, `prod-flaky-*` is UNAVAILABLE for its first two
+attempts, `prod-check` lets a database check violation (with the row in its
+detail) escape, and `prod-db-crash` wraps one in an unexpected exception,
+`prod-db-down` loses its database connection. CreateProduct is always
+UNAVAILABLE and counts its attempts, to show that non-idempotent methods are
+not retried.
 """
 
 from __future__ import annotations
@@ -39,11 +41,14 @@ CHECK_VIOLATION_FIELDS = {
 class SampleInventory(inventory_grpc.InventoryServiceServicer):
     def __init__(self) -> None:
         self.attempts: collections.Counter[str] = collections.Counter()
+        self.answered: collections.Counter[str] = collections.Counter()
 
     async def GetProduct(self, request: inventory_pb2.GetProductRequest, context: Any) -> inventory_pb2.Product:
         self.attempts[request.id] += 1
         if request.id == "prod-slow":
             await asyncio.sleep(SLOW_SECONDS)
+        elif request.id == "prod-own-timeout":
+            raise TimeoutError("the dependency did not answer in time")
         elif request.id == "prod-missing":
             raise NotFound(
                 f"no product {request.id}",
@@ -68,6 +73,7 @@ class SampleInventory(inventory_grpc.InventoryServiceServicer):
             raise asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
         elif request.id.startswith("prod-flaky") and self.attempts[request.id] <= 2:
             raise Unavailable("warming up", reason="WARMING_UP", domain="inventory")
+        self.answered[request.id] += 1
         return inventory_pb2.Product(id=request.id, name="Sample", price=9.99, currency="USD")
 
     async def CreateProduct(self, request: inventory_pb2.CreateProductRequest, context: Any) -> inventory_pb2.Product:

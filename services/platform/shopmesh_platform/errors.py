@@ -28,6 +28,7 @@ class ErrorCode(enum.Enum):
     UNAUTHENTICATED = "UNAUTHENTICATED"
     RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
     UNAVAILABLE = "UNAVAILABLE"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
     UNIMPLEMENTED = "UNIMPLEMENTED"
 
 
@@ -126,6 +127,12 @@ class Unavailable(DomainError):
     """A dependency is down; the client may retry later."""
 
     code = ErrorCode.UNAVAILABLE
+
+
+class DeadlineExceeded(DomainError):
+    """The call ran out of its time budget; what it started may or may not have taken effect."""
+
+    code = ErrorCode.DEADLINE_EXCEEDED
 
 
 class Unimplemented(DomainError):

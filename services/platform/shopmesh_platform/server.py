@@ -115,6 +115,7 @@ class ShopmeshServer:
                     peer_identity=transport.peer_identity_resolver(config),
                     identities_enforced=config.transport is TransportSecurity.ON,
                 ),
+                mesh=config.mesh,
                 registry=self.registry,
                 tracer_provider=self.tracing.provider,
                 exporting=self.tracing.exporting,
