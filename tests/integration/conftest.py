@@ -36,8 +36,9 @@ TEST_SERVICE_ENV = {
     "SHOPMESH_DRAIN_GRACE_SECONDS": "15",
     "SHOPMESH_LOG_LEVEL": "info",
     # A reservation whose order is never seen is released after this long (test_inventory's orphan
-    # test). Real orders' OrderCreated must reach inventory within it, on a loaded machine too.
-    "SHOPMESH_INVENTORY_ORPHAN_GRACE_SECONDS": "10",
+    # test). Real orders' OrderCreated must reach inventory within it, on a loaded machine too;
+    # inventory refuses a grace that does not exceed CreateOrder's timeout (10 s).
+    "SHOPMESH_INVENTORY_ORPHAN_GRACE_SECONDS": "12",
     "SHOPMESH_INVENTORY_REAPER_INTERVAL_SECONDS": "0.5",
     # Unpaid orders expire after this long (test_orders' expiry tests); longer than the orphan
     # grace, so an expired order's release (reason reservation_expired) shows it was not reaped.

@@ -21,6 +21,7 @@ from shopmesh_inventory.reaper import OrphanReaper
 from shopmesh_platform.events.consumer import ConsumerMetrics, ConsumerSettings, EventConsumer, Handlers
 from shopmesh_platform.events.topics import TopicCatalog
 from shopmesh_platform.kafka import KafkaConfig
+from shopmesh_platform.mesh import load_mesh
 
 
 class Orphans:
@@ -55,7 +56,7 @@ async def no_such_order(order_id: str) -> bool | None:
 
 
 def reaper(orphans: Orphans, may_reap: Any, order_exists: OrderExists = no_such_order) -> OrphanReaper:
-    config = InventoryConfig.from_env({"SHOPMESH_INVENTORY_REAPER_INTERVAL_SECONDS": "0.1"})
+    config = InventoryConfig.from_env({"SHOPMESH_INVENTORY_REAPER_INTERVAL_SECONDS": "0.1"}, load_mesh())
     return OrphanReaper(orphans, config, may_reap, order_exists)  # type: ignore[arg-type]
 
 

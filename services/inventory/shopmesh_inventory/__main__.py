@@ -22,8 +22,8 @@ from shopmesh_platform.runtime import Runtime
 
 
 async def serve(env: Mapping[str, str]) -> None:
-    config = InventoryConfig.from_env(env)
     runtime = Runtime.from_env("inventory", env)
+    config = InventoryConfig.from_env(env, runtime.config.mesh)
     postgres = await runtime.postgres()
     inventory = Inventory(postgres.pool, InventoryMetrics(runtime.registry))
     order_events = runtime.consumer(CONSUMER, order_event_handlers(inventory), topics=[ORDER_EVENTS])
