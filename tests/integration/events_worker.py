@@ -64,6 +64,9 @@ class ReportingSession:
     async def counts(self) -> OutboxCounts:
         return await self._inner.counts()
 
+    async def wait_for_events(self, timeout: float) -> None:
+        await self._inner.wait_for_events(timeout)
+
 
 class ReportingStore:
     def __init__(self, inner: PostgresOutboxStore, hold_after_publish: bool) -> None:

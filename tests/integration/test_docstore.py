@@ -118,6 +118,18 @@ async def setup(database: AsyncDatabase[dict[str, Any]], publisher: str) -> tupl
     return log, store
 
 
+async def test_an_appended_transition_wakes_this_process_relay_before_its_poll_interval(
+    database: AsyncDatabase[dict[str, Any]],
+) -> None:
+    log, store = await setup(database, "relay")
+    waiting = asyncio.ensure_future(store.wait_for_events(600))
+    await asyncio.sleep(0)  # let the wait start
+    assert not waiting.done()
+    await log.append(f"order-{uuid.uuid4()}", 0, {"status": "PENDING"}, event("t", "created"))
+    # Far under the 600 s a relay with nothing to wake it would wait.
+    await asyncio.wait_for(waiting, timeout=30)
+
+
 async def test_one_writer_wins_each_transition_while_the_relay_publishes(
     stack: Stack, database: AsyncDatabase[dict[str, Any]], topic: str
 ) -> None:

@@ -23,7 +23,7 @@ from shopmesh.user.v1 import events_pb2 as user_events
 from shopmesh_platform.events.consumer import EventContext, Handlers
 from shopmesh_platform.events.dlq import DLQ_ATTEMPTS, DLQ_ERROR, DLQ_ERROR_TYPE, DLQ_GROUP, DLQ_TOPIC
 from shopmesh_platform.events.envelope import header
-from shopmesh_platform.events.outbox import append_event
+from shopmesh_platform.events.outbox import PostgresOutboxStore, append_event
 from shopmesh_stack.settings import REPO
 from shopmesh_stack.stack import Stack
 from tests.integration.events_support import (
@@ -236,6 +236,16 @@ async def test_transactions_on_one_aggregate_are_published_in_commit_order(env: 
     async with running(make_relay(env, registry).run()):
         records = await read_topic(env, env.topic, until=2)
     assert sequences_by_key(records)[aggregate] == commits
+
+
+async def test_a_commit_wakes_the_lease_holder_before_its_poll_interval(env: EventsEnv, pool: asyncpg.Pool) -> None:
+    """The relay waits for `outbox`'s NOTIFY (migration 0003's trigger), delivered when the insert commits."""
+    async with PostgresOutboxStore(env.dsn, env.service).lease("wake-test") as session:
+        waiting = asyncio.ensure_future(session.wait_for_events(600))
+        async with pool.acquire() as connection, connection.transaction():
+            await append_event_in(connection, env, "k-wake", 1)
+        # Far under the 600 s a relay with nothing to wake it would wait.
+        await asyncio.wait_for(waiting, timeout=30)
 
 
 async def append_event_in(connection: asyncpg.Connection, env: EventsEnv, aggregate: str, seq: int) -> None:

@@ -152,8 +152,8 @@ class PlatformConfig:
     # SHOPMESH_PROBE_PORT: the metrics again on a port of this process alone, so the one
     # starting a replacement can tell when *it* serves while both share the ports above.
     probe_port: int | None = None
-    # How long an idle outbox relay waits before looking for new events (SHOPMESH_OUTBOX_POLL_SECONDS):
-    # on the saga's path (payment -> CONFIRMED waits on average half of it per hop).
+    # How long an idle outbox relay waits before looking for new events (SHOPMESH_OUTBOX_POLL_SECONDS)
+    # when no commit of this process wakes it (events.doorbell): another replica's writes wait for it.
     outbox_poll_seconds: float = 0.2
 
     def address_of(self, service: str) -> str:

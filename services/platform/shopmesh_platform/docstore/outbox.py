@@ -78,6 +78,10 @@ class MongoOutboxStore:
     def collection(self) -> AsyncCollection[Document]:
         return self.markers
 
+    async def wait_for_events(self, timeout: float) -> None:
+        """Until this process appends a transition, or `timeout` seconds (another replica's writes)."""
+        await self._log.appended.wait(timeout)
+
     def indexes(self) -> list[IndexModel]:
         # The log's own `published` index is declared by the log (`TransitionLog.indexes`).
         return [IndexModel([("published_at", ASCENDING)], name="published_at")]

@@ -15,7 +15,6 @@ Metrics (on the registry given, with the PostgreSQL relay's names):
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -76,7 +75,7 @@ class MongoRelay:
                 published = await self._publish_batch(producer)
                 self._pending.set(max(self._store.last_backlog - published, 0))
                 if published == 0:
-                    await asyncio.sleep(self._poll_interval)
+                    await self._store.wait_for_events(self._poll_interval)
         finally:
             self._leader.set(0)
             await producer.stop()

@@ -38,6 +38,7 @@ from shopmesh_platform.docstore.records import (
     Transition,
     utc_now_ms,
 )
+from shopmesh_platform.events.doorbell import Doorbell
 
 Decide = Callable[[Transition | None], NextState | None]
 
@@ -92,6 +93,8 @@ class TransitionLog:
     def __init__(self, database: AsyncDatabase[Document], name: str) -> None:
         self.name = name
         self.collection = database.get_collection(f"{name}_transitions", codec_options=CODEC_OPTIONS)
+        # Rung after every insert: this process's relay publishes at once instead of at its next poll.
+        self.appended = Doorbell()
 
     def indexes(self) -> list[IndexModel]:
         return [
@@ -130,6 +133,7 @@ class TransitionLog:
             if existing is not None:
                 raise AlreadyApplied(existing) from None
             raise TransitionConflict(aggregate, version) from None
+        self.appended.ring()
         return transition
 
     async def latest(self, aggregate: str) -> Transition | None:

@@ -8,6 +8,7 @@ idempotent consumers with dead-lettering (DESIGN §5 and §7).
 - `outbox`: the store interface a relay reads (PostgreSQL implementation here;
   an insert-only MongoDB store can implement the same interface).
 - `relay`: publishes a service's outbox, one relay per service at a time.
+- `doorbell`: how a commit wakes this process's relay before its next poll.
 - `inbox`, `consumer`: apply each event's effect once, commit offsets after it.
 - `dlq`: dead-letter headers, listing and redriving dead-lettered messages.
 """

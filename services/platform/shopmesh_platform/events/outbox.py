@@ -19,7 +19,9 @@ waits until the first committed or rolled back, so one aggregate's ids are in
 commit order (not just insert order) and the relay publishes by id. The lease
 is a session advisory lock on a connection kept open by the relay; when that
 process dies the connection closes and the lock is free (TCP keepalives bound
-how long a vanished host can hold it).
+how long a vanished host can hold it). The lease's connection also LISTENs on
+`outbox`, which a trigger NOTIFYs at the commit of every insert (migration
+0003): the relay waits for that or its poll interval (`wait_for_events`).
 """
 
 from __future__ import annotations
@@ -36,11 +38,14 @@ from typing import Protocol
 import asyncpg
 from google.protobuf.message import Message
 
+from shopmesh_platform.events.doorbell import Doorbell
 from shopmesh_platform.events.envelope import EventEnvelope, current_traceparent, encode, new_event_id
 
 # Advisory lock namespace (first key of the two-int form) for relay leases.
 _LEASE_LOCK_CLASS = 0x0B0C
 ERROR_TEXT_LIMIT = 500
+# The channel migration 0003's trigger notifies when outbox rows commit.
+NOTIFY_CHANNEL = "outbox"
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,10 @@ class OutboxSession(Protocol):
         ...
 
     async def counts(self) -> OutboxCounts: ...
+
+    async def wait_for_events(self, timeout: float) -> None:
+        """Return when new events may have committed, or after `timeout` seconds at the latest."""
+        ...
 
 
 class OutboxStore(Protocol):
@@ -175,8 +184,9 @@ def _event(row: asyncpg.Record) -> OutboxEvent:
 class PostgresOutboxSession:
     """The lease holder's view of the `outbox` table, on the lease's own connection."""
 
-    def __init__(self, connection: asyncpg.Connection) -> None:
+    def __init__(self, connection: asyncpg.Connection, doorbell: Doorbell) -> None:
         self._connection = connection
+        self._doorbell = doorbell
 
     async def pending(self, limit: int) -> Sequence[OutboxEvent]:
         rows = await self._connection.fetch(
@@ -209,6 +219,9 @@ class PostgresOutboxSession:
                FROM outbox WHERE published_at IS NULL"""
         )
         return OutboxCounts(pending=row["pending"], parked=row["parked"])
+
+    async def wait_for_events(self, timeout: float) -> None:
+        await self._doorbell.wait(timeout)
 
 
 class PostgresOutboxStore:
@@ -252,7 +265,9 @@ class PostgresOutboxStore:
                 if await connection.fetchval("SELECT pg_try_advisory_lock($1, $2)", _LEASE_LOCK_CLASS, key):
                     break
                 await asyncio.sleep(self._standby_interval)
-            yield PostgresOutboxSession(connection)
+            doorbell = Doorbell()
+            await connection.add_listener(NOTIFY_CHANNEL, lambda *_: doorbell.ring())
+            yield PostgresOutboxSession(connection, doorbell)
         finally:
             # Closing the session releases the lock; a broken connection is just dropped.
             try:

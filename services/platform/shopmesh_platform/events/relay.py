@@ -58,6 +58,7 @@ logger = logging.getLogger("shopmesh.outbox")
 class RelaySettings:
     """How the relay polls, batches and gives up on a row."""
 
+    # The longest wait for new events when the outbox is empty; a commit wakes it sooner.
     poll_interval: float = 0.2
     batch_size: int = 100
     # Failed attempts of one row before it is parked (broker refusals, missing topics).
@@ -152,7 +153,7 @@ class OutboxRelay:
                     await asyncio.sleep(delay)
                     continue
                 if not progressed:
-                    await asyncio.sleep(self._settings.poll_interval)
+                    await session.wait_for_events(self._settings.poll_interval)
         finally:
             await _stop_quietly(producer)
 
