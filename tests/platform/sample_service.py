@@ -1,13 +1,14 @@
 """A small InventoryService used to exercise the platform (not a real inventory).
 
-Product ids select behaviour: `prod-slow` sleeps, `prod-own-timeout` raises a
-TimeoutError of its own, `prod-missing` raises a domain NotFound, `prod-crash`
-raises an unexpected exception, `prod-flaky-*` is UNAVAILABLE for its first two
-attempts, `prod-check` lets a database check violation (with the row in its
-detail) escape, and `prod-db-crash` wraps one in an unexpected exception,
-`prod-db-down` loses its database connection. CreateProduct is always
-UNAVAILABLE and counts its attempts, to show that non-idempotent methods are
-not retried.
+Product ids select behaviour: `prod-slow` sleeps, `prod-slow-then-unavailable`
+sleeps and, cancelled, raises UNAVAILABLE (as a client library may turn a
+cancellation into its error), `prod-own-timeout` raises a TimeoutError of its
+own, `prod-missing` raises a domain NotFound, `prod-crash` raises an unexpected
+exception, `prod-flaky-*` is UNAVAILABLE for its first two attempts,
+`prod-check` lets a database check violation (with the row in its detail)
+escape, and `prod-db-crash` wraps one in an unexpected exception, `prod-db-down`
+loses its database connection. CreateProduct is always UNAVAILABLE and counts
+its attempts, to show that non-idempotent methods are not retried.
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ class SampleInventory(inventory_grpc.InventoryServiceServicer):
 
     async def GetProduct(self, request: inventory_pb2.GetProductRequest, context: Any) -> inventory_pb2.Product:
         self.attempts[request.id] += 1
-        if request.id == "prod-slow":
-            await asyncio.sleep(SLOW_SECONDS)
+        if request.id.startswith("prod-slow"):
+            await self._slow(request.id)
         elif request.id == "prod-own-timeout":
             raise TimeoutError("the dependency did not answer in time")
         elif request.id == "prod-missing":
@@ -75,6 +76,15 @@ class SampleInventory(inventory_grpc.InventoryServiceServicer):
             raise Unavailable("warming up", reason="WARMING_UP", domain="inventory")
         self.answered[request.id] += 1
         return inventory_pb2.Product(id=request.id, name="Sample", price=9.99, currency="USD")
+
+    @staticmethod
+    async def _slow(product_id: str) -> None:
+        try:
+            await asyncio.sleep(SLOW_SECONDS)
+        except asyncio.CancelledError:
+            if product_id == "prod-slow-then-unavailable":
+                raise Unavailable("the dependency call was cut", reason="CUT", domain="inventory") from None
+            raise
 
     async def CreateProduct(self, request: inventory_pb2.CreateProductRequest, context: Any) -> inventory_pb2.Product:
         self.attempts["CreateProduct"] += 1

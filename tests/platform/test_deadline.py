@@ -131,3 +131,20 @@ async def test_a_call_its_caller_abandons_is_logged_cancelled_not_as_a_server_fa
     finally:
         logging.getLogger("shopmesh.access").removeHandler(handler)
     assert [(line["grpc_code"], line["level"]) for line in lines] == [("CANCELLED", "info")]
+
+
+async def test_a_status_the_gone_caller_cannot_receive_ends_the_call_cancelled_not_unknown(stub: Any) -> None:
+    """The handler turns its cancellation into an error after the caller left: nothing can be sent."""
+    stream, handler = _capture_access_log(logging.INFO)
+    try:
+        with pytest.raises(aio.AioRpcError) as caught:
+            await stub.GetProduct(inventory_pb2.GetProductRequest(id="prod-slow-then-unavailable"), timeout=0.3)
+        assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+        async def logged() -> list[dict[str, Any]]:
+            return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+        lines = await eventually(logged, bool, timeout=5)
+    finally:
+        logging.getLogger("shopmesh.access").removeHandler(handler)
+    assert [(line["grpc_code"], line["level"]) for line in lines] == [("CANCELLED", "info")]

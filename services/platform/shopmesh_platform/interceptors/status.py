@@ -9,11 +9,15 @@ INVALID_ARGUMENT naming the constraint, never the row
 (shopmesh_platform.database_errors). A database that cannot be reached is
 UNAVAILABLE (the client may retry), logged as a warning without a traceback. Any other exception is a bug: it is logged
 with its traceback (database errors in it without their data) and the client
-gets INTERNAL with only the request id, never the exception text.
+gets INTERNAL with only the request id, never the exception text. When the
+status cannot be sent because the caller has already gone (its deadline passed,
+it reset the stream), the call ends as CANCELLED, which is what it was, and not
+as an UNKNOWN server fault.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -106,4 +110,14 @@ class StatusInterceptor(AroundInterceptor):
         request_id = request_id_var.get()
         if request_id:
             trailers.append((REQUEST_ID_HEADER, request_id))
-        await call.context.abort(code, status.message, trailing_metadata=tuple(trailers))
+        try:
+            await call.context.abort(code, status.message, trailing_metadata=tuple(trailers))
+        except aio.AbortError:
+            raise
+        except Exception as undelivered:
+            # gRPC could not send the status (ExecuteBatchError): nobody is listening any more.
+            logger.info(
+                "the caller left before its answer",
+                extra={"undelivered_code": code.name, "error": type(undelivered).__name__},
+            )
+            raise asyncio.CancelledError from undelivered
